@@ -1,0 +1,54 @@
+"""riverbed: deploy, serve, learn from and manage online and batch models."""
+
+from riverbed.engine import Engine, Receipt
+from riverbed.exceptions import (
+    AlreadyLabelled,
+    Conflict,
+    InvalidFeatures,
+    InvalidInput,
+    InvalidSpec,
+    InvalidTarget,
+    MalformedJSON,
+    ModelExists,
+    ModelNotFound,
+    NotFound,
+    PayloadTooLarge,
+    PredictionExists,
+    PredictionNotFound,
+    RiverbedError,
+    ServerError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyLabelled",
+    "AsyncClient",
+    "Client",
+    "Conflict",
+    "Engine",
+    "InvalidFeatures",
+    "InvalidInput",
+    "InvalidSpec",
+    "InvalidTarget",
+    "MalformedJSON",
+    "ModelExists",
+    "ModelNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "PredictionExists",
+    "PredictionNotFound",
+    "Receipt",
+    "RiverbedError",
+    "ServerError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The clients import httpx; load them only when asked for.
+    if name in ("Client", "AsyncClient"):
+        from riverbed import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'riverbed' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from riverbed.cli import main
+
+main()

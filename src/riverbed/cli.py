@@ -1,0 +1,90 @@
+"""The ``riverbed`` command line: thin over the engine, the server and the client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from riverbed import __version__
+from riverbed.config import SETTINGS, Settings
+
+__all__ = ["main"]
+
+
+def _setting_options(func: Any) -> Any:
+    """One ``--flag`` per setting, each defaulting to its RIVERBED_* variable or default."""
+    for setting in reversed(SETTINGS):
+        func = click.option(
+            setting.flag,
+            setting.name,
+            type=setting.type,
+            default=None,
+            help=f"{setting.help} [env {setting.env}; default {setting.default!r}]",
+        )(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="riverbed")
+def cli() -> None:
+    """riverbed serves online (river) and batch models: predict, learn from delayed ground
+    truth, and watch metrics move.
+
+    \b
+    Start a server on an SQLite file in this directory:
+        riverbed serve
+    Then see what it answers:
+        riverbed routes
+    """
+
+
+@cli.command()
+@_setting_options
+def serve(**options: Any) -> None:
+    """Run the HTTP server (JSON API under /v1, OpenAPI at /openapi.json)."""
+    import uvicorn
+
+    from riverbed.server import create_app
+
+    try:
+        settings = Settings.load(options)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings=settings)
+    click.echo(
+        f"riverbed {__version__}: serving {settings.database} on "
+        f"http://{settings.host}:{settings.port} (API docs: /openapi.json)",
+        err=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        lifespan="on",
+    )
+
+
+@cli.command()
+def routes() -> None:
+    """List every HTTP route the server answers."""
+    from riverbed.server.app import endpoints
+
+    rows = [(e.method, e.path, e.summary) for e in endpoints()]
+    width = max(len(path) for _, path, _ in rows)
+    for method, path, summary in rows:
+        click.echo(f"{method:<7} {path:<{width}}  {summary}")
+
+
+def main() -> None:
+    cli(prog_name="riverbed")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,175 @@
+"""Python clients over httpx with the engine's method names.
+
+Code written against :class:`riverbed.Engine` runs against a server by swapping one object::
+
+    engine = Client("http://127.0.0.1:8000")   # instead of Engine("riverbed.db")
+
+Each method is written once, in :class:`_Methods`: it describes its request and hands it to
+``_request``, which the sync client runs at once and the async client returns as a
+coroutine. Error payloads become the same exceptions the engine raises.
+
+Models travel as declarative specs (:func:`riverbed.specs.to_spec`), never as pickles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from riverbed import specs
+from riverbed.exceptions import ServerError, error_from_payload
+
+__all__ = ["AsyncClient", "Client"]
+
+_MISSING: Any = object()
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _path(*parts: str) -> str:
+    return "/v1/" + "/".join(quote(p, safe="") for p in parts)
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _result(response: httpx.Response, pick: str | None = None) -> Any:
+    try:
+        payload = response.json() if response.content else None
+    except ValueError:
+        payload = None
+    if response.is_success:
+        return payload[pick] if pick is not None and payload is not None else payload
+    if payload is None:
+        raise ServerError(
+            f"HTTP {response.status_code} from {response.request.url}: {response.text[:200]}"
+        )
+    raise error_from_payload(payload)
+
+
+class _Methods:
+    """The operations, each described once. ``_request`` decides sync or async."""
+
+    def _request(self, method: str, path: str, json: Any = None, *, pick: str | None = None) -> Any:
+        """Send a request and return its JSON (or its field ``pick``)."""
+        raise NotImplementedError
+
+    def health(self) -> Any:
+        return self._request("GET", "/health")
+
+    def create_model(
+        self,
+        name: str,
+        model: Any = None,
+        *,
+        spec: Any = None,
+        task: str | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        metrics: list[str] | None = None,
+    ) -> Any:
+        """Create a model from a river object (sent as its spec) or from a spec."""
+        if (model is None) == (spec is None):
+            raise TypeError("give either a model object or a spec, not both or neither")
+        if model is not None:
+            spec = specs.to_spec(model)
+        return self._request(
+            "POST",
+            "/v1/models",
+            _body(
+                name=name, spec=spec, task=task, description=description, tags=tags, metrics=metrics
+            ),
+        )
+
+    def list_models(self) -> Any:
+        return self._request("GET", "/v1/models", pick="models")
+
+    def get_model(self, name: str) -> Any:
+        return self._request("GET", _path("models", name))
+
+    def delete_model(self, name: str) -> Any:
+        return self._request("DELETE", _path("models", name))
+
+    def predict(self, name: str, features: dict[str, Any], *, id: str | None = None) -> Any:
+        return self._request(
+            "POST", _path("models", name, "predict"), _body(features=features, id=id)
+        )
+
+    def learn(
+        self,
+        name: str,
+        features: dict[str, Any] | None = None,
+        ground_truth: Any = _MISSING,
+        *,
+        id: str | None = None,
+    ) -> Any:
+        body = _body(features=features, id=id)
+        if ground_truth is not _MISSING:
+            body["ground_truth"] = ground_truth
+        return self._request("POST", _path("models", name, "learn"), body)
+
+    def metrics(self, name: str) -> Any:
+        return self._request("GET", _path("models", name, "metrics"))
+
+    def stats(self, name: str) -> Any:
+        return self._request("GET", _path("models", name, "stats"))
+
+
+class Client(_Methods):
+    """A blocking client. ``with Client(url) as c: c.predict(...)``."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout, headers=headers, transport=transport
+        )
+
+    def _request(self, method: str, path: str, json: Any = None, *, pick: str | None = None) -> Any:
+        return _result(self._http.request(method, path, json=json), pick)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Methods):
+    """The same methods as :class:`Client`, to be awaited."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, headers=headers, transport=transport
+        )
+
+    async def _request(
+        self, method: str, path: str, json: Any = None, *, pick: str | None = None
+    ) -> Any:
+        return _result(await self._http.request(method, path, json=json), pick)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,159 @@
+"""Settings, declared once as data.
+
+Each :class:`Setting` has a name, a default, a type and a help text. From this one list come
+the ``riverbed serve`` flags, the ``RIVERBED_*`` environment variables, the settings table in
+``docs/settings.md`` (a test checks it covers every setting) and :class:`Settings` itself.
+Precedence: explicit arguments (CLI flags) > environment > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ENV_PREFIX", "SETTINGS", "Setting", "Settings", "settings_markdown"]
+
+ENV_PREFIX = "RIVERBED_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    type: type
+    help: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, raw: str) -> Any:
+        if self.type is bool:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(f"{self.env}: expected true or false, got {raw!r}")
+        try:
+            return self.type(raw)
+        except ValueError:
+            raise ValueError(f"{self.env}: expected a {self.type.__name__}, got {raw!r}") from None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database",
+        "riverbed.db",
+        str,
+        "Where state lives: an SQLite file path (created if missing) or ':memory:' "
+        "for the in-memory store.",
+    ),
+    Setting("host", "127.0.0.1", str, "Address the server binds to."),
+    Setting("port", 8000, int, "Port the server listens on."),
+    Setting("log_level", "info", str, "Log level: debug, info, warning or error."),
+    Setting("checkpoint_every", 1000, int, "Checkpoint a live model after this many learns."),
+    Setting(
+        "checkpoint_seconds",
+        30.0,
+        float,
+        "Checkpoint a live model that has learned at most this many seconds after its "
+        "last checkpoint.",
+    ),
+    Setting(
+        "sqlite_synchronous",
+        "NORMAL",
+        str,
+        "SQLite's synchronous pragma. NORMAL (WAL) survives a crash of the process; "
+        "FULL also survives a power cut, at the cost of an fsync per group commit.",
+    ),
+    Setting(
+        "max_body_bytes",
+        1_048_576,
+        int,
+        "Largest request body accepted, in bytes; larger ones get 413.",
+    ),
+    Setting("max_features", 10_000, int, "Most features one sample may have."),
+    Setting(
+        "max_string_length",
+        10_000,
+        int,
+        "Longest string accepted as a feature value, label or identifier.",
+    ),
+    Setting(
+        "allowed_modules",
+        "river,sklearn",
+        str,
+        "Comma-separated module prefixes that model specs may import from.",
+    ),
+    Setting(
+        "prediction_cache_size",
+        100_000,
+        int,
+        "Recent predictions kept in memory so that learning by id needs no disk read.",
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one engine or server."""
+
+    database: str = "riverbed.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 30.0
+    sqlite_synchronous: str = "NORMAL"
+    max_body_bytes: int = 1_048_576
+    max_features: int = 10_000
+    max_string_length: int = 10_000
+    allowed_modules: str = "river,sklearn"
+    prediction_cache_size: int = 100_000
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Defaults, then ``RIVERBED_*`` variables, then ``overrides`` that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            if setting.env in environ:
+                values[setting.name] = setting.parse(environ[setting.env])
+        for name, value in (overrides or {}).items():
+            if name not in _BY_NAME:
+                raise TypeError(f"unknown setting {name!r}")
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+    @property
+    def allowed_module_prefixes(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.allowed_modules.split(",") if p.strip())
+
+
+def settings_markdown() -> str:
+    """The settings table of ``docs/settings.md``, generated from :data:`SETTINGS`."""
+    lines = [
+        "# Settings",
+        "",
+        "Every setting is a `riverbed serve` flag and a `RIVERBED_*` environment variable;",
+        "flags win over the environment, which wins over the default. The embedded",
+        "`Engine(...)` takes the same names as keyword arguments.",
+        "",
+        "| setting | flag | environment | default | what it does |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in SETTINGS:
+        lines.append(f"| `{s.name}` | `{s.flag}` | `{s.env}` | `{s.default!r}` | {s.help} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,80 @@
+"""The event feed: what happened, in order, for streams, dashboards and webhooks.
+
+The engine publishes an :class:`Event` once the change it describes is durable. Listeners
+are plain callables called on the publishing thread; they must be quick and thread-safe
+(the server's streams hand events to their event loop with ``call_soon_threadsafe``).
+The bus keeps the most recent events in memory so that a late subscriber can catch up.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Event", "EventBus", "Listener"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    id: int
+    type: str  # predict, learn, model.created, model.deleted, ...
+    model: str | None
+    time: float
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "model": self.model,
+            "time": self.time,
+            "data": self.data,
+        }
+
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self, keep: int = 1000) -> None:
+        self._listeners: list[Listener] = []
+        self._recent: collections.deque[Event] = collections.deque(maxlen=keep)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every future event; returns a function that unsubscribes."""
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = [x for x in self._listeners if x is not listener]
+
+        return unsubscribe
+
+    def publish(self, type: str, model: str | None, data: dict[str, Any]) -> Event:
+        with self._lock:
+            event = Event(next(self._ids), type, model, time.time(), data)
+            self._recent.append(event)
+            listeners = self._listeners
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break the write path
+                log.exception("event listener failed")
+        return event
+
+    def recent(self, *, model: str | None = None, after: int = 0) -> list[Event]:
+        """Events still held in memory, oldest first, optionally for one model."""
+        with self._lock:
+            events = list(self._recent)
+        return [e for e in events if e.id > after and (model is None or e.model == model)]

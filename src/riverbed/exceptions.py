@@ -1,0 +1,142 @@
+"""The errors riverbed raises, one tree for the engine, the server and the client.
+
+    RiverbedError                      anything riverbed raises on purpose
+     ├── InvalidInput                  the caller sent something unusable; nothing changed
+     │    ├── InvalidSpec              a model spec names a forbidden or unknown class
+     │    ├── InvalidFeatures          features are not a flat mapping of finite scalars
+     │    ├── InvalidTarget            the ground truth does not fit the model's task
+     │    ├── MalformedJSON            the body is not JSON
+     │    └── PayloadTooLarge          a request body is over the configured limit
+     ├── NotFound                      the thing named does not exist
+     │    ├── ModelNotFound
+     │    └── PredictionNotFound
+     ├── Conflict                      the request clashes with what is stored
+     │    ├── ModelExists
+     │    ├── PredictionExists
+     │    └── AlreadyLabelled
+     └── ServerError                   something broke on the server side (a bug)
+
+Every error carries a short machine-readable ``code`` and a message written for a person.
+HTTP status codes are chosen at the edge (``riverbed.server``), never here; the client turns
+an error payload back into the same class through :func:`error_from_payload`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AlreadyLabelled",
+    "Conflict",
+    "InvalidFeatures",
+    "InvalidInput",
+    "InvalidSpec",
+    "InvalidTarget",
+    "MalformedJSON",
+    "ModelExists",
+    "ModelNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "PredictionExists",
+    "PredictionNotFound",
+    "RiverbedError",
+    "ServerError",
+    "error_from_payload",
+]
+
+
+class RiverbedError(Exception):
+    """Base class of every error riverbed raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": {"code", "message", "detail"}}``."""
+        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+
+
+class InvalidInput(RiverbedError):
+    code = "invalid_input"
+
+
+class InvalidSpec(InvalidInput):
+    code = "invalid_spec"
+
+
+class InvalidFeatures(InvalidInput):
+    code = "invalid_features"
+
+
+class InvalidTarget(InvalidInput):
+    code = "invalid_target"
+
+
+class MalformedJSON(InvalidInput):
+    code = "malformed_json"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+
+
+class NotFound(RiverbedError):
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class PredictionNotFound(NotFound):
+    code = "prediction_not_found"
+
+
+class Conflict(RiverbedError):
+    code = "conflict"
+
+
+class ModelExists(Conflict):
+    code = "model_exists"
+
+
+class PredictionExists(Conflict):
+    code = "prediction_exists"
+
+
+class AlreadyLabelled(Conflict):
+    code = "already_labelled"
+
+
+class ServerError(RiverbedError):
+    code = "server_error"
+
+
+def _all_subclasses(cls: type[RiverbedError]) -> list[type[RiverbedError]]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_from_payload(
+    payload: Any, *, fallback: type[RiverbedError] = ServerError
+) -> RiverbedError:
+    """Rebuild the exception that an error payload describes (used by the client).
+
+    >>> err = error_from_payload(ModelNotFound("no model named 'm'").to_payload())
+    >>> type(err).__name__, err.message
+    ('ModelNotFound', "no model named 'm'")
+    """
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return fallback(f"unexpected error payload: {payload!r}")
+    classes: list[type[RiverbedError]] = [RiverbedError, *_all_subclasses(RiverbedError)]
+    by_code = {c.code: c for c in classes}
+    cls = by_code.get(str(error.get("code")), fallback)
+    return cls(str(error.get("message", "")), detail=error.get("detail"))

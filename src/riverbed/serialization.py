@@ -1,0 +1,40 @@
+"""The only module that pickles.
+
+Artifacts are framed as ``MAGIC | format version | sha256 | payload`` so that a truncated or
+tampered blob is refused before it is unpickled. Unpickling runs code: riverbed only loads
+blobs that it wrote itself (checkpoints, versions it created) or that an admin uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from typing import Any
+
+from riverbed.exceptions import InvalidInput
+
+__all__ = ["FORMAT_VERSION", "dumps", "loads", "checksum"]
+
+MAGIC = b"RVBD"
+FORMAT_VERSION = 1
+_HEADER = len(MAGIC) + 1 + 32
+
+
+def checksum(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dumps(obj: Any) -> bytes:
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return MAGIC + bytes([FORMAT_VERSION]) + hashlib.sha256(payload).digest() + payload
+
+
+def loads(blob: bytes) -> Any:
+    if len(blob) < _HEADER or not blob.startswith(MAGIC):
+        raise InvalidInput("not a riverbed artifact (bad header)")
+    if blob[len(MAGIC)] != FORMAT_VERSION:
+        raise InvalidInput(f"unsupported artifact format version {blob[len(MAGIC)]}")
+    digest, payload = blob[len(MAGIC) + 1 : _HEADER], blob[_HEADER:]
+    if hashlib.sha256(payload).digest() != digest:
+        raise InvalidInput("artifact checksum mismatch: the blob is corrupt")
+    return pickle.loads(payload)  # noqa: S301 - only blobs riverbed wrote or an admin uploaded

@@ -1,0 +1,276 @@
+"""The native JSON API under ``/v1``: models, predict, learn, metrics, stats, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from riverbed import __version__
+from riverbed.engine import Engine
+from riverbed.server.http import (
+    JSONResponse,
+    field,
+    is_object,
+    is_str,
+    is_str_list,
+    read_json,
+    reject_unknown,
+)
+from riverbed.server.routing import Endpoint
+
+__all__ = ["ENDPOINTS"]
+
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.\\-]{0,127}$"}
+_SCALAR = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
+_FEATURES = {
+    "type": "object",
+    "additionalProperties": _SCALAR,
+    "description": "feature name -> finite number, string or boolean",
+}
+_MODEL = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "task": {"type": "string"},
+        "description": {"type": "string"},
+        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "metrics": {"type": "array", "items": {"type": "string"}},
+        "created_at": {"type": "number"},
+        "updated_at": {"type": "number"},
+        "version": {"type": "integer"},
+        "source": {"type": ["string", "null"]},
+        "spec": {},
+        "n_predictions": {"type": "integer"},
+        "n_learns": {"type": "integer"},
+    },
+}
+_PREDICTION = {
+    "type": "object",
+    "required": ["id", "model", "prediction"],
+    "properties": {
+        "id": {"type": "string"},
+        "model": {"type": "string"},
+        "prediction": {},
+        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+}
+_OP_STATS = {
+    "type": "object",
+    "properties": {
+        "n_calls": {"type": "integer"},
+        "mean_duration": {"type": "number"},
+        "ewm_duration": {"type": "number"},
+    },
+}
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def list_models(request: Request) -> Response:
+    return JSONResponse({"models": _engine(request).list_models()})
+
+
+async def create_model(request: Request) -> Response:
+    body = await read_json(request)
+    reject_unknown(body, {"name", "spec", "task", "description", "tags", "metrics"})
+    name = field(body, "name", is_str, "a string", required=True)
+    spec = field(body, "spec", required=True)
+    receipt = _engine(request).submit_create_model(
+        name,
+        spec=spec,
+        task=field(body, "task", is_str, "a string"),
+        description=field(body, "description", is_str, "a string", default=""),
+        tags=field(body, "tags", is_object, "an object of strings"),
+        metrics=field(body, "metrics", is_str_list, "an array of metric names"),
+    )
+    return JSONResponse(await receipt, status_code=201)
+
+
+async def get_model(request: Request) -> Response:
+    return JSONResponse(_engine(request).get_model(request.path_params["name"]))
+
+
+async def delete_model(request: Request) -> Response:
+    return JSONResponse(await _engine(request).submit_delete_model(request.path_params["name"]))
+
+
+async def predict(request: Request) -> Response:
+    body = await read_json(request)
+    reject_unknown(body, {"features", "id"})
+    receipt = _engine(request).submit_predict(
+        request.path_params["name"],
+        field(body, "features", is_object, "an object of feature values", required=True),
+        id=field(body, "id", is_str, "a string"),
+    )
+    return JSONResponse(await receipt)
+
+
+async def learn(request: Request) -> Response:
+    body = await read_json(request)
+    reject_unknown(body, {"features", "ground_truth", "id"})
+    receipt = _engine(request).submit_learn(
+        request.path_params["name"],
+        field(body, "features", is_object, "an object of feature values"),
+        field(body, "ground_truth", required=True),
+        id=field(body, "id", is_str, "a string"),
+    )
+    return JSONResponse(await receipt)
+
+
+async def metrics(request: Request) -> Response:
+    return JSONResponse(_engine(request).metrics(request.path_params["name"]))
+
+
+async def stats(request: Request) -> Response:
+    return JSONResponse(_engine(request).stats(request.path_params["name"]))
+
+
+def _obj(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "GET",
+        "/health",
+        health,
+        "Is the server up?",
+        "service",
+        response=_obj({"status": {"type": "string"}, "version": {"type": "string"}}, ["status"]),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/health",
+        health,
+        "Is the server up?",
+        "service",
+        response=_obj({"status": {"type": "string"}, "version": {"type": "string"}}, ["status"]),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/models",
+        list_models,
+        "List models",
+        "models",
+        response=_obj({"models": {"type": "array", "items": _MODEL}}, ["models"]),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/models",
+        create_model,
+        "Create a model from a declarative spec",
+        "models",
+        status=201,
+        errors=(409, 413),
+        body=_obj(
+            {
+                "name": _NAME,
+                "spec": {"description": "see docs/specs.md"},
+                "task": {"type": "string", "enum": ["regression", "binary", "multiclass"]},
+                "description": {"type": "string"},
+                "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                "metrics": {"type": "array", "items": {"type": "string"}},
+            },
+            ["name", "spec"],
+        ),
+        response=_MODEL,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/models/{name}",
+        get_model,
+        "Describe a model",
+        "models",
+        errors=(404,),
+        response=_MODEL,
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/models/{name}",
+        delete_model,
+        "Delete a model and its history",
+        "models",
+        errors=(404,),
+        response=_obj(
+            {"name": {"type": "string"}, "deleted": {"type": "boolean"}}, ["name", "deleted"]
+        ),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/models/{name}/predict",
+        predict,
+        "Predict for one sample; the prediction is stored under its id",
+        "learning",
+        errors=(404, 409, 413),
+        body=_obj({"features": _FEATURES, "id": {"type": "string", "minLength": 1}}, ["features"]),
+        response=_PREDICTION,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/models/{name}/learn",
+        learn,
+        "Learn from features and ground truth, or from a prediction id and ground truth",
+        "learning",
+        errors=(404, 409, 413),
+        body=_obj(
+            {
+                "features": _FEATURES,
+                "ground_truth": _SCALAR,
+                "id": {"type": "string", "minLength": 1},
+            },
+            ["ground_truth"],
+        ),
+        response=_obj(
+            {
+                "model": {"type": "string"},
+                "id": {"type": ["string", "null"]},
+                "n_learns": {"type": "integer"},
+            },
+            ["model", "n_learns"],
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/models/{name}/metrics",
+        metrics,
+        "Progressive-validation metrics of a model",
+        "learning",
+        errors=(404,),
+        response=_obj(
+            {"model": {"type": "string"}, "n": {"type": "integer"}, "metrics": {"type": "object"}},
+            ["model", "n", "metrics"],
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/models/{name}/stats",
+        stats,
+        "Counts and latency of predict and learn",
+        "learning",
+        errors=(404,),
+        response=_obj(
+            {
+                "model": {"type": "string"},
+                "n_predictions": {"type": "integer"},
+                "n_learns": {"type": "integer"},
+                "predict": _OP_STATS,
+                "learn": _OP_STATS,
+            },
+            ["model"],
+        ),
+    ),
+]

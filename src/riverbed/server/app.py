@@ -1,0 +1,101 @@
+"""The ASGI application: routes from every route module, JSON errors, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from riverbed import __version__
+from riverbed.config import Settings
+from riverbed.engine import Engine
+from riverbed.exceptions import RiverbedError
+from riverbed.server import api, stream
+from riverbed.server.http import JSONResponse, error_response, status_of
+from riverbed.server.routing import Endpoint, openapi_document, routes_of
+
+__all__ = ["create_app", "endpoints"]
+
+log = logging.getLogger("riverbed.server")
+
+
+def endpoints() -> list[Endpoint]:
+    """Every endpoint the server answers, in the order they are matched."""
+    return [
+        *api.ENDPOINTS,
+        *stream.ENDPOINTS,
+        Endpoint("GET", "/openapi.json", _openapi, "This OpenAPI document", "service"),
+    ]
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(request.app.state.openapi)
+
+
+async def _riverbed_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RiverbedError)
+    status = status_of(exc)
+    if status >= 500:
+        log.error("server error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(exc.to_payload(), status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(
+            404,
+            "route_not_found",
+            f"no route {request.method} {request.url.path}; see /openapi.json for the routes",
+        )
+    if exc.status_code == 405:
+        return error_response(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}",
+            headers=exc.headers,
+        )
+    return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        500, "server_error", "the server failed to handle this request; this is a bug"
+    )
+
+
+def create_app(engine: Engine | None = None, settings: Settings | None = None) -> Starlette:
+    """The ASGI app over ``engine``; without one, an engine is opened from ``settings`` and
+    closed (checkpointing every model) when the server shuts down."""
+    settings = settings or (engine.settings if engine is not None else Settings.load())
+    owned = engine is None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if app.state.engine is None:
+            app.state.engine = Engine(settings=settings)
+        try:
+            yield
+        finally:
+            if owned and app.state.engine is not None:
+                app.state.engine.close()
+
+    all_endpoints = endpoints()
+    handlers: dict[Any, Any] = {
+        RiverbedError: _riverbed_error,
+        HTTPException: _http_error,
+        Exception: _unexpected,
+    }
+    app = Starlette(routes=routes_of(all_endpoints), exception_handlers=handlers, lifespan=lifespan)
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.endpoints = all_endpoints
+    app.state.openapi = openapi_document(all_endpoints, title="riverbed", version=__version__)
+    return app

@@ -1,0 +1,108 @@
+"""Endpoints declared once as data: the Starlette routes, the OpenAPI document and
+``riverbed routes`` are all built from the same list."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+__all__ = ["Endpoint", "openapi_document", "routes_of"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: dict[str, Any] | None = None  # JSON schema of the request body
+    response: dict[str, Any] | None = None  # JSON schema of the success body
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    media_type: str = "application/json"
+
+
+def routes_of(endpoints: Iterable[Endpoint]) -> list[BaseRoute]:
+    return [
+        Route(e.path, e.handler, methods=[e.method], name=f"{e.method} {e.path}") for e in endpoints
+    ]
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "detail": {}},
+        }
+    },
+}
+_ERROR_TEXT = {
+    400: "Bad input; nothing changed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body too large",
+    401: "Authentication required",
+    403: "Forbidden",
+}
+
+
+def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        operation: dict[str, Any] = {
+            "summary": e.summary,
+            "tags": [e.tag],
+            "operationId": _operation_id(e),
+        }
+        params = [
+            segment[1:-1].split(":")[0] for segment in e.path.split("/") if segment.startswith("{")
+        ]
+        if params:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if e.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": e.body}},
+            }
+        success: dict[str, Any] = {"description": "OK"}
+        if e.response is not None:
+            success["content"] = {e.media_type: {"schema": e.response}}
+        responses: dict[str, Any] = {str(e.status): success}
+        for status in sorted({400, *e.errors}):
+            responses[str(status)] = {
+                "description": _ERROR_TEXT.get(status, "Error"),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        operation["responses"] = responses
+        paths.setdefault(_openapi_path(e.path), {})[e.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+    }
+
+
+def _openapi_path(path: str) -> str:
+    return "/".join(
+        s.split(":")[0] + "}" if s.startswith("{") and ":" in s else s for s in path.split("/")
+    )
+
+
+def _operation_id(e: Endpoint) -> str:
+    words = [w.strip("{}").split(":")[0] for w in e.path.strip("/").split("/") if w]
+    return "_".join([e.method.lower(), *words]).replace("-", "_").replace(".", "_")

@@ -1,0 +1,190 @@
+"""The store interface: records, and the handful of methods every backend implements.
+
+Writes return a :class:`concurrent.futures.Future` that completes once the write is durable
+(committed); the engine acknowledges a request only after that. Writes submitted from one
+thread are applied in the order they were submitted, so a model's learn log, its checkpoints
+and its deletion never overtake each other. Reads return committed data.
+
+Values are stored as JSON through :func:`dump` / :func:`load`, which keep the key types of
+mappings that JSON cannot express (a classifier's ``{True: 0.8, False: 0.2}``).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "Checkpoint",
+    "LearnRecord",
+    "ModelRecord",
+    "PredictionRecord",
+    "Store",
+    "VersionRecord",
+    "done",
+    "dump",
+    "load",
+]
+
+
+@dataclasses.dataclass
+class ModelRecord:
+    name: str
+    task: str
+    description: str = ""
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    metrics: list[str] = dataclasses.field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclasses.dataclass
+class VersionRecord:
+    model: str
+    version: int
+    artifact: bytes
+    spec: Any = None
+    source: str = "object"
+    created_at: float = 0.0
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class PredictionRecord:
+    id: str
+    model: str
+    seq: int
+    features: dict[str, Any]
+    prediction: Any
+    created_at: float
+    labelled: bool = False
+
+
+@dataclasses.dataclass
+class LearnRecord:
+    model: str
+    seq: int
+    features: dict[str, Any]
+    target: Any
+    prediction: Any  # what the model predicted before learning, for the metrics
+    prediction_id: str | None
+    created_at: float
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    model: str
+    seq: int  # the last learn the state includes
+    state: bytes
+    created_at: float
+
+
+class Store(abc.ABC):
+    """What the engine needs from a backend."""
+
+    # models and versions
+    @abc.abstractmethod
+    def create_model(self, model: ModelRecord, version: VersionRecord) -> Future[None]: ...
+
+    @abc.abstractmethod
+    def delete_model(self, name: str) -> Future[None]: ...
+
+    @abc.abstractmethod
+    def get_model(self, name: str) -> ModelRecord | None: ...
+
+    @abc.abstractmethod
+    def list_models(self) -> list[ModelRecord]: ...
+
+    @abc.abstractmethod
+    def get_version(self, name: str, version: int | None = None) -> VersionRecord | None:
+        """One version of a model; the latest when ``version`` is None."""
+
+    # the prediction and learn log
+    @abc.abstractmethod
+    def add_prediction(self, record: PredictionRecord) -> Future[None]: ...
+
+    @abc.abstractmethod
+    def get_prediction(self, prediction_id: str) -> PredictionRecord | None: ...
+
+    @abc.abstractmethod
+    def max_prediction_seq(self, name: str) -> int: ...
+
+    @abc.abstractmethod
+    def add_learn(self, record: LearnRecord) -> Future[None]:
+        """Append a learn; if it names a prediction, mark that prediction labelled."""
+
+    @abc.abstractmethod
+    def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
+        """The learns of a model with a sequence number above ``seq``, in order."""
+
+    # checkpoints of live models
+    @abc.abstractmethod
+    def save_checkpoint(self, checkpoint: Checkpoint) -> Future[None]: ...
+
+    @abc.abstractmethod
+    def get_checkpoint(self, name: str) -> Checkpoint | None: ...
+
+    def sync(self) -> None:
+        """Wait until every write submitted so far is durable."""
+        return None
+
+    def close(self) -> None:
+        """Finish pending writes and release resources."""
+        return None
+
+
+def done(result: Any = None, error: BaseException | None = None) -> Future[Any]:
+    """A future that is already complete."""
+    future: Future[Any] = Future()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+    return future
+
+
+_ITEMS = "__items__"
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if all(type(k) is str for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {_ITEMS: [[k, _encode(v)] for k, v in value.items()]}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and _ITEMS in value:
+            return {_key(k): _decode(v) for k, v in value[_ITEMS]}
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _key(k: Any) -> Any:
+    return tuple(k) if isinstance(k, list) else k
+
+
+def dump(value: Any) -> bytes:
+    """JSON bytes for a stored value, keeping non-string mapping keys.
+
+    >>> load(dump({True: 0.75, False: 0.25}))
+    {True: 0.75, False: 0.25}
+    """
+    return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def load(data: bytes | str | None) -> Any:
+    if data is None:
+        return None
+    return _decode(orjson.loads(data))

@@ -1,0 +1,427 @@
+"""The SQLite store: one file in WAL mode, one writer thread, group commits.
+
+Every write is queued to the writer thread, which drains the queue, applies what it found in
+one transaction (each write in its own savepoint, so one bad write fails alone) and commits
+once. The futures of the batch complete after that commit, so many concurrent requests share
+one commit. Reads use a connection per thread and see committed data only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from riverbed.exceptions import ModelExists, PredictionExists, ServerError
+from riverbed.stores.base import (
+    Checkpoint,
+    LearnRecord,
+    ModelRecord,
+    PredictionRecord,
+    Store,
+    VersionRecord,
+    dump,
+    load,
+)
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    model TEXT NOT NULL REFERENCES models(name) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    artifact BLOB NOT NULL,
+    spec TEXT,
+    source TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS predictions (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    features TEXT NOT NULL,
+    prediction TEXT,
+    created_at REAL NOT NULL,
+    labelled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS predictions_model_seq ON predictions (model, seq);
+CREATE TABLE IF NOT EXISTS learns (
+    model TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    features TEXT NOT NULL,
+    target TEXT NOT NULL,
+    prediction TEXT,
+    prediction_id TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (model, seq)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    model TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+_STOP = object()
+_MAX_BATCH = 4096
+_Op = Callable[[sqlite3.Connection], Any]
+
+
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class _Writer(threading.Thread):
+    """Applies queued writes in batches, one commit per batch."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(name="riverbed-sqlite-writer", daemon=True)
+        self.conn = conn
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def submit(self, op: _Op) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queue.put((op, future))
+        return future
+
+    def stop(self) -> None:
+        self.queue.put(_STOP)
+        self.join()
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = [self.queue.get()]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in batch:
+                stopping = True
+                batch = [item for item in batch if item is not _STOP]
+            if batch:
+                self._apply(batch)
+        self.conn.close()
+
+    def _apply(self, batch: list[tuple[_Op, Future[Any]]]) -> None:
+        conn = self.conn
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, future in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = op(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((future, None, exc))
+                else:
+                    outcomes.append((future, result, None))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nothing in the batch is durable
+            log.exception("SQLite commit failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = ServerError(f"the database could not commit: {exc}")
+            outcomes = [(future, None, failure) for _, future in batch]
+        for future, result, error in outcomes:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"sqlite synchronous must be NORMAL, FULL or EXTRA, not {synchronous}")
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self._synchronous = synchronous.upper()
+        conn = _connect(path, self._synchronous)
+        conn.executescript(SCHEMA)
+        self._writer = _Writer(conn)
+        self._writer.start()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _read(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, self._synchronous)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def sync(self) -> None:
+        self._writer.submit(lambda conn: None).result()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.stop()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    # -- models and versions ----------------------------------------------------------------
+
+    def create_model(self, model: ModelRecord, version: VersionRecord) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO models (name, task, description, tags, metrics, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        model.name,
+                        model.task,
+                        model.description,
+                        dump(model.tags),
+                        dump(model.metrics),
+                        model.created_at,
+                        model.updated_at,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise ModelExists(f"a model named {model.name!r} already exists") from None
+            conn.execute(
+                "INSERT INTO versions (model, version, artifact, spec, source, created_at,"
+                " metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version.model,
+                    version.version,
+                    version.artifact,
+                    None if version.spec is None else dump(version.spec),
+                    version.source,
+                    version.created_at,
+                    dump(version.metadata),
+                ),
+            )
+
+        return self._writer.submit(op)
+
+    def delete_model(self, name: str) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            for table, column in (
+                ("predictions", "model"),
+                ("learns", "model"),
+                ("checkpoints", "model"),
+                ("versions", "model"),
+                ("models", "name"),
+            ):
+                conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
+
+        return self._writer.submit(op)
+
+    @staticmethod
+    def _model(row: tuple[Any, ...]) -> ModelRecord:
+        return ModelRecord(
+            name=row[0],
+            task=row[1],
+            description=row[2],
+            tags=load(row[3]),
+            metrics=load(row[4]),
+            created_at=row[5],
+            updated_at=row[6],
+        )
+
+    def get_model(self, name: str) -> ModelRecord | None:
+        row = (
+            self._read()
+            .execute(
+                "SELECT name, task, description, tags, metrics, created_at, updated_at"
+                " FROM models WHERE name = ?",
+                (name,),
+            )
+            .fetchone()
+        )
+        return self._model(row) if row else None
+
+    def list_models(self) -> list[ModelRecord]:
+        rows = (
+            self._read()
+            .execute(
+                "SELECT name, task, description, tags, metrics, created_at, updated_at"
+                " FROM models ORDER BY name"
+            )
+            .fetchall()
+        )
+        return [self._model(row) for row in rows]
+
+    def get_version(self, name: str, version: int | None = None) -> VersionRecord | None:
+        query = (
+            "SELECT model, version, artifact, spec, source, created_at, metadata"
+            " FROM versions WHERE model = ?"
+        )
+        if version is None:
+            row = self._read().execute(query + " ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+        else:
+            row = self._read().execute(query + " AND version = ?", (name, version)).fetchone()
+        if row is None:
+            return None
+        return VersionRecord(
+            model=row[0],
+            version=row[1],
+            artifact=row[2],
+            spec=load(row[3]),
+            source=row[4],
+            created_at=row[5],
+            metadata=load(row[6]),
+        )
+
+    # -- the log -------------------------------------------------------------------------
+
+    def add_prediction(self, record: PredictionRecord) -> Future[None]:
+        params = (
+            record.id,
+            record.model,
+            record.seq,
+            dump(record.features),
+            dump(record.prediction),
+            record.created_at,
+        )
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO predictions (id, model, seq, features, prediction, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+            except sqlite3.IntegrityError:
+                raise PredictionExists(f"prediction id {record.id!r} is taken") from None
+
+        return self._writer.submit(op)
+
+    def get_prediction(self, prediction_id: str) -> PredictionRecord | None:
+        row = (
+            self._read()
+            .execute(
+                "SELECT id, model, seq, features, prediction, created_at, labelled"
+                " FROM predictions WHERE id = ?",
+                (prediction_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return PredictionRecord(
+            id=row[0],
+            model=row[1],
+            seq=row[2],
+            features=load(row[3]),
+            prediction=load(row[4]),
+            created_at=row[5],
+            labelled=bool(row[6]),
+        )
+
+    def max_prediction_seq(self, name: str) -> int:
+        row = (
+            self._read()
+            .execute("SELECT MAX(seq) FROM predictions WHERE model = ?", (name,))
+            .fetchone()
+        )
+        return row[0] or 0
+
+    def add_learn(self, record: LearnRecord) -> Future[None]:
+        params = (
+            record.model,
+            record.seq,
+            dump(record.features),
+            dump(record.target),
+            dump(record.prediction),
+            record.prediction_id,
+            record.created_at,
+        )
+        prediction_id = record.prediction_id
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO learns (model, seq, features, target, prediction, prediction_id,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            if prediction_id is not None:
+                conn.execute("UPDATE predictions SET labelled = 1 WHERE id = ?", (prediction_id,))
+
+        return self._writer.submit(op)
+
+    def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
+        cursor = self._read().execute(
+            "SELECT model, seq, features, target, prediction, prediction_id, created_at"
+            " FROM learns WHERE model = ? AND seq > ? ORDER BY seq",
+            (name, seq),
+        )
+        for row in cursor:
+            yield LearnRecord(
+                model=row[0],
+                seq=row[1],
+                features=load(row[2]),
+                target=load(row[3]),
+                prediction=load(row[4]),
+                prediction_id=row[5],
+                created_at=row[6],
+            )
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO checkpoints (model, seq, state, created_at)"
+                " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM models WHERE name = ?)"
+                " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq,"
+                " state = excluded.state, created_at = excluded.created_at",
+                (
+                    checkpoint.model,
+                    checkpoint.seq,
+                    checkpoint.state,
+                    checkpoint.created_at,
+                    checkpoint.model,
+                ),
+            )
+
+        return self._writer.submit(op)
+
+    def get_checkpoint(self, name: str) -> Checkpoint | None:
+        row = (
+            self._read()
+            .execute(
+                "SELECT model, seq, state, created_at FROM checkpoints WHERE model = ?", (name,)
+            )
+            .fetchone()
+        )
+        return Checkpoint(*row) if row else None

@@ -1,0 +1,46 @@
+"""Shared fixtures: engines over every store, the ASGI app, and a real running server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from riverbed import Engine
+from riverbed.server import create_app
+from tests.helpers import STORES, Server, database_for
+
+
+@pytest.fixture(params=STORES)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine over each store kind."""
+    with Engine(database_for(request.param, tmp_path)) as eng:
+        yield eng
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    with Engine(str(tmp_path / "riverbed.db")) as eng:
+        yield eng
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the ASGI app over an SQLite engine, no sockets."""
+    with Engine(str(tmp_path / "api.db")) as eng:
+        app = create_app(eng)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            c.engine = eng  # type: ignore[attr-defined]
+            yield c
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(str(tmp_path / "server.db")).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -1,0 +1,94 @@
+"""Helpers shared by the tests: store kinds, free ports, a real ``riverbed serve``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from river import linear_model, preprocessing
+
+STORES = ["memory", "sqlite"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def database_for(kind: str, tmp_path: Path) -> str:
+    return ":memory:" if kind == "memory" else str(tmp_path / "riverbed.db")
+
+
+def phishing_model() -> object:
+    return preprocessing.StandardScaler() | linear_model.LogisticRegression()
+
+
+class Server:
+    """A real ``riverbed serve`` subprocess."""
+
+    def __init__(self, database: str, port: int | None = None, *extra: str) -> None:
+        self.database = database
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "riverbed",
+                "serve",
+                "--port",
+                str(self.port),
+                "--database",
+                self.database,
+                "--log-level",
+                "warning",
+                *self.extra,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read().decode() if self.process.stdout else ""
+                raise RuntimeError(f"riverbed serve exited early:\n{output}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("riverbed serve did not answer /health within 60 s")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+        if self.process.stdout:
+            self.process.stdout.close()
+
+    def stop(self) -> int:
+        """SIGTERM: a clean shutdown."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+        return self.process.returncode

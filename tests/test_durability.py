@@ -1,0 +1,120 @@
+"""Crash safety with a real server process and a real SIGKILL."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from river import datasets, evaluate, linear_model, metrics, preprocessing
+
+from riverbed import Engine
+from tests.helpers import Server
+
+SPEC = {
+    "pipeline": [
+        {"class": "river.preprocessing.StandardScaler"},
+        {"class": "river.linear_model.LogisticRegression"},
+    ]
+}
+
+pytestmark = pytest.mark.slow
+
+
+def reference(n: int) -> tuple[object, dict[str, float]]:
+    """The model and metrics river gives after progressive validation on n samples."""
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    metric = metrics.Accuracy() + metrics.LogLoss() + metrics.F1() + metrics.ROCAUC()
+    evaluate.progressive_val_score(datasets.Phishing().take(n), model, metric)
+    return model, {type(m).__name__: m.get() for m in metric}
+
+
+def test_sigkill_mid_stream_loses_no_acknowledged_learn(tmp_path: Path) -> None:
+    database = str(tmp_path / "crash.db")
+    server = Server(
+        database, None, "--checkpoint-every", "97", "--checkpoint-seconds", "3600"
+    ).start()
+    http = httpx.Client(base_url=server.url, timeout=10)
+    assert http.post("/v1/models", json={"name": "p", "spec": SPEC}).status_code == 201
+
+    acknowledged = 0
+    killer_armed = threading.Event()
+    killer = threading.Thread(target=lambda: (killer_armed.wait(), server.kill()))
+    killer.start()
+    try:
+        for i, (x, y) in enumerate(datasets.Phishing()):
+            if acknowledged == 600:
+                killer_armed.set()  # kill while the stream goes on: a request may be in flight
+            try:
+                http.post(
+                    "/v1/models/p/predict", json={"features": x, "id": f"s{i}"}
+                ).raise_for_status()
+                http.post(
+                    "/v1/models/p/learn", json={"id": f"s{i}", "ground_truth": y}
+                ).raise_for_status()
+            except httpx.TransportError:
+                break
+            acknowledged += 1
+    finally:
+        killer_armed.set()
+        killer.join()
+        http.close()
+    assert acknowledged >= 600
+    # There were checkpoints before the kill, and learns after the last one to replay.
+    conn = sqlite3.connect(database)
+    checkpoint_seq = conn.execute("SELECT seq FROM checkpoints").fetchone()[0]
+    conn.close()
+    assert 0 < checkpoint_seq < acknowledged
+
+    restarted = Server(database).start()
+    try:
+        with httpx.Client(base_url=restarted.url) as http:
+            stats = http.get("/v1/models/p/stats").json()
+            served = http.get("/v1/models/p/metrics").json()
+            n = stats["n_learns"]
+            assert n in (acknowledged, acknowledged + 1)  # +1: committed, reply lost in the kill
+            model, expected = reference(n)
+            assert served["metrics"] == expected
+            for x, _ in datasets.Phishing().take(20):
+                answer = http.post("/v1/models/p/predict", json={"features": x}).json()
+                probabilities = model.predict_proba_one(x)  # type: ignore[attr-defined]
+                assert answer["probabilities"] == {
+                    str(k).lower(): v for k, v in probabilities.items()
+                }
+    finally:
+        restarted.stop()
+
+
+def test_a_clean_shutdown_checkpoints_everything(tmp_path: Path) -> None:
+    database = str(tmp_path / "clean.db")
+    server = Server(
+        database, None, "--checkpoint-every", "100000", "--checkpoint-seconds", "3600"
+    ).start()
+    with httpx.Client(base_url=server.url) as http:
+        http.post("/v1/models", json={"name": "p", "spec": SPEC}).raise_for_status()
+        for x, y in datasets.Phishing().take(50):
+            http.post(
+                "/v1/models/p/learn", json={"features": x, "ground_truth": y}
+            ).raise_for_status()
+    assert server.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    conn = sqlite3.connect(database)
+    assert conn.execute("SELECT seq FROM checkpoints WHERE model = 'p'").fetchone() == (50,)
+    conn.close()
+
+
+def test_reopening_an_engine_replays_the_log_after_the_checkpoint(tmp_path: Path) -> None:
+    database = str(tmp_path / "e.db")
+    engine = Engine(database, checkpoint_every=40, checkpoint_seconds=3600)
+    engine.create_model("p", preprocessing.StandardScaler() | linear_model.LogisticRegression())
+    for x, y in datasets.Phishing().take(130):
+        engine.learn("p", x, y)
+    expected = engine.metrics("p")
+    engine.store.close()  # as if the process died: no final checkpoint
+    engine._stop.set()
+
+    with Engine(database) as again:
+        assert again.metrics("p") == expected
+        assert again.stats("p")["n_learns"] == 130

@@ -1,0 +1,33 @@
+"""The public API is pinned: changing it is a decision, not an accident."""
+
+from __future__ import annotations
+
+import riverbed
+
+
+def test_exported_members() -> None:
+    assert riverbed.__all__ == sorted(riverbed.__all__)
+    assert riverbed.__all__ == [
+        "AlreadyLabelled",
+        "AsyncClient",
+        "Client",
+        "Conflict",
+        "Engine",
+        "InvalidFeatures",
+        "InvalidInput",
+        "InvalidSpec",
+        "InvalidTarget",
+        "MalformedJSON",
+        "ModelExists",
+        "ModelNotFound",
+        "NotFound",
+        "PayloadTooLarge",
+        "PredictionExists",
+        "PredictionNotFound",
+        "Receipt",
+        "RiverbedError",
+        "ServerError",
+        "__version__",
+    ]
+    for name in riverbed.__all__:
+        assert getattr(riverbed, name) is not None

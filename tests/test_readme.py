@@ -1,0 +1,62 @@
+"""The README's code runs as written (against a real server where it needs one)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Server
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+
+pytestmark = pytest.mark.slow
+
+
+def blocks(language: str) -> list[str]:
+    return [code for lang, code in BLOCKS if lang == language]
+
+
+def test_the_set_up_is_exactly_two_commands() -> None:
+    setup = README.split("## Set up")[1].split("\n## ")[0]
+    commands = [
+        line.split("#")[0].strip()
+        for code in re.findall(r"```sh\n(.*?)```", setup, flags=re.S)
+        for line in code.splitlines()
+        if line.strip()
+    ]
+    assert commands == ["make serve", "make test"]
+
+
+def test_the_embedded_quickstart_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = next(c for c in blocks("python") if "Engine(" in c)
+    exec(compile(code, "README.md", "exec"), {})
+    assert "Accuracy" in capsys.readouterr().out
+    assert (tmp_path / "quickstart.db").exists()
+
+
+def test_the_http_quickstart_runs_against_a_real_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = Server(str(tmp_path / "readme.db")).start()
+    try:
+        shell = next(c for c in blocks("sh") if "curl" in c)
+        shell = shell.replace("localhost:8000", f"127.0.0.1:{server.port}")
+        out = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", shell], capture_output=True, text=True, check=True
+        ).stdout
+        assert '"n":1' in out and '"MAE"' in out
+        client_code = next(c for c in blocks("python") if "Client(" in c)
+        exec(
+            compile(client_code.replace("http://127.0.0.1:8000", server.url), "README.md", "exec"),
+            {},
+        )
+        assert "Accuracy" in capsys.readouterr().out
+    finally:
+        server.stop()
