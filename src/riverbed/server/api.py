@@ -150,6 +150,7 @@ ENDPOINTS: list[Endpoint] = [
         health,
         "Is the server up?",
         "service",
+        scope="public",
         response=_obj({"status": {"type": "string"}, "version": {"type": "string"}}, ["status"]),
     ),
     Endpoint(
@@ -158,6 +159,7 @@ ENDPOINTS: list[Endpoint] = [
         health,
         "Is the server up?",
         "service",
+        scope="public",
         response=_obj({"status": {"type": "string"}, "version": {"type": "string"}}, ["status"]),
     ),
     Endpoint(
@@ -174,6 +176,7 @@ ENDPOINTS: list[Endpoint] = [
         create_model,
         "Create a model from a declarative spec",
         "models",
+        scope="admin",
         status=201,
         errors=(409, 413),
         body=_obj(
@@ -204,6 +207,7 @@ ENDPOINTS: list[Endpoint] = [
         delete_model,
         "Delete a model and its history",
         "models",
+        scope="admin",
         errors=(404,),
         response=_obj(
             {"name": {"type": "string"}, "deleted": {"type": "boolean"}}, ["name", "deleted"]
@@ -215,6 +219,7 @@ ENDPOINTS: list[Endpoint] = [
         predict,
         "Predict for one sample; the prediction is stored under its id",
         "learning",
+        scope="predict",
         errors=(404, 409, 413),
         body=_obj({"features": _FEATURES, "id": {"type": "string", "minLength": 1}}, ["features"]),
         response=_PREDICTION,
@@ -225,6 +230,7 @@ ENDPOINTS: list[Endpoint] = [
         learn,
         "Learn from features and ground truth, or from a prediction id and ground truth",
         "learning",
+        scope="learn",
         errors=(404, 409, 413),
         body=_obj(
             {

@@ -30,7 +30,9 @@ def endpoints() -> list[Endpoint]:
     return [
         *api.ENDPOINTS,
         *stream.ENDPOINTS,
-        Endpoint("GET", "/openapi.json", _openapi, "This OpenAPI document", "service"),
+        Endpoint(
+            "GET", "/openapi.json", _openapi, "This OpenAPI document", "service", scope="public"
+        ),
     ]
 
 

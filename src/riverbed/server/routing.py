@@ -23,6 +23,8 @@ class Endpoint:
     handler: Handler
     summary: str
     tag: str
+    # Who may call it: "public" (anyone), "read", "predict", "learn" or "admin".
+    scope: str = "read"
     body: dict[str, Any] | None = None  # JSON schema of the request body
     response: dict[str, Any] | None = None  # JSON schema of the success body
     status: int = 200
