@@ -161,7 +161,8 @@ async def test_openapi_document_lists_every_route(api: httpx.AsyncClient) -> Non
     ):
         assert path in doc["paths"], path
     predict = doc["paths"]["/v1/models/{name}/predict"]["post"]
-    assert predict["requestBody"]["content"]["application/json"]["schema"]["required"] == [
-        "features"
+    assert predict["requestBody"]["content"]["application/json"]["schema"]["anyOf"] == [
+        {"required": ["features"]},
+        {"required": ["features_key"]},
     ]
     assert "404" in predict["responses"]

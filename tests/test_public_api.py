@@ -10,6 +10,7 @@ def test_exported_members() -> None:
     assert riverbed.__all__ == [
         "AlreadyLabelled",
         "AsyncClient",
+        "CacheKeyNotFound",
         "Client",
         "Conflict",
         "Engine",
@@ -27,6 +28,7 @@ def test_exported_members() -> None:
         "Receipt",
         "RiverbedError",
         "ServerError",
+        "WrongCacheKind",
         "__version__",
     ]
     for name in riverbed.__all__:

@@ -3,6 +3,7 @@
 from riverbed.engine import Engine, Receipt
 from riverbed.exceptions import (
     AlreadyLabelled,
+    CacheKeyNotFound,
     Conflict,
     InvalidFeatures,
     InvalidInput,
@@ -17,6 +18,7 @@ from riverbed.exceptions import (
     PredictionNotFound,
     RiverbedError,
     ServerError,
+    WrongCacheKind,
 )
 
 __version__ = "0.1.0"
@@ -24,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyLabelled",
     "AsyncClient",
+    "CacheKeyNotFound",
     "Client",
     "Conflict",
     "Engine",
@@ -41,6 +44,7 @@ __all__ = [
     "Receipt",
     "RiverbedError",
     "ServerError",
+    "WrongCacheKind",
     "__version__",
 ]
 

@@ -82,6 +82,15 @@ def routes() -> None:
         click.echo(f"{method:<7} {path:<{width}}  {summary}")
 
 
+def _add_commands() -> None:
+    from riverbed.cli_cache import cache
+
+    cli.add_command(cache)
+
+
+_add_commands()
+
+
 def main() -> None:
     cli(prog_name="riverbed")
 

@@ -21,7 +21,7 @@ import httpx
 from riverbed import specs
 from riverbed.exceptions import ServerError, error_from_payload
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "CacheMethods", "Client"]
 
 _MISSING: Any = object()
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -92,9 +92,18 @@ class _Methods:
     def delete_model(self, name: str) -> Any:
         return self._request("DELETE", _path("models", name))
 
-    def predict(self, name: str, features: dict[str, Any], *, id: str | None = None) -> Any:
+    def predict(
+        self,
+        name: str,
+        features: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        features_key: str | None = None,
+    ) -> Any:
         return self._request(
-            "POST", _path("models", name, "predict"), _body(features=features, id=id)
+            "POST",
+            _path("models", name, "predict"),
+            _body(features=features, id=id, features_key=features_key),
         )
 
     def learn(
@@ -110,11 +119,52 @@ class _Methods:
             body["ground_truth"] = ground_truth
         return self._request("POST", _path("models", name, "learn"), body)
 
+    @property
+    def cache(self) -> CacheMethods:
+        """The key-value cache: ``client.cache.put(key, value, ttl=60)``, as ``engine.cache``."""
+        return CacheMethods(self._request)
+
     def metrics(self, name: str) -> Any:
         return self._request("GET", _path("models", name, "metrics"))
 
     def stats(self, name: str) -> Any:
         return self._request("GET", _path("models", name, "stats"))
+
+
+class CacheMethods:
+    """The cache's operations over HTTP, with :class:`riverbed.cache.Cache`'s names."""
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    def put(self, key: str, value: Any, *, ttl: float | None = None) -> Any:
+        return self._request("PUT", _path("cache", key), _body(ttl=ttl) | {"value": value})
+
+    def get(self, key: str) -> Any:
+        return self._request("GET", _path("cache", key), pick="value")
+
+    def delete(self, key: str) -> Any:
+        return self._request("DELETE", _path("cache", key))
+
+    def push(self, key: str, value: Any, *, ttl: float | None = None) -> Any:
+        return self._request("POST", _path("cache", key, "push"), _body(ttl=ttl) | {"value": value})
+
+    def peek(self, key: str, position: int = 0) -> Any:
+        return self._request(
+            "GET", _path("cache", key, "peek") + f"?position={int(position)}", pick="value"
+        )
+
+    def pop(self, key: str) -> Any:
+        return self._request("POST", _path("cache", key, "pop"), pick="value")
+
+    def length(self, key: str) -> Any:
+        return self._request("GET", _path("cache", key, "length"), pick="length")
+
+    def ttl(self, key: str) -> Any:
+        return self._request("GET", _path("cache", key, "ttl"))
+
+    def expire(self, key: str, ttl: float | None) -> Any:
+        return self._request("PUT", _path("cache", key, "ttl"), {"ttl": ttl})
 
 
 class Client(_Methods):

@@ -93,6 +93,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma-separated module prefixes that model specs may import from.",
     ),
     Setting(
+        "cache_url",
+        "",
+        str,
+        "Where the key-value cache lives: empty for the database itself (SQLite or memory), "
+        "or a redis:// URL, shared by every replica that names it.",
+    ),
+    Setting("cache_prefix", "riverbed:cache:", str, "Prefix of the cache's keys in Redis."),
+    Setting(
         "prediction_cache_size",
         100_000,
         int,
@@ -118,6 +126,8 @@ class Settings:
     max_features: int = 10_000
     max_string_length: int = 10_000
     allowed_modules: str = "river,sklearn"
+    cache_url: str = ""
+    cache_prefix: str = "riverbed:cache:"
     prediction_cache_size: int = 100_000
 
     @classmethod

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Generator, Mapping
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from riverbed import serialization, specs
 from riverbed.config import Settings
@@ -55,6 +55,9 @@ from riverbed.stores.base import (
     VersionRecord,
 )
 from riverbed.tasks import Task, detect_task, get_task, make_metrics
+
+if TYPE_CHECKING:
+    from riverbed.cache import Cache
 
 __all__ = ["Engine", "Receipt"]
 
@@ -159,6 +162,11 @@ class Engine:
             self.settings.database, synchronous=self.settings.sqlite_synchronous
         )
         self.events = EventBus()
+        from riverbed.cache import open_cache
+
+        self.cache: Cache = open_cache(
+            self.store, url=self.settings.cache_url, prefix=self.settings.cache_prefix
+        )
         self._allowed = self.settings.allowed_module_prefixes
         self._live: dict[str, _Live] = {}
         self._lock = threading.RLock()
@@ -184,6 +192,8 @@ class Engine:
         self._stop.set()
         self._ticker.join()
         self.checkpoint()
+        if self.cache.store is not self.store:
+            getattr(self.cache.store, "close", lambda: None)()
         self.store.close()
 
     def _tick(self) -> None:
@@ -338,17 +348,31 @@ class Engine:
     # -- predict and learn ------------------------------------------------------------------
 
     def predict(
-        self, name: str, features: Mapping[str, Any], *, id: str | None = None
+        self,
+        name: str,
+        features: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        features_key: str | None = None,
     ) -> dict[str, Any]:
         """Predict for one sample; the prediction is stored under ``id`` (generated if None)
-        so that its ground truth can be given later with ``learn(name, ..., id=id)``."""
-        return self.submit_predict(name, features, id=id).wait()
+        so that its ground truth can be given later with ``learn(name, ..., id=id)``.
+
+        ``features_key`` names a cache entry holding the features (an entity's), so that a
+        caller can send a key instead; ``features`` given beside it override those values.
+        """
+        return self.submit_predict(name, features, id=id, features_key=features_key).wait()
 
     def submit_predict(
-        self, name: str, features: Mapping[str, Any], *, id: str | None = None
+        self,
+        name: str,
+        features: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        features_key: str | None = None,
     ) -> Receipt[dict[str, Any]]:
         live = self._get_live(name)
-        x = self._check_features(features)
+        x = self._check_features(self._cached_features(features, features_key))
         if id is None:
             id = uuid.uuid4().hex
         else:
@@ -546,6 +570,21 @@ class Engine:
             live.learn_stats.n_calls += 1
             live.n_learns = record.seq
         live.n_predictions = max(live.n_predictions, self.store.max_prediction_seq(name))
+
+    def _cached_features(self, features: Any, key: str | None) -> Any:
+        if key is None:
+            if features is None:
+                raise InvalidFeatures("give the features, or the cache key that holds them")
+            return features
+        cached = self.cache.get(key)
+        if not isinstance(cached, Mapping):
+            raise InvalidFeatures(
+                f"cache key {key!r} holds {type(cached).__name__}, not an object of features",
+                detail={"features_key": key},
+            )
+        if features is None:
+            return cached
+        return {**cached, **features} if isinstance(features, Mapping) else features
 
     def _reload(self, live: _Live) -> None:
         self.store.sync()

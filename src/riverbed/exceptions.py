@@ -9,11 +9,13 @@
      │    └── PayloadTooLarge          a request body is over the configured limit
      ├── NotFound                      the thing named does not exist
      │    ├── ModelNotFound
-     │    └── PredictionNotFound
+     │    ├── PredictionNotFound
+     │    └── CacheKeyNotFound         no unexpired cache entry under that key
      ├── Conflict                      the request clashes with what is stored
      │    ├── ModelExists
      │    ├── PredictionExists
-     │    └── AlreadyLabelled
+     │    ├── AlreadyLabelled
+     │    └── WrongCacheKind           a cache key holds a value, not a list, or the reverse
      └── ServerError                   something broke on the server side (a bug)
 
 Every error carries a short machine-readable ``code`` and a message written for a person.
@@ -27,6 +29,7 @@ from typing import Any
 
 __all__ = [
     "AlreadyLabelled",
+    "CacheKeyNotFound",
     "Conflict",
     "InvalidFeatures",
     "InvalidInput",
@@ -41,6 +44,7 @@ __all__ = [
     "PredictionNotFound",
     "RiverbedError",
     "ServerError",
+    "WrongCacheKind",
     "error_from_payload",
 ]
 
@@ -96,6 +100,10 @@ class PredictionNotFound(NotFound):
     code = "prediction_not_found"
 
 
+class CacheKeyNotFound(NotFound):
+    code = "cache_key_not_found"
+
+
 class Conflict(RiverbedError):
     code = "conflict"
 
@@ -110,6 +118,10 @@ class PredictionExists(Conflict):
 
 class AlreadyLabelled(Conflict):
     code = "already_labelled"
+
+
+class WrongCacheKind(Conflict):
+    code = "wrong_cache_kind"
 
 
 class ServerError(RiverbedError):

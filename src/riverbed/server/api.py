@@ -105,11 +105,15 @@ async def delete_model(request: Request) -> Response:
 
 async def predict(request: Request) -> Response:
     body = await read_json(request)
-    reject_unknown(body, {"features", "id"})
+    reject_unknown(body, {"features", "id", "features_key"})
+    features_key = field(body, "features_key", is_str, "a string (a cache key)")
     receipt = _engine(request).submit_predict(
         request.path_params["name"],
-        field(body, "features", is_object, "an object of feature values", required=True),
+        field(
+            body, "features", is_object, "an object of feature values", required=not features_key
+        ),
         id=field(body, "id", is_str, "a string"),
+        features_key=features_key,
     )
     return JSONResponse(await receipt)
 
@@ -221,7 +225,18 @@ ENDPOINTS: list[Endpoint] = [
         "learning",
         scope="predict",
         errors=(404, 409, 413),
-        body=_obj({"features": _FEATURES, "id": {"type": "string", "minLength": 1}}, ["features"]),
+        body=_obj(
+            {
+                "features": _FEATURES,
+                "id": {"type": "string", "minLength": 1},
+                "features_key": {
+                    "type": "string",
+                    "description": "a cache key holding the features; given features override",
+                },
+            },
+            [],
+        )
+        | {"anyOf": [{"required": ["features"]}, {"required": ["features_key"]}]},
         response=_PREDICTION,
     ),
     Endpoint(

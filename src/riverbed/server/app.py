@@ -16,7 +16,7 @@ from riverbed import __version__
 from riverbed.config import Settings
 from riverbed.engine import Engine
 from riverbed.exceptions import RiverbedError
-from riverbed.server import api, stream
+from riverbed.server import api, cache_api, stream
 from riverbed.server.http import JSONResponse, error_response, status_of
 from riverbed.server.routing import Endpoint, openapi_document, routes_of
 
@@ -29,6 +29,7 @@ def endpoints() -> list[Endpoint]:
     """Every endpoint the server answers, in the order they are matched."""
     return [
         *api.ENDPOINTS,
+        *cache_api.ENDPOINTS,
         *stream.ENDPOINTS,
         Endpoint(
             "GET", "/openapi.json", _openapi, "This OpenAPI document", "service", scope="public"

@@ -20,12 +20,14 @@ from riverbed.stores.base import (
     VersionRecord,
     done,
 )
+from riverbed.stores.kv import MemoryCache
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryCache, Store):
     def __init__(self) -> None:
+        MemoryCache.__init__(self)
         self._lock = threading.Lock()
         self._models: dict[str, ModelRecord] = {}
         self._versions: dict[str, list[VersionRecord]] = {}

@@ -28,6 +28,8 @@ from riverbed.stores.base import (
     dump,
     load,
 )
+from riverbed.stores.sqlite_kv import SCHEMA as CACHE_SCHEMA
+from riverbed.stores.sqlite_kv import SQLiteCache
 
 __all__ = ["SQLiteStore"]
 
@@ -156,7 +158,7 @@ class _Writer(threading.Thread):
                 future.set_result(result)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteCache, Store):
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"sqlite synchronous must be NORMAL, FULL or EXTRA, not {synchronous}")
@@ -165,7 +167,7 @@ class SQLiteStore(Store):
         os.makedirs(directory, exist_ok=True)
         self._synchronous = synchronous.upper()
         conn = _connect(path, self._synchronous)
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA + CACHE_SCHEMA)
         self._writer = _Writer(conn)
         self._writer.start()
         self._local = threading.local()
