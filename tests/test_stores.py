@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from riverbed.exceptions import ModelExists, PredictionExists
+from riverbed.exceptions import (
+    ModelExists,
+    ModelNotFound,
+    PredictionExists,
+    VersionExists,
+    VersionNotFound,
+)
 from riverbed.stores import open_store
 from riverbed.stores.base import (
+    AliasChange,
+    AliasRecord,
     Checkpoint,
     LearnRecord,
     ModelRecord,
@@ -96,6 +104,161 @@ def test_delete_removes_everything_of_a_model(store: Store) -> None:
     assert store.get_model("m") is None and store.get_version("m") is None
     assert store.get_prediction("p1") is None and store.get_checkpoint("m") is None
     assert list(store.learns_after("m", 0)) == []
+
+
+def version(name: str, number: int, **fields: object) -> VersionRecord:
+    return VersionRecord(
+        name,
+        number,
+        f"bytes-{number}".encode(),
+        None,
+        "upload",
+        float(number),
+        {"metrics": {"accuracy": number / 10}},
+        format="skops",
+        description=f"v{number}",
+        tags={"stage": "dev"},
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_versions_are_added_listed_and_numbered_forever(store: Store) -> None:
+    store.create_model(*model()).result()
+    store.add_version(version("m", 2)).result()
+    store.add_version(version("m", 3)).result()
+    with pytest.raises(VersionExists):
+        store.add_version(version("m", 3)).result()
+    with pytest.raises(ModelNotFound):
+        store.add_version(version("nobody", 1)).result()
+    assert store.get_version("m") == version("m", 3)
+    assert store.get_version("m", 2) == version("m", 2)
+    listed = store.list_versions("m")
+    assert [v.version for v in listed] == [1, 2, 3]
+    assert all(v.artifact == b"" for v in listed)
+    assert listed[2].metadata == {"metrics": {"accuracy": 0.3}} and listed[2].tags == {
+        "stage": "dev"
+    }
+    store.delete_version("m", 3).result()
+    assert store.get_version("m", 3) is None
+    assert store.get_version("m") == version("m", 2)
+    assert store.last_version("m") == 3, "a deleted number is never given again"
+    assert store.last_version("nobody") == 0
+
+
+def test_versions_of_every_model_are_listed_in_order(store: Store) -> None:
+    store.create_model(*model("b")).result()
+    store.create_model(*model("a")).result()
+    store.add_version(version("a", 2)).result()
+    assert [(v.model, v.version) for v in store.list_versions()] == [("a", 1), ("a", 2), ("b", 1)]
+
+
+def test_only_mutable_version_fields_change(store: Store) -> None:
+    store.create_model(*model()).result()
+    store.add_version(version("m", 2)).result()
+    store.update_version("m", 2, description="better", tags={"stage": "prod"}).result()
+    got = store.get_version("m", 2)
+    assert got is not None
+    assert (got.description, got.tags, got.metadata) == (
+        "better",
+        {"stage": "prod"},
+        {"metrics": {"accuracy": 0.2}},
+    )
+    assert got.artifact == b"bytes-2"
+    store.update_version("m", 2, metadata={"metrics": {"f1": 0.5}}).result()
+    got = store.get_version("m", 2)
+    assert got is not None and got.metadata == {"metrics": {"f1": 0.5}}
+    assert got.description == "better"
+    with pytest.raises(VersionNotFound):
+        store.update_version("m", 9, description="x").result()
+
+
+def test_model_description_and_tags_can_be_edited(store: Store) -> None:
+    store.create_model(*model()).result()
+    store.update_model("m", description="new", tags=None, at=5.0).result()
+    got = store.get_model("m")
+    assert got is not None
+    assert (got.description, got.tags, got.updated_at) == ("new", {"k": "v"}, 5.0)
+    store.update_model("m", description=None, tags={"a": "b"}, at=6.0).result()
+    got = store.get_model("m")
+    assert got is not None and (got.description, got.tags) == ("new", {"a": "b"})
+    with pytest.raises(ModelNotFound):
+        store.update_model("zz", description="x", tags=None, at=1.0).result()
+
+
+def test_the_flavor_of_a_model_is_kept(store: Store) -> None:
+    record, first = model("batch")
+    record.flavor = "sklearn"
+    store.create_model(record, first).result()
+    got = store.get_model("batch")
+    assert got is not None and got.flavor == "sklearn"
+    assert store.list_models()[0].flavor == "sklearn"
+
+
+def test_aliases_move_and_every_move_is_kept(store: Store) -> None:
+    store.create_model(*model()).result()
+    store.create_model(*model("other")).result()
+    store.add_version(version("m", 2)).result()
+    store.set_alias("m", "production", 2, at=10.0, by="ann").result()
+    store.set_alias("m", "production", 1, at=11.0, by="bob").result()
+    store.set_alias("m", "champion", 2, at=12.0).result()
+    store.set_alias("other", "production", 1, at=13.0).result()
+    assert store.list_aliases("m") == [
+        AliasRecord("m", "champion", 2, 12.0, ""),
+        AliasRecord("m", "production", 1, 11.0, "bob"),
+    ]
+    assert [(a.model, a.alias) for a in store.list_aliases()] == [
+        ("m", "champion"),
+        ("m", "production"),
+        ("other", "production"),
+    ]
+    store.set_alias("m", "champion", None, at=14.0).result()
+    assert [a.alias for a in store.list_aliases("m")] == ["production"]
+    assert store.alias_history("m") == [
+        AliasChange("m", "production", 2, None, 10.0, "ann"),
+        AliasChange("m", "production", 1, 2, 11.0, "bob"),
+        AliasChange("m", "champion", 2, None, 12.0, ""),
+        AliasChange("m", "champion", None, 2, 14.0, ""),
+    ]
+    with pytest.raises(ModelNotFound):
+        store.set_alias("zz", "production", 1, at=1.0).result()
+
+
+def test_deleting_a_model_forgets_its_registry_entries(store: Store) -> None:
+    store.create_model(*model()).result()
+    store.add_version(version("m", 2)).result()
+    store.set_alias("m", "production", 2, at=1.0).result()
+    store.delete_model("m").result()
+    assert store.list_versions("m") == [] and store.list_aliases("m") == []
+    assert store.alias_history("m") == [] and store.last_version("m") == 0
+    store.create_model(*model()).result()
+    assert [v.version for v in store.list_versions("m")] == [1]
+
+
+def test_sqlite_adds_new_columns_to_an_older_file(tmp_path: Path) -> None:
+    """A database written before the registry columns existed opens and keeps its rows."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE models (name TEXT PRIMARY KEY, task TEXT NOT NULL, description TEXT"
+        " NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '{}', metrics TEXT NOT NULL"
+        " DEFAULT '[]', created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+        "CREATE TABLE versions (model TEXT NOT NULL, version INTEGER NOT NULL, artifact BLOB"
+        " NOT NULL, spec TEXT, source TEXT NOT NULL, created_at REAL NOT NULL, metadata TEXT"
+        " NOT NULL DEFAULT '{}', PRIMARY KEY (model, version));"
+        "INSERT INTO models VALUES ('old', 'binary', '', '{}', '[]', 1.0, 1.0);"
+        "INSERT INTO versions VALUES ('old', 1, x'00', NULL, 'spec', 1.0, '{}');"
+    )
+    conn.commit()
+    conn.close()
+    s = open_store(str(path))
+    got = s.get_version("old", 1)
+    assert got is not None and (got.format, got.tags) == ("riverbed", {})
+    record = s.get_model("old")
+    assert record is not None and record.flavor == "river"
+    assert s.last_version("old") == 1
+    s.close()
 
 
 def test_sqlite_is_one_file_in_wal_mode(tmp_path: Path) -> None:

@@ -106,6 +106,26 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "Recent predictions kept in memory so that learning by id needs no disk read.",
     ),
+    Setting(
+        "allow_pickle_uploads",
+        "auto",
+        str,
+        "Whether uploaded pickles (formats riverbed, pickle, joblib) are accepted: loading "
+        "one runs its code on the server. auto: yes when bound to a loopback address, no "
+        "otherwise; true; false. skops files and specs are always accepted.",
+    ),
+    Setting(
+        "max_artifact_bytes",
+        268_435_456,
+        int,
+        "Largest model artifact accepted by an upload, in bytes; larger ones get 413.",
+    ),
+    Setting(
+        "version_cache_size",
+        32,
+        int,
+        "Loaded model versions kept in memory to answer predictions by version or alias.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -129,6 +149,9 @@ class Settings:
     cache_url: str = ""
     cache_prefix: str = "riverbed:cache:"
     prediction_cache_size: int = 100_000
+    allow_pickle_uploads: str = "auto"
+    max_artifact_bytes: int = 268_435_456
+    version_cache_size: int = 32
 
     @classmethod
     def load(
@@ -147,9 +170,28 @@ class Settings:
                 values[name] = value
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        self.pickle_uploads_allowed  # noqa: B018 - refuse a bad value when loading
+
     @property
     def allowed_module_prefixes(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.allowed_modules.split(",") if p.strip())
+
+    @property
+    def pickle_uploads_allowed(self) -> bool:
+        """``allow_pickle_uploads`` resolved: ``auto`` means only on a loopback address."""
+        choice = self.allow_pickle_uploads.strip().lower()
+        if choice in ("1", "true", "yes", "on"):
+            return True
+        if choice in ("0", "false", "no", "off"):
+            return False
+        if choice != "auto":
+            raise ValueError(
+                "allow_pickle_uploads must be auto, true or false, not "
+                f"{self.allow_pickle_uploads!r}"
+            )
+        host = self.host.strip("[]").lower()
+        return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def settings_markdown() -> str:

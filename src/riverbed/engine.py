@@ -31,7 +31,7 @@ from collections.abc import Generator, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from riverbed import serialization, specs
+from riverbed import artifacts, serialization, specs
 from riverbed.config import Settings
 from riverbed.events import EventBus
 from riverbed.exceptions import (
@@ -42,9 +42,11 @@ from riverbed.exceptions import (
     InvalidTarget,
     ModelExists,
     ModelNotFound,
+    NotServable,
     PredictionExists,
     PredictionNotFound,
 )
+from riverbed.registry import Registry
 from riverbed.stores import open_store
 from riverbed.stores.base import (
     Checkpoint,
@@ -146,8 +148,12 @@ def vars_of(stats: _OpStats) -> tuple[int, float, float]:
     return (stats.n_calls, stats.total, stats.ewm)
 
 
-class Engine:
-    """riverbed's core, usable in-process. Thread-safe; close it (or use ``with``)."""
+class Engine(Registry):
+    """riverbed's core, usable in-process. Thread-safe; close it (or use ``with``).
+
+    The model registry's operations (versions, aliases, search, artifacts) are the methods
+    of :class:`riverbed.registry.Registry`.
+    """
 
     def __init__(
         self,
@@ -172,6 +178,7 @@ class Engine:
         self._lock = threading.RLock()
         self._cache: collections.OrderedDict[str, PredictionRecord] = collections.OrderedDict()
         self._closed = False
+        self._init_registry()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="riverbed-checkpoints", daemon=True)
         self._ticker.start()
@@ -294,13 +301,19 @@ class Engine:
             created_at=now,
             updated_at=now,
         )
+        artifact = serialization.dumps(obj)
         version = VersionRecord(
             model=name,
             version=1,
-            artifact=serialization.dumps(obj),
+            artifact=artifact,
             spec=spec,
             source=source,
             created_at=now,
+            metadata={
+                "hyperparameters": artifacts.hyperparameters(obj),
+                "size": len(artifact),
+                "checksum": serialization.checksum(artifact),
+            },
         )
         live = _Live(record, task_, version=1)
         live.model, live.metric = obj, metric
@@ -326,10 +339,16 @@ class Engine:
         return [self._record_dict(r) for r in self.store.list_models()]
 
     def get_model(self, name: str) -> dict[str, Any]:
+        if self._flavor(name) != "river":
+            return self._describe_batch(name)
         live = self._get_live(name)
         version = self.store.get_version(name, live.version)
-        return self._describe(
-            live, spec=version.spec if version else None, source=version.source if version else None
+        return self._with_registry(
+            self._describe(
+                live,
+                spec=version.spec if version else None,
+                source=version.source if version else None,
+            )
         )
 
     def delete_model(self, name: str) -> dict[str, Any]:
@@ -342,6 +361,7 @@ class Engine:
             for key in [k for k, p in self._cache.items() if p.model == name]:
                 del self._cache[key]
             future = self.store.delete_model(name)
+            self._forget(name)
         future.add_done_callback(self._publisher("model.deleted", name, {}))
         return Receipt({"name": name, "deleted": True}, future)
 
@@ -354,14 +374,20 @@ class Engine:
         *,
         id: str | None = None,
         features_key: str | None = None,
+        version: int | None = None,
     ) -> dict[str, Any]:
         """Predict for one sample; the prediction is stored under ``id`` (generated if None)
         so that its ground truth can be given later with ``learn(name, ..., id=id)``.
 
         ``features_key`` names a cache entry holding the features (an entity's), so that a
         caller can send a key instead; ``features`` given beside it override those values.
+
+        ``name`` may be ``name@alias`` or ``name@3`` (or give ``version``): a version
+        answers as it was frozen; a bare name is the live model (a batch model's latest).
         """
-        return self.submit_predict(name, features, id=id, features_key=features_key).wait()
+        return self.submit_predict(
+            name, features, id=id, features_key=features_key, version=version
+        ).wait()
 
     def submit_predict(
         self,
@@ -370,8 +396,15 @@ class Engine:
         *,
         id: str | None = None,
         features_key: str | None = None,
+        version: int | None = None,
     ) -> Receipt[dict[str, Any]]:
-        live = self._get_live(name)
+        live = self._live.get(name)
+        if live is None or version is not None:
+            target = self._serving_target(name, version)
+            if target is not None:
+                features = self._cached_features(features, features_key)
+                return self._submit_predict_version(target, features, id)
+            live = self._get_live(name)
         x = self._check_features(self._cached_features(features, features_key))
         if id is None:
             id = uuid.uuid4().hex
@@ -429,6 +462,8 @@ class Engine:
         *,
         id: str | None = None,
     ) -> Receipt[dict[str, Any]]:
+        if name not in self._live:
+            name = self._learner_of(name)
         live = self._get_live(name)
         if ground_truth is _MISSING or ground_truth is None:
             raise InvalidTarget("ground_truth is required to learn")
@@ -538,6 +573,11 @@ class Engine:
                 record = self.store.get_model(name)
                 if record is None:
                     raise ModelNotFound(f"no model named {name!r}")
+                if record.flavor != "river":
+                    raise NotServable(
+                        f"model {name!r} is a {record.flavor} model: it has versions, not a "
+                        "live learning state (address a version, e.g. name@latest)"
+                    )
                 live = _Live(record, get_task(record.task), version=1)
                 self._load(live)
                 self._live[name] = live
@@ -558,7 +598,7 @@ class Engine:
             version = self.store.get_version(name, live.version)
             if version is None:  # pragma: no cover - a model is always created with a version
                 raise ModelNotFound(f"model {name!r} has no version")
-            live.model = serialization.loads(version.artifact)
+            live.model = self._object_of(version)
             live.metric = make_metrics(live.task, live.record.metrics)
             live.n_scored = live.n_learns = live.n_predictions = 0
             live.predict_stats, live.learn_stats = _OpStats(), _OpStats()

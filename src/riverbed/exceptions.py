@@ -6,13 +6,19 @@
      │    ├── InvalidFeatures          features are not a flat mapping of finite scalars
      │    ├── InvalidTarget            the ground truth does not fit the model's task
      │    ├── MalformedJSON            the body is not JSON
+     │    ├── InvalidFilter            a registry search filter or order_by does not parse
+     │    ├── InvalidArtifact          uploaded bytes cannot be read in the format stated
      │    └── PayloadTooLarge          a request body is over the configured limit
+     ├── Forbidden                     the caller may not do this (e.g. upload a pickle)
      ├── NotFound                      the thing named does not exist
      │    ├── ModelNotFound
      │    ├── PredictionNotFound
+     │    ├── VersionNotFound          also an alias that points nowhere
      │    └── CacheKeyNotFound         no unexpired cache entry under that key
      ├── Conflict                      the request clashes with what is stored
      │    ├── ModelExists
+     │    ├── VersionExists
+     │    ├── NotServable              the version is kept for the registry, not served
      │    ├── PredictionExists
      │    ├── AlreadyLabelled
      │    └── WrongCacheKind           a cache key holds a value, not a list, or the reverse
@@ -31,7 +37,10 @@ __all__ = [
     "AlreadyLabelled",
     "CacheKeyNotFound",
     "Conflict",
+    "Forbidden",
+    "InvalidArtifact",
     "InvalidFeatures",
+    "InvalidFilter",
     "InvalidInput",
     "InvalidSpec",
     "InvalidTarget",
@@ -39,11 +48,14 @@ __all__ = [
     "ModelExists",
     "ModelNotFound",
     "NotFound",
+    "NotServable",
     "PayloadTooLarge",
     "PredictionExists",
     "PredictionNotFound",
     "RiverbedError",
     "ServerError",
+    "VersionExists",
+    "VersionNotFound",
     "WrongCacheKind",
     "error_from_payload",
 ]
@@ -88,6 +100,18 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class InvalidFilter(InvalidInput):
+    code = "invalid_filter"
+
+
+class InvalidArtifact(InvalidInput):
+    code = "invalid_artifact"
+
+
+class Forbidden(RiverbedError):
+    code = "forbidden"
+
+
 class NotFound(RiverbedError):
     code = "not_found"
 
@@ -104,12 +128,24 @@ class CacheKeyNotFound(NotFound):
     code = "cache_key_not_found"
 
 
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
 class Conflict(RiverbedError):
     code = "conflict"
 
 
 class ModelExists(Conflict):
     code = "model_exists"
+
+
+class VersionExists(Conflict):
+    code = "version_exists"
+
+
+class NotServable(Conflict):
+    code = "not_servable"
 
 
 class PredictionExists(Conflict):

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from riverbed.exceptions import (
     Conflict,
+    Forbidden,
     InvalidInput,
     MalformedJSON,
     NotFound,
@@ -42,6 +43,8 @@ def status_of(error: RiverbedError) -> int:
         return 413
     if isinstance(error, InvalidInput):
         return 400
+    if isinstance(error, Forbidden):
+        return 403
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, Conflict):

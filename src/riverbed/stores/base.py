@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "AliasChange",
+    "AliasRecord",
     "Checkpoint",
     "LearnRecord",
     "ModelRecord",
@@ -41,17 +43,49 @@ class ModelRecord:
     metrics: list[str] = dataclasses.field(default_factory=list)
     created_at: float = 0.0
     updated_at: float = 0.0
+    flavor: str = "river"  # river (served live), sklearn (batch, served) or file (kept only)
 
 
 @dataclasses.dataclass
 class VersionRecord:
+    """An immutable version. ``artifact`` holds the bytes exactly as they were stored
+    (uploaded or written by riverbed); ``format`` says how to read them. Only
+    ``description``, ``tags`` and the ``metrics`` entry of ``metadata`` change later.
+
+    Listings (:meth:`Store.list_versions`) leave ``artifact`` empty to stay light.
+    """
+
     model: str
     version: int
     artifact: bytes
     spec: Any = None
-    source: str = "object"
+    source: str = "object"  # spec, object, upload, snapshot, job
     created_at: float = 0.0
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    format: str = "riverbed"  # riverbed, pickle, joblib, skops, file
+    description: str = ""
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class AliasRecord:
+    model: str
+    alias: str
+    version: int
+    updated_at: float
+    updated_by: str = ""
+
+
+@dataclasses.dataclass
+class AliasChange:
+    """One move of an alias, kept forever: ``version`` None means the alias was removed."""
+
+    model: str
+    alias: str
+    version: int | None
+    previous: int | None
+    at: float
+    by: str = ""
 
 
 @dataclasses.dataclass
@@ -103,6 +137,57 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_version(self, name: str, version: int | None = None) -> VersionRecord | None:
         """One version of a model; the latest when ``version`` is None."""
+
+    @abc.abstractmethod
+    def update_model(
+        self, name: str, *, description: str | None, tags: dict[str, str] | None, at: float
+    ) -> Future[None]:
+        """Replace the fields given (None leaves a field alone); ``updated_at`` becomes ``at``."""
+
+    # the registry: versions, aliases
+    @abc.abstractmethod
+    def add_version(self, version: VersionRecord) -> Future[None]:
+        """Add a version to an existing model. Fails with ``VersionExists`` if the number is
+        taken and ``ModelNotFound`` if the model is gone."""
+
+    @abc.abstractmethod
+    def list_versions(self, name: str | None = None) -> list[VersionRecord]:
+        """Versions of one model (or of every model), by model then number, artifacts empty."""
+
+    @abc.abstractmethod
+    def last_version(self, name: str) -> int:
+        """The highest version number the model ever had, deleted ones included (0 if none):
+        numbers are never reused, so a version's URL always means the same bytes."""
+
+    @abc.abstractmethod
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Future[None]:
+        """Replace the mutable fields given; the artifact never changes."""
+
+    @abc.abstractmethod
+    def delete_version(self, name: str, version: int) -> Future[None]: ...
+
+    @abc.abstractmethod
+    def set_alias(
+        self, name: str, alias: str, version: int | None, *, at: float, by: str = ""
+    ) -> Future[None]:
+        """Point ``alias`` at ``version`` (None removes it) and append the move to the alias
+        history, in one write."""
+
+    @abc.abstractmethod
+    def list_aliases(self, name: str | None = None) -> list[AliasRecord]:
+        """The aliases of one model (or of every model), by model then alias."""
+
+    @abc.abstractmethod
+    def alias_history(self, name: str) -> list[AliasChange]:
+        """Every move of the model's aliases, oldest first."""
 
     # the prediction and learn log
     @abc.abstractmethod

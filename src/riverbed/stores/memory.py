@@ -6,12 +6,22 @@ It keeps everything in dictionaries and forgets it on exit. Writes complete at o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import Any
 
-from riverbed.exceptions import ModelExists, PredictionExists
+from riverbed.exceptions import (
+    ModelExists,
+    ModelNotFound,
+    PredictionExists,
+    VersionExists,
+    VersionNotFound,
+)
 from riverbed.stores.base import (
+    AliasChange,
+    AliasRecord,
     Checkpoint,
     LearnRecord,
     ModelRecord,
@@ -34,14 +44,20 @@ class MemoryStore(MemoryCache, Store):
         self._predictions: dict[str, PredictionRecord] = {}
         self._learns: dict[str, list[LearnRecord]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._last_version: dict[str, int] = {}
+        self._aliases: dict[str, dict[str, AliasRecord]] = {}
+        self._alias_history: dict[str, list[AliasChange]] = {}
 
     def create_model(self, model: ModelRecord, version: VersionRecord) -> Future[None]:
         with self._lock:
             if model.name in self._models:
                 return done(error=ModelExists(f"a model named {model.name!r} already exists"))
             self._models[model.name] = copy.deepcopy(model)
-            self._versions[model.name] = [version]
+            self._versions[model.name] = [copy.deepcopy(version)]
             self._learns[model.name] = []
+            self._last_version[model.name] = version.version
+            self._aliases[model.name] = {}
+            self._alias_history[model.name] = []
         return done()
 
     def delete_model(self, name: str) -> Future[None]:
@@ -50,6 +66,9 @@ class MemoryStore(MemoryCache, Store):
             self._versions.pop(name, None)
             self._learns.pop(name, None)
             self._checkpoints.pop(name, None)
+            self._last_version.pop(name, None)
+            self._aliases.pop(name, None)
+            self._alias_history.pop(name, None)
             self._predictions = {k: p for k, p in self._predictions.items() if p.model != name}
         return done()
 
@@ -66,8 +85,109 @@ class MemoryStore(MemoryCache, Store):
         with self._lock:
             versions = self._versions.get(name) or []
             if version is None:
-                return versions[-1] if versions else None
-            return next((v for v in versions if v.version == version), None)
+                found = versions[-1] if versions else None
+            else:
+                found = next((v for v in versions if v.version == version), None)
+            return copy.deepcopy(found)
+
+    def update_model(
+        self, name: str, *, description: str | None, tags: dict[str, str] | None, at: float
+    ) -> Future[None]:
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                return done(error=ModelNotFound(f"no model named {name!r}"))
+            if description is not None:
+                model.description = description
+            if tags is not None:
+                model.tags = dict(tags)
+            model.updated_at = at
+        return done()
+
+    def add_version(self, version: VersionRecord) -> Future[None]:
+        with self._lock:
+            versions = self._versions.get(version.model)
+            if versions is None:
+                return done(error=ModelNotFound(f"no model named {version.model!r}"))
+            if any(v.version == version.version for v in versions):
+                return done(
+                    error=VersionExists(
+                        f"model {version.model!r} already has a version {version.version}"
+                    )
+                )
+            versions.append(copy.deepcopy(version))
+            versions.sort(key=lambda v: v.version)
+            last = self._last_version.get(version.model, 0)
+            self._last_version[version.model] = max(last, version.version)
+        return done()
+
+    def list_versions(self, name: str | None = None) -> list[VersionRecord]:
+        with self._lock:
+            names = sorted(self._versions) if name is None else [name]
+            return [
+                dataclasses.replace(copy.deepcopy(v), artifact=b"")
+                for n in names
+                for v in self._versions.get(n, [])
+            ]
+
+    def last_version(self, name: str) -> int:
+        with self._lock:
+            return self._last_version.get(name, 0)
+
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Future[None]:
+        with self._lock:
+            found = next((v for v in self._versions.get(name, []) if v.version == version), None)
+            if found is None:
+                return done(error=VersionNotFound(f"model {name!r} has no version {version}"))
+            if description is not None:
+                found.description = description
+            if tags is not None:
+                found.tags = dict(tags)
+            if metadata is not None:
+                found.metadata = copy.deepcopy(metadata)
+        return done()
+
+    def delete_version(self, name: str, version: int) -> Future[None]:
+        with self._lock:
+            if name in self._versions:
+                self._versions[name] = [v for v in self._versions[name] if v.version != version]
+        return done()
+
+    def set_alias(
+        self, name: str, alias: str, version: int | None, *, at: float, by: str = ""
+    ) -> Future[None]:
+        with self._lock:
+            aliases = self._aliases.get(name)
+            if aliases is None:
+                return done(error=ModelNotFound(f"no model named {name!r}"))
+            previous = aliases.get(alias)
+            if version is None:
+                aliases.pop(alias, None)
+            else:
+                aliases[alias] = AliasRecord(name, alias, version, at, by)
+            self._alias_history[name].append(
+                AliasChange(name, alias, version, previous.version if previous else None, at, by)
+            )
+        return done()
+
+    def list_aliases(self, name: str | None = None) -> list[AliasRecord]:
+        with self._lock:
+            names = sorted(self._aliases) if name is None else [name]
+            return [
+                copy.copy(a) for n in names for _, a in sorted(self._aliases.get(n, {}).items())
+            ]
+
+    def alias_history(self, name: str) -> list[AliasChange]:
+        with self._lock:
+            return [copy.copy(c) for c in self._alias_history.get(name, [])]
 
     def add_prediction(self, record: PredictionRecord) -> Future[None]:
         with self._lock:

@@ -17,8 +17,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from riverbed.exceptions import ModelExists, PredictionExists, ServerError
+from riverbed.exceptions import (
+    ModelExists,
+    ModelNotFound,
+    PredictionExists,
+    ServerError,
+    VersionExists,
+    VersionNotFound,
+)
 from riverbed.stores.base import (
+    AliasChange,
+    AliasRecord,
     Checkpoint,
     LearnRecord,
     ModelRecord,
@@ -81,7 +90,37 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     state BLOB NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS version_numbers (
+    model TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    model TEXT NOT NULL REFERENCES models(name) ON DELETE CASCADE,
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    updated_by TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (model, alias)
+);
+CREATE TABLE IF NOT EXISTS alias_history (
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version INTEGER,
+    previous INTEGER,
+    at REAL NOT NULL,
+    by TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alias_history_model ON alias_history (model);
 """
+
+# Columns added after the first release of a table: (table, column, definition).
+COLUMNS = (
+    ("models", "flavor", "TEXT NOT NULL DEFAULT 'river'"),
+    ("versions", "format", "TEXT NOT NULL DEFAULT 'riverbed'"),
+    ("versions", "description", "TEXT NOT NULL DEFAULT ''"),
+    ("versions", "tags", "TEXT NOT NULL DEFAULT '{}'"),
+)
+_VERSION_COLUMNS = "model, version, spec, source, created_at, metadata, format, description, tags"
 
 _STOP = object()
 _MAX_BATCH = 4096
@@ -168,6 +207,10 @@ class SQLiteStore(SQLiteCache, Store):
         self._synchronous = synchronous.upper()
         conn = _connect(path, self._synchronous)
         conn.executescript(SCHEMA + CACHE_SCHEMA)
+        for table, column, definition in COLUMNS:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         self._writer = _Writer(conn)
         self._writer.start()
         self._local = threading.local()
@@ -206,7 +249,7 @@ class SQLiteStore(SQLiteCache, Store):
             try:
                 conn.execute(
                     "INSERT INTO models (name, task, description, tags, metrics, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " updated_at, flavor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         model.name,
                         model.task,
@@ -215,13 +258,21 @@ class SQLiteStore(SQLiteCache, Store):
                         dump(model.metrics),
                         model.created_at,
                         model.updated_at,
+                        model.flavor,
                     ),
                 )
             except sqlite3.IntegrityError:
                 raise ModelExists(f"a model named {model.name!r} already exists") from None
+            self._insert_version(conn, version)
+
+        return self._writer.submit(op)
+
+    @staticmethod
+    def _insert_version(conn: sqlite3.Connection, version: VersionRecord) -> None:
+        try:
             conn.execute(
                 "INSERT INTO versions (model, version, artifact, spec, source, created_at,"
-                " metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " metadata, format, description, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     version.model,
                     version.version,
@@ -230,10 +281,20 @@ class SQLiteStore(SQLiteCache, Store):
                     version.source,
                     version.created_at,
                     dump(version.metadata),
+                    version.format,
+                    version.description,
+                    dump(version.tags),
                 ),
             )
-
-        return self._writer.submit(op)
+        except sqlite3.IntegrityError:
+            raise VersionExists(
+                f"model {version.model!r} already has a version {version.version}"
+            ) from None
+        conn.execute(
+            "INSERT INTO version_numbers (model, last) VALUES (?, ?) ON CONFLICT (model)"
+            " DO UPDATE SET last = MAX(last, excluded.last)",
+            (version.model, version.version),
+        )
 
     def delete_model(self, name: str) -> Future[None]:
         def op(conn: sqlite3.Connection) -> None:
@@ -241,6 +302,9 @@ class SQLiteStore(SQLiteCache, Store):
                 ("predictions", "model"),
                 ("learns", "model"),
                 ("checkpoints", "model"),
+                ("aliases", "model"),
+                ("alias_history", "model"),
+                ("version_numbers", "model"),
                 ("versions", "model"),
                 ("models", "name"),
             ):
@@ -258,14 +322,15 @@ class SQLiteStore(SQLiteCache, Store):
             metrics=load(row[4]),
             created_at=row[5],
             updated_at=row[6],
+            flavor=row[7],
         )
 
     def get_model(self, name: str) -> ModelRecord | None:
         row = (
             self._read()
             .execute(
-                "SELECT name, task, description, tags, metrics, created_at, updated_at"
-                " FROM models WHERE name = ?",
+                "SELECT name, task, description, tags, metrics, created_at, updated_at,"
+                " flavor FROM models WHERE name = ?",
                 (name,),
             )
             .fetchone()
@@ -276,33 +341,162 @@ class SQLiteStore(SQLiteCache, Store):
         rows = (
             self._read()
             .execute(
-                "SELECT name, task, description, tags, metrics, created_at, updated_at"
-                " FROM models ORDER BY name"
+                "SELECT name, task, description, tags, metrics, created_at, updated_at,"
+                " flavor FROM models ORDER BY name"
             )
             .fetchall()
         )
         return [self._model(row) for row in rows]
 
     def get_version(self, name: str, version: int | None = None) -> VersionRecord | None:
-        query = (
-            "SELECT model, version, artifact, spec, source, created_at, metadata"
-            " FROM versions WHERE model = ?"
-        )
+        query = f"SELECT {_VERSION_COLUMNS}, artifact FROM versions WHERE model = ?"
         if version is None:
             row = self._read().execute(query + " ORDER BY version DESC LIMIT 1", (name,)).fetchone()
         else:
             row = self._read().execute(query + " AND version = ?", (name, version)).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._version(row, row[9])
+
+    @staticmethod
+    def _version(row: tuple[Any, ...], artifact: bytes) -> VersionRecord:
         return VersionRecord(
             model=row[0],
             version=row[1],
-            artifact=row[2],
-            spec=load(row[3]),
-            source=row[4],
-            created_at=row[5],
-            metadata=load(row[6]),
+            artifact=artifact,
+            spec=load(row[2]),
+            source=row[3],
+            created_at=row[4],
+            metadata=load(row[5]),
+            format=row[6],
+            description=row[7],
+            tags=load(row[8]),
         )
+
+    def update_model(
+        self, name: str, *, description: str | None, tags: dict[str, str] | None, at: float
+    ) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE models SET description = COALESCE(?, description),"
+                " tags = COALESCE(?, tags), updated_at = ? WHERE name = ?",
+                (description, None if tags is None else dump(tags), at, name),
+            )
+            if cursor.rowcount == 0:
+                raise ModelNotFound(f"no model named {name!r}")
+
+        return self._writer.submit(op)
+
+    def add_version(self, version: VersionRecord) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            exists = conn.execute("SELECT 1 FROM models WHERE name = ?", (version.model,))
+            if exists.fetchone() is None:
+                raise ModelNotFound(f"no model named {version.model!r}")
+            self._insert_version(conn, version)
+
+        return self._writer.submit(op)
+
+    def list_versions(self, name: str | None = None) -> list[VersionRecord]:
+        query = f"SELECT {_VERSION_COLUMNS} FROM versions"
+        if name is None:
+            rows = self._read().execute(query + " ORDER BY model, version").fetchall()
+        else:
+            rows = (
+                self._read()
+                .execute(query + " WHERE model = ? ORDER BY version", (name,))
+                .fetchall()
+            )
+        return [self._version(row, b"") for row in rows]
+
+    def last_version(self, name: str) -> int:
+        row = (
+            self._read()
+            .execute(
+                "SELECT MAX(COALESCE((SELECT last FROM version_numbers WHERE model = ?), 0),"
+                " COALESCE((SELECT MAX(version) FROM versions WHERE model = ?), 0))",
+                (name, name),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Future[None]:
+        params = (
+            description,
+            None if tags is None else dump(tags),
+            None if metadata is None else dump(metadata),
+            name,
+            version,
+        )
+
+        def op(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE versions SET description = COALESCE(?, description),"
+                " tags = COALESCE(?, tags), metadata = COALESCE(?, metadata)"
+                " WHERE model = ? AND version = ?",
+                params,
+            )
+            if cursor.rowcount == 0:
+                raise VersionNotFound(f"model {name!r} has no version {version}")
+
+        return self._writer.submit(op)
+
+    def delete_version(self, name: str, version: int) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM versions WHERE model = ? AND version = ?", (name, version))
+
+        return self._writer.submit(op)
+
+    def set_alias(
+        self, name: str, alias: str, version: int | None, *, at: float, by: str = ""
+    ) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is None:
+                raise ModelNotFound(f"no model named {name!r}")
+            row = conn.execute(
+                "SELECT version FROM aliases WHERE model = ? AND alias = ?", (name, alias)
+            ).fetchone()
+            if version is None:
+                conn.execute("DELETE FROM aliases WHERE model = ? AND alias = ?", (name, alias))
+            else:
+                conn.execute(
+                    "INSERT INTO aliases (model, alias, version, updated_at, updated_by)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, alias) DO UPDATE SET"
+                    " version = excluded.version, updated_at = excluded.updated_at,"
+                    " updated_by = excluded.updated_by",
+                    (name, alias, version, at, by),
+                )
+            conn.execute(
+                "INSERT INTO alias_history (model, alias, version, previous, at, by)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, alias, version, row[0] if row else None, at, by),
+            )
+
+        return self._writer.submit(op)
+
+    def list_aliases(self, name: str | None = None) -> list[AliasRecord]:
+        query = "SELECT model, alias, version, updated_at, updated_by FROM aliases"
+        if name is None:
+            rows = self._read().execute(query + " ORDER BY model, alias").fetchall()
+        else:
+            rows = (
+                self._read().execute(query + " WHERE model = ? ORDER BY alias", (name,)).fetchall()
+            )
+        return [AliasRecord(*row) for row in rows]
+
+    def alias_history(self, name: str) -> list[AliasChange]:
+        rows = self._read().execute(
+            "SELECT model, alias, version, previous, at, by FROM alias_history"
+            " WHERE model = ? ORDER BY rowid",
+            (name,),
+        )
+        return [AliasChange(*row) for row in rows]
 
     # -- the log -------------------------------------------------------------------------
 
