@@ -16,7 +16,7 @@ from riverbed import __version__
 from riverbed.config import Settings
 from riverbed.engine import Engine
 from riverbed.exceptions import RiverbedError
-from riverbed.server import api, cache_api, stream
+from riverbed.server import api, cache_api, prometheus, stream, web
 from riverbed.server.http import JSONResponse, error_response, status_of
 from riverbed.server.routing import Endpoint, openapi_document, routes_of
 
@@ -31,6 +31,8 @@ def endpoints() -> list[Endpoint]:
         *api.ENDPOINTS,
         *cache_api.ENDPOINTS,
         *stream.ENDPOINTS,
+        *prometheus.ENDPOINTS,
+        *web.ENDPOINTS,
         Endpoint(
             "GET", "/openapi.json", _openapi, "This OpenAPI document", "service", scope="public"
         ),

@@ -1,0 +1,279 @@
+"""The dashboard in a real browser: Debian's headless Chromium, driven by Playwright,
+against a real ``riverbed serve``. Each page is loaded, its content checked, a chart is
+seen gaining points while the test sends learns, the console stays free of errors, and
+screenshots land in tests/artifacts/dashboard/ (ignored by git) for a person to look at.
+
+``make test`` installs Chromium (the Makefile's ``browser`` target) before running this.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from river import datasets
+
+from tests.helpers import Server
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = Path(__file__).parent / "artifacts" / "dashboard"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CLASSIFIER = {
+    "pipeline": [
+        {"class": "river.preprocessing.StandardScaler"},
+        {"class": "river.linear_model.LogisticRegression"},
+    ]
+}
+REGRESSOR = {
+    "pipeline": [
+        {"class": "river.preprocessing.StandardScaler"},
+        {"class": "river.linear_model.LinearRegression"},
+    ]
+}
+PHISHING = list(datasets.Phishing())
+TRUMP = list(datasets.TrumpApproval().take(60))
+
+
+class Live:
+    """The running server, an HTTP client to feed it, and a cursor over the data sets."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.url = server.url
+        self.http = httpx.Client(base_url=server.url, timeout=30)
+        self.next = 0
+
+    def learn_phishing(self, n: int) -> None:
+        for x, y in PHISHING[self.next : self.next + n]:
+            prediction = self.http.post("/v1/models/phishing/predict", json={"features": x})
+            assert prediction.status_code == 200, prediction.text
+            body = {"id": prediction.json()["id"], "ground_truth": y}
+            assert self.http.post("/v1/models/phishing/learn", json=body).status_code == 200
+        self.next += n
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    server = Server(str(tmp_path_factory.mktemp("dashboard") / "server.db")).start()
+    try:
+        state = Live(server)
+        created = state.http.post(
+            "/v1/models",
+            json={
+                "name": "phishing",
+                "spec": CLASSIFIER,
+                "description": "flags phishing pages",
+                "tags": {"team": "fraud"},
+            },
+        )
+        assert created.status_code == 201, created.text
+        created = state.http.post(
+            "/v1/models",
+            json={"name": "approval", "spec": REGRESSOR, "tags": {"team": "polls"}},
+        )
+        assert created.status_code == 201, created.text
+        state.learn_phishing(60)
+        for x, y in TRUMP:
+            state.http.post("/v1/models/approval/learn", json={"features": x, "ground_truth": y})
+        yield state
+        state.http.close()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Debian's chromium is not installed: run `make browser` (or `make test`)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser: Browser, request: pytest.FixtureRequest, **context: object) -> Page:
+    """A fresh page whose console errors (and uncaught exceptions) fail the test."""
+    page = browser.new_page(**context)  # type: ignore[arg-type]
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            errors.append(f"console {message.type}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+
+    def check() -> None:
+        page.close()
+        assert errors == [], errors
+
+    request.addfinalizer(check)
+    return page
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Page:
+    return open_page(browser, request, viewport={"width": 1280, "height": 900})
+
+
+@pytest.fixture
+def phone(browser: Browser, request: pytest.FixtureRequest) -> Page:
+    return open_page(
+        browser,
+        request,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+
+
+def shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """A screenshot to look at (the events page is shot as seen: it holds 500 rows)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+def points(page: Page, chart: str) -> int:
+    return int(page.get_attribute(f'[data-chart="{chart}"] svg', "data-points") or 0)
+
+
+def test_overview_lists_every_model_and_the_filters_narrow_it(live: Live, page: Page) -> None:
+    page.goto(live.url + "/")
+    cards = page.locator(".card:visible")
+    expect(cards).to_have_count(2)
+    phishing = page.locator('[data-model="phishing"]')
+    expect(phishing.locator(".badge")).to_have_text("binary")
+    expect(phishing).to_contain_text("Accuracy")
+    expect(phishing).to_contain_text("team=fraud")
+    expect(page.locator('[data-model="approval"] .badge')).to_have_text("regression")
+    expect(page.locator('[data-model="approval"]')).to_contain_text("MAE")
+    accuracy = float(phishing.locator(".primary .value").inner_text())
+    served = live.http.get("/v1/models/phishing/metrics").json()["metrics"]["Accuracy"]
+    assert accuracy == pytest.approx(served, abs=1e-4)
+
+    # The rates come from two polls at least; learns between them make learns/min positive.
+    live.learn_phishing(30)
+    page.wait_for_function(
+        "Number(document.querySelector('[data-model=\"phishing\"] .learn-rate')"
+        ".textContent.replace(/,/g, '')) > 0"
+    )
+    expect(phishing.locator(".spark")).to_have_attribute("data-points", "2")
+    shot(page, "overview")
+
+    page.fill("#search", "phish")
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-model", "phishing")
+    assert "q=phish" in page.url
+    page.fill("#search", "")
+    page.select_option("#task-filter", "regression")
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-model", "approval")
+    page.select_option("#task-filter", "")
+    page.fill("#tag-filter", "team=fraud")
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-model", "phishing")
+    page.fill("#tag-filter", "")
+    page.select_option("#metric-filter", "Accuracy")
+    page.select_option("#metric-op", ">")
+    page.fill("#metric-value", "2")
+    expect(cards).to_have_count(0)
+    expect(page.locator(".empty-state")).to_contain_text("No model matches")
+    page.fill("#metric-value", "0.5")
+    expect(cards).to_have_count(1)
+    shot(page, "overview-filtered")
+
+    # A shared link keeps its filters.
+    page.goto(live.url + "/#/?task=regression")
+    page.reload()
+    expect(cards).to_have_count(1)
+    expect(page.locator("#task-filter")).to_have_value("regression")
+
+
+def test_model_page_charts_move_while_the_model_learns(live: Live, page: Page) -> None:
+    page.goto(live.url + "/#/models/phishing")
+    expect(page.locator("h1")).to_contain_text("phishing")
+    for metric in ("Accuracy", "LogLoss", "F1", "ROCAUC"):
+        expect(page.locator(f'[data-chart="{metric}"]')).to_be_visible()
+    page.wait_for_function(
+        "Number(document.querySelector('[data-chart=\"Accuracy\"] svg')?.dataset.points) >= 1"
+    )
+    before = points(page, "Accuracy")
+    for _ in range(3):
+        live.learn_phishing(20)
+        page.wait_for_timeout(700)  # let the page see several updates, not one
+    page.wait_for_function(
+        f"Number(document.querySelector('[data-chart=\"Accuracy\"] svg').dataset.points) > {before}"
+    )
+    assert points(page, "Accuracy") > before
+    page.wait_for_function(
+        "Number(document.querySelector('[data-chart=\"throughput\"] svg').dataset.points) >= 2"
+    )
+    n_learns = live.http.get("/v1/models/phishing/stats").json()["n_learns"]
+    expect(page.locator("#n-learns")).to_have_text(f"{n_learns:,}")
+    expect(page.locator("#model-events tr").first).to_be_visible()
+    expect(page.locator("#model-events")).to_contain_text("learn")
+    expect(page.locator("#spec")).to_contain_text("river.linear_model.LogisticRegression")
+    expect(page.locator("#versions")).to_contain_text("v1")
+    page.locator('[data-chart="Accuracy"] svg').hover()
+    expect(page.locator('[data-chart="Accuracy"] .tip')).to_contain_text("running")
+    shot(page, "model")
+
+
+def test_events_page_streams_and_filters(live: Live, page: Page) -> None:
+    page.goto(live.url + "/#/events")
+    rows = page.locator("#event-rows tr:visible")
+    expect(rows.first).to_be_visible()  # the events the server still holds come first
+    features = dict(TRUMP[0][0])
+    answer = live.http.post(
+        "/v1/models/approval/predict", json={"features": features, "id": "watch-me-1"}
+    )
+    assert answer.status_code == 200
+    expect(page.locator("#event-rows")).to_contain_text("watch-me-1")
+    page.fill("#event-text", "watch-me-1")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("approval")
+    page.fill("#event-text", "")
+    page.uncheck("input[value=predict]")
+    expect(page.locator("#event-rows tr:visible[data-type=predict]")).to_have_count(0)
+    page.check("input[value=predict]")
+    page.select_option("#event-model", "approval")
+    live.learn_phishing(2)
+    live.http.post("/v1/models/approval/learn", json={"id": "watch-me-1", "ground_truth": 40.0})
+    learned = page.locator("#event-rows tr[data-type=learn]", has_text="watch-me-1")
+    expect(learned).to_have_count(1)
+    expect(page.locator("#event-rows tr[data-model=phishing]")).to_have_count(0)
+    expect(page.locator("#event-rows tr[data-model=approval]").first).to_be_visible()
+    assert "model=approval" in page.url
+    shot(page, "events", full_page=False)
+
+
+def test_an_unknown_model_says_so(live: Live, page: Page) -> None:
+    page.goto(live.url + "/#/models/nobody")
+    expect(page.locator("h1")).to_have_text("No such model")
+    expect(page.locator("main")).to_contain_text("nobody")
+
+
+def test_pages_read_on_a_phone(live: Live, phone: Page) -> None:
+    """Nothing is wider than the screen; screenshots for a person to check."""
+    for name, path in [("overview", "/"), ("model", "/#/models/phishing"), ("events", "/#/events")]:
+        phone.goto(live.url + path)
+        phone.wait_for_selector(".card, [data-chart] svg, #event-rows tr")
+        phone.wait_for_timeout(300)
+        overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} is {overflow}px wider than a phone"
+        shot(phone, f"phone-{name}", full_page=name != "events")
