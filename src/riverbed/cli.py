@@ -55,7 +55,11 @@ def serve(**options: Any) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings=settings)
+    try:
+        app = create_app(settings=settings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(app.state.auth.banner()[1], err=True)
     click.echo(
         f"riverbed {__version__}: serving {settings.database} on "
         f"http://{settings.host}:{settings.port} (API docs: /openapi.json)",
@@ -84,8 +88,10 @@ def routes() -> None:
 
 def _add_commands() -> None:
     from riverbed.cli_cache import cache
+    from riverbed.cli_tokens import tokens
 
     cli.add_command(cache)
+    cli.add_command(tokens)
 
 
 _add_commands()

@@ -9,10 +9,14 @@ Each method is written once, in :class:`_Methods`: it describes its request and 
 coroutine. Error payloads become the same exceptions the engine raises.
 
 Models travel as declarative specs (:func:`riverbed.specs.to_spec`), never as pickles.
+
+A server with auth on needs a token: ``Client(url, token="rbt_...")``; without ``token`` the
+``RIVERBED_TOKEN`` environment variable is used, if set (see docs/auth.md).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +37,14 @@ def _path(*parts: str) -> str:
 
 def _body(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _headers(headers: dict[str, str] | None, token: str | None) -> dict[str, str]:
+    token = token if token is not None else os.environ.get("RIVERBED_TOKEN") or None
+    merged = dict(headers or {})
+    if token:
+        merged.setdefault("Authorization", f"Bearer {token}")
+    return merged
 
 
 def _result(response: httpx.Response, pick: str | None = None) -> Any:
@@ -130,6 +142,22 @@ class _Methods:
     def stats(self, name: str) -> Any:
         return self._request("GET", _path("models", name, "stats"))
 
+    # tokens (admin)
+    def create_token(
+        self, scopes: list[str], *, name: str = "", expires_in: float | str | None = None
+    ) -> Any:
+        """A new token; its ``token`` field is the secret, shown this once."""
+        return self._request(
+            "POST", "/v1/tokens", _body(scopes=list(scopes), name=name, expires_in=expires_in)
+        )
+
+    def list_tokens(self, *, include_inactive: bool = False) -> Any:
+        query = "?all=true" if include_inactive else ""
+        return self._request("GET", "/v1/tokens" + query, pick="tokens")
+
+    def revoke_token(self, token_id: str) -> Any:
+        return self._request("DELETE", _path("tokens", token_id))
+
 
 class CacheMethods:
     """The cache's operations over HTTP, with :class:`riverbed.cache.Cache`'s names."""
@@ -177,9 +205,13 @@ class Client(_Methods):
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self._http = httpx.Client(
-            base_url=base_url, timeout=timeout, headers=headers, transport=transport
+            base_url=base_url,
+            timeout=timeout,
+            headers=_headers(headers, token),
+            transport=transport,
         )
 
     def _request(self, method: str, path: str, json: Any = None, *, pick: str | None = None) -> Any:
@@ -205,9 +237,13 @@ class AsyncClient(_Methods):
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=headers, transport=transport
+            base_url=base_url,
+            timeout=timeout,
+            headers=_headers(headers, token),
+            transport=transport,
         )
 
     async def _request(

@@ -56,6 +56,35 @@ SETTINGS: tuple[Setting, ...] = (
         "for the in-memory store.",
     ),
     Setting("host", "127.0.0.1", str, "Address the server binds to."),
+    Setting(
+        "auth",
+        "auto",
+        str,
+        "Token authentication: 'auto' (off when bound to a loopback address, on otherwise), "
+        "'on' or 'off'. Off on a non-loopback address lets anyone who can reach the server "
+        "do anything, uploading pickles (running code) included; see docs/auth.md.",
+    ),
+    Setting(
+        "route_groups",
+        "*",
+        str,
+        "Comma-separated route groups (the tags of `riverbed routes`) the server answers; "
+        "'*' for all. Routes of other groups answer 404 and leave the OpenAPI document.",
+    ),
+    Setting(
+        "rate_limit_address",
+        "",
+        str,
+        "Requests allowed per client address, per route group: e.g. '*=600/m,models=30/m' "
+        "('*' is every other group; units s, m, h, d). Empty: no limit. Over it: 429.",
+    ),
+    Setting(
+        "rate_limit_token",
+        "",
+        str,
+        "Requests allowed per token, per route group, in the same form as "
+        "rate_limit_address. Empty: no limit.",
+    ),
     Setting("port", 8000, int, "Port the server listens on."),
     Setting("log_level", "info", str, "Log level: debug, info, warning or error."),
     Setting("checkpoint_every", 1000, int, "Checkpoint a live model after this many learns."),
@@ -80,6 +109,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body accepted, in bytes; larger ones get 413.",
     ),
     Setting("max_features", 10_000, int, "Most features one sample may have."),
+    Setting("max_batch_size", 10_000, int, "Most samples one batch request may carry."),
+    Setting(
+        "max_json_depth",
+        32,
+        int,
+        "Deepest nesting of arrays and objects accepted in a JSON body.",
+    ),
     Setting(
         "max_string_length",
         10_000,
@@ -137,6 +173,10 @@ class Settings:
 
     database: str = "riverbed.db"
     host: str = "127.0.0.1"
+    auth: str = "auto"
+    route_groups: str = "*"
+    rate_limit_address: str = ""
+    rate_limit_token: str = ""
     port: int = 8000
     log_level: str = "info"
     checkpoint_every: int = 1000
@@ -144,6 +184,8 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"
     max_body_bytes: int = 1_048_576
     max_features: int = 10_000
+    max_batch_size: int = 10_000
+    max_json_depth: int = 32
     max_string_length: int = 10_000
     allowed_modules: str = "river,sklearn"
     cache_url: str = ""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import math
 import re
 import threading
@@ -57,6 +58,7 @@ from riverbed.stores.base import (
     VersionRecord,
 )
 from riverbed.tasks import Task, detect_task, get_task, make_metrics
+from riverbed.tokens import Tokens
 
 if TYPE_CHECKING:
     from riverbed.cache import Cache
@@ -182,6 +184,11 @@ class Engine(Registry):
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="riverbed-checkpoints", daemon=True)
         self._ticker.start()
+
+    @functools.cached_property
+    def tokens(self) -> Tokens:
+        """API tokens kept in this engine's store (see :mod:`riverbed.tokens`)."""
+        return Tokens(self.store.token_store())
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -8,13 +8,15 @@
      │    ├── MalformedJSON            the body is not JSON
      │    ├── InvalidFilter            a registry search filter or order_by does not parse
      │    ├── InvalidArtifact          uploaded bytes cannot be read in the format stated
-     │    └── PayloadTooLarge          a request body is over the configured limit
-     ├── Forbidden                     the caller may not do this (e.g. upload a pickle)
+     │    ├── LimitExceeded            nested too deep, a string too long (a configured limit)
+     │    └── PayloadTooLarge          a request body or batch is over the configured limit
+     ├── Forbidden                     the caller may not do this (a token's scope, a pickle)
      ├── NotFound                      the thing named does not exist
      │    ├── ModelNotFound
      │    ├── PredictionNotFound
      │    ├── VersionNotFound          also an alias that points nowhere
-     │    └── CacheKeyNotFound         no unexpired cache entry under that key
+     │    ├── CacheKeyNotFound         no unexpired cache entry under that key
+     │    └── TokenNotFound
      ├── Conflict                      the request clashes with what is stored
      │    ├── ModelExists
      │    ├── VersionExists
@@ -22,6 +24,11 @@
      │    ├── PredictionExists
      │    ├── AlreadyLabelled
      │    └── WrongCacheKind           a cache key holds a value, not a list, or the reverse
+     ├── Unauthorized                  no credentials where some are needed
+     │    └── InvalidToken             a token that is unknown ...
+     │         ├── TokenExpired        ... past its expiry ...
+     │         └── TokenRevoked        ... or revoked
+     ├── RateLimited                   too many requests; ``retry_after`` says when to retry
      └── ServerError                   something broke on the server side (a bug)
 
 Every error carries a short machine-readable ``code`` and a message written for a person.
@@ -44,6 +51,8 @@ __all__ = [
     "InvalidInput",
     "InvalidSpec",
     "InvalidTarget",
+    "InvalidToken",
+    "LimitExceeded",
     "MalformedJSON",
     "ModelExists",
     "ModelNotFound",
@@ -52,8 +61,13 @@ __all__ = [
     "PayloadTooLarge",
     "PredictionExists",
     "PredictionNotFound",
+    "RateLimited",
     "RiverbedError",
     "ServerError",
+    "TokenExpired",
+    "TokenNotFound",
+    "TokenRevoked",
+    "Unauthorized",
     "VersionExists",
     "VersionNotFound",
     "WrongCacheKind",
@@ -112,6 +126,10 @@ class Forbidden(RiverbedError):
     code = "forbidden"
 
 
+class LimitExceeded(InvalidInput):
+    code = "limit_exceeded"
+
+
 class NotFound(RiverbedError):
     code = "not_found"
 
@@ -130,6 +148,10 @@ class CacheKeyNotFound(NotFound):
 
 class VersionNotFound(NotFound):
     code = "version_not_found"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
 
 
 class Conflict(RiverbedError):
@@ -158,6 +180,39 @@ class AlreadyLabelled(Conflict):
 
 class WrongCacheKind(Conflict):
     code = "wrong_cache_kind"
+
+
+class Unauthorized(RiverbedError):
+    """No usable credentials. ``challenge`` is the ``WWW-Authenticate`` value to answer with
+    (None: the server's default, ``Bearer realm="riverbed"``)."""
+
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, detail: Any = None, challenge: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.challenge = challenge
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+
+
+class TokenExpired(InvalidToken):
+    code = "token_expired"
+
+
+class TokenRevoked(InvalidToken):
+    code = "token_revoked"
+
+
+class RateLimited(RiverbedError):
+    """Too many requests; ``retry_after`` is the number of seconds to wait."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, detail: Any = None, retry_after: int = 1) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
 
 
 class ServerError(RiverbedError):

@@ -16,8 +16,9 @@ from riverbed import __version__
 from riverbed.config import Settings
 from riverbed.engine import Engine
 from riverbed.exceptions import RiverbedError
-from riverbed.server import api, cache_api, prometheus, stream, web
-from riverbed.server.http import JSONResponse, error_response, status_of
+from riverbed.server import api, cache_api, prometheus, stream, tokens, web
+from riverbed.server.auth import AuthPolicy, bootstrap_admin, enabled_endpoints
+from riverbed.server.http import JSONResponse, error_headers, error_response, status_of
 from riverbed.server.routing import Endpoint, openapi_document, routes_of
 
 __all__ = ["create_app", "endpoints"]
@@ -33,6 +34,7 @@ def endpoints() -> list[Endpoint]:
         *stream.ENDPOINTS,
         *prometheus.ENDPOINTS,
         *web.ENDPOINTS,
+        *tokens.ENDPOINTS,
         Endpoint(
             "GET", "/openapi.json", _openapi, "This OpenAPI document", "service", scope="public"
         ),
@@ -48,7 +50,7 @@ async def _riverbed_error(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     if status >= 500:
         log.error("server error on %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(exc.to_payload(), status_code=status)
+    return JSONResponse(exc.to_payload(), status_code=status, headers=error_headers(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -86,13 +88,15 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if app.state.engine is None:
             app.state.engine = Engine(settings=settings)
+        bootstrap_admin(app)
         try:
             yield
         finally:
             if owned and app.state.engine is not None:
                 app.state.engine.close()
 
-    all_endpoints = endpoints()
+    policy = AuthPolicy(settings)
+    all_endpoints = enabled_endpoints(endpoints(), settings.route_groups)
     handlers: dict[Any, Any] = {
         RiverbedError: _riverbed_error,
         HTTPException: _http_error,
@@ -101,6 +105,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app = Starlette(routes=routes_of(all_endpoints), exception_handlers=handlers, lifespan=lifespan)
     app.state.engine = engine
     app.state.settings = settings
+    app.state.auth = policy
     app.state.endpoints = all_endpoints
     app.state.openapi = openapi_document(all_endpoints, title="riverbed", version=__version__)
     return app

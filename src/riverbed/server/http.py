@@ -14,14 +14,19 @@ from riverbed.exceptions import (
     Conflict,
     Forbidden,
     InvalidInput,
+    LimitExceeded,
     MalformedJSON,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     RiverbedError,
+    Unauthorized,
 )
 
 __all__ = [
     "JSONResponse",
+    "check_batch",
+    "check_json_limits",
     "error_response",
     "field",
     "read_json",
@@ -49,7 +54,20 @@ def status_of(error: RiverbedError) -> int:
         return 404
     if isinstance(error, Conflict):
         return 409
+    if isinstance(error, Unauthorized):
+        return 401
+    if isinstance(error, RateLimited):
+        return 429
     return 500
+
+
+def error_headers(error: RiverbedError) -> dict[str, str]:
+    """The headers an error's status calls for: a challenge with 401, Retry-After with 429."""
+    if isinstance(error, Unauthorized):
+        return {"WWW-Authenticate": error.challenge or 'Bearer realm="riverbed"'}
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(error.retry_after)}
+    return {}
 
 
 def error_response(
@@ -81,17 +99,78 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, *, required: bool = True) -> Any:
-    """The request's JSON body; malformed JSON is a 400 that says where it broke."""
+async def read_json(request: Request, *, required: bool = True, long_strings: bool = False) -> Any:
+    """The request's JSON body; malformed JSON is a 400 that says where it broke. Bodies
+    nested deeper than ``max_json_depth`` or holding a string longer than
+    ``max_string_length`` (unless ``long_strings``, e.g. for an encoded artifact) are refused
+    with 400 ``limit_exceeded``."""
     body = await read_body(request)
     if not body.strip():
         if required:
             raise InvalidInput("the request needs a JSON body")
         return None
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc) or "recursion" in str(exc):
+            raise _too_deep(request.app.state.settings.max_json_depth) from None
         raise MalformedJSON(f"malformed JSON: {exc}") from None
+    check_json_limits(value, body, request.app.state.settings, long_strings=long_strings)
+    return value
+
+
+def _too_deep(limit: int) -> LimitExceeded:
+    return LimitExceeded(
+        f"the JSON body is nested deeper than {limit} levels",
+        detail={"limit": "max_json_depth", "max": limit},
+    )
+
+
+def check_json_limits(value: Any, raw: bytes, settings: Any, *, long_strings: bool = False) -> None:
+    """Nesting depth and string lengths of a parsed body; cheap when the raw body is too
+    small or too flat to break either limit (the common case)."""
+    max_depth: int = settings.max_json_depth
+    max_string: int = settings.max_string_length
+    deep = raw.count(b"[") + raw.count(b"{") > max_depth
+    long = not long_strings and len(raw) > max_string
+    if not (deep or long):
+        return
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > max_depth:
+                raise _too_deep(max_depth)
+            for k, v in item.items():
+                if long and len(k) > max_string:
+                    raise _too_long(max_string)
+                stack.append((v, depth + 1))
+        elif isinstance(item, list):
+            if depth > max_depth:
+                raise _too_deep(max_depth)
+            stack.extend((v, depth + 1) for v in item)
+        elif long and isinstance(item, str) and len(item) > max_string:
+            raise _too_long(max_string)
+
+
+def _too_long(limit: int) -> LimitExceeded:
+    return LimitExceeded(
+        f"the JSON body holds a string longer than {limit} characters",
+        detail={"limit": "max_string_length", "max": limit},
+    )
+
+
+def check_batch(items: Any, request: Request, what: str = "samples") -> list[Any]:
+    """A batch (a JSON array) within ``max_batch_size``; 413 when over, 400 when no array."""
+    if not isinstance(items, list):
+        raise InvalidInput(f"{what} must be an array")
+    limit: int = request.app.state.settings.max_batch_size
+    if len(items) > limit:
+        raise PayloadTooLarge(
+            f"{len(items)} {what} is more than the limit of {limit} per request",
+            detail={"limit": "max_batch_size", "max": limit, "given": len(items)},
+        )
+    return items
 
 
 _MISSING: Any = object()

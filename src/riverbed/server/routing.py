@@ -33,9 +33,16 @@ class Endpoint:
 
 
 def routes_of(endpoints: Iterable[Endpoint]) -> list[BaseRoute]:
-    return [
-        Route(e.path, e.handler, methods=[e.method], name=f"{e.method} {e.path}") for e in endpoints
-    ]
+    """The Starlette routes of ``endpoints``, each behind :func:`riverbed.server.auth.guard`
+    (scope, rate limits, audit) -- so declaring a route is what protects it."""
+    from riverbed.server.auth import guard
+
+    routes: list[BaseRoute] = []
+    for e in endpoints:
+        route = Route(e.path, e.handler, methods=[e.method], name=f"{e.method} {e.path}")
+        route.app = guard(e, route.app)
+        routes.append(route)
+    return routes
 
 
 ERROR_SCHEMA = {
@@ -54,8 +61,9 @@ _ERROR_TEXT = {
     404: "Not found",
     409: "Conflict",
     413: "Body too large",
-    401: "Authentication required",
-    403: "Forbidden",
+    401: "Authentication required: no token, or an unknown, expired or revoked one",
+    403: "The token's scopes do not grant this route",
+    429: "Too many requests: retry after Retry-After seconds",
 }
 
 
@@ -66,7 +74,10 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
             "summary": e.summary,
             "tags": [e.tag],
             "operationId": _operation_id(e),
+            "x-riverbed-scope": e.scope,
         }
+        if e.scope != "public":
+            operation["security"] = [{"token": [e.scope]}]
         params = [
             segment[1:-1].split(":")[0] for segment in e.path.split("/") if segment.startswith("{")
         ]
@@ -84,7 +95,8 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
         if e.response is not None:
             success["content"] = {e.media_type: {"schema": e.response}}
         responses: dict[str, Any] = {str(e.status): success}
-        for status in sorted({400, *e.errors}):
+        auth_errors = {401, 403} if e.scope != "public" else set()
+        for status in sorted({400, 429, *auth_errors, *e.errors}):
             responses[str(status)] = {
                 "description": _ERROR_TEXT.get(status, "Error"),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -95,7 +107,17 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA},
+            "securitySchemes": {
+                "token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A riverbed token (`riverbed tokens create`); the scope "
+                    "a route needs is its x-riverbed-scope. See docs/auth.md.",
+                }
+            },
+        },
     }
 
 

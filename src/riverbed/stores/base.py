@@ -15,9 +15,12 @@ import abc
 import dataclasses
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from riverbed.stores.tokens import TokenStore
 
 __all__ = [
     "AliasChange",
@@ -213,6 +216,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_checkpoint(self, name: str) -> Checkpoint | None: ...
+
+    def token_store(self) -> TokenStore:
+        """The API tokens kept beside this store's data (see :mod:`riverbed.stores.tokens`)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no tokens")
 
     def sync(self) -> None:
         """Wait until every write submitted so far is durable."""

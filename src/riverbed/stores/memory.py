@@ -31,6 +31,7 @@ from riverbed.stores.base import (
     done,
 )
 from riverbed.stores.kv import MemoryCache
+from riverbed.stores.tokens import MemoryTokenStore, TokenStore
 
 __all__ = ["MemoryStore"]
 
@@ -47,6 +48,10 @@ class MemoryStore(MemoryCache, Store):
         self._last_version: dict[str, int] = {}
         self._aliases: dict[str, dict[str, AliasRecord]] = {}
         self._alias_history: dict[str, list[AliasChange]] = {}
+        self._tokens = MemoryTokenStore()
+
+    def token_store(self) -> TokenStore:
+        return self._tokens
 
     def create_model(self, model: ModelRecord, version: VersionRecord) -> Future[None]:
         with self._lock:

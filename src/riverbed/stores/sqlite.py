@@ -39,6 +39,7 @@ from riverbed.stores.base import (
 )
 from riverbed.stores.sqlite_kv import SCHEMA as CACHE_SCHEMA
 from riverbed.stores.sqlite_kv import SQLiteCache
+from riverbed.stores.tokens import SQLiteTokenStore, TokenStore
 
 __all__ = ["SQLiteStore"]
 
@@ -217,6 +218,12 @@ class SQLiteStore(SQLiteCache, Store):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._tokens: SQLiteTokenStore | None = None
+
+    def token_store(self) -> TokenStore:
+        if self._tokens is None:
+            self._tokens = SQLiteTokenStore(self._writer.submit, self._read)
+        return self._tokens
 
     # -- plumbing -------------------------------------------------------------------------
 

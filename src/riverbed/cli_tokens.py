@@ -1,0 +1,199 @@
+"""``riverbed tokens``: create, list and revoke API tokens.
+
+The commands work on a server's database directly (``--database``, default the
+``RIVERBED_DATABASE`` setting), which is safe while the server runs, or through a running
+server's admin API (``--url`` with an admin ``--token``), which is the way for a server on the
+in-memory store.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from riverbed.config import Settings
+from riverbed.exceptions import RiverbedError
+from riverbed.tokens import SCOPES
+
+__all__ = ["tokens"]
+
+
+class _Local:
+    """The token operations over a database file."""
+
+    def __init__(self, database: str) -> None:
+        from riverbed.stores import open_store
+        from riverbed.tokens import Tokens
+
+        self.store = open_store(database)
+        self.tokens = Tokens(self.store.token_store())
+
+    def create_token(self, scopes: list[str], name: str, expires_in: str | None) -> Any:
+        return self.tokens.create_token(scopes, name=name, expires_in=expires_in)
+
+    def list_tokens(self, include_inactive: bool) -> Any:
+        return self.tokens.list_tokens(include_inactive=include_inactive)
+
+    def revoke_token(self, token_id: str) -> Any:
+        return self.tokens.revoke_token(token_id)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class _Remote:
+    """The same operations through a server's admin API."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        from riverbed.client import Client
+
+        self.client = Client(url, token=token)
+
+    def create_token(self, scopes: list[str], name: str, expires_in: str | None) -> Any:
+        return self.client.create_token(scopes, name=name, expires_in=expires_in)
+
+    def list_tokens(self, include_inactive: bool) -> Any:
+        return self.client.list_tokens(include_inactive=include_inactive)
+
+    def revoke_token(self, token_id: str) -> Any:
+        return self.client.revoke_token(token_id)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@contextmanager
+def _backend(database: str | None, url: str | None, token: str | None) -> Iterator[Any]:
+    if url is not None:
+        backend: Any = _Remote(url, token)
+    else:
+        database = database or Settings.load().database
+        if database in (":memory:", "memory://"):
+            raise click.UsageError(
+                "an in-memory server keeps its tokens in its own process: use --url with an "
+                "admin --token (printed by the server at start) instead of --database"
+            )
+        backend = _Local(database)
+    try:
+        yield backend
+    except RiverbedError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    finally:
+        backend.close()
+
+
+def _where(func: Any) -> Any:
+    func = click.option(
+        "--token",
+        envvar="RIVERBED_TOKEN",
+        help="An admin token, with --url [env RIVERBED_TOKEN].",
+    )(func)
+    func = click.option(
+        "--url", help="Manage the tokens of the server at this URL (its admin API)."
+    )(func)
+    return click.option(
+        "--database",
+        help="The server's database (SQLite path) [env RIVERBED_DATABASE; default riverbed.db].",
+    )(func)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@click.group()
+def tokens() -> None:
+    """Create, list and revoke API tokens (scopes: read, predict, learn, admin).
+
+    \b
+    A token for a device that predicts and sends ground truth, valid 90 days:
+        riverbed tokens create --scope predict --scope learn --expires-in 90d --name edge-1
+    """
+
+
+@tokens.command()
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(SCOPES),
+    help="A scope to grant; repeat for several. admin implies every other scope.",
+)
+@click.option("--name", default="", help="A note saying whose or what the token is.")
+@click.option("--expires-in", help="Lifetime: seconds or 90s, 15m, 12h, 30d, 2w (default: none).")
+@click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
+@_where
+def create(
+    scopes: tuple[str, ...],
+    name: str,
+    expires_in: str | None,
+    as_json: bool,
+    database: str | None,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Create a token and print its secret (on stdout, alone): it is shown this once."""
+    with _backend(database, url, token) as backend:
+        made = backend.create_token(list(scopes), name, expires_in)
+    if as_json:
+        click.echo(json.dumps(made))
+        return
+    click.echo(
+        f"created token {made['id']} ({', '.join(made['scopes'])}; expires "
+        f"{_when(made['expires_at'])}). The secret below is shown once: keep it now.",
+        err=True,
+    )
+    click.echo(made["token"])
+
+
+@tokens.command(name="ls")
+@click.option("--all", "include_inactive", is_flag=True, help="Include expired and revoked ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_where
+def ls(
+    include_inactive: bool,
+    as_json: bool,
+    database: str | None,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """List tokens (never their secrets)."""
+    with _backend(database, url, token) as backend:
+        found = backend.list_tokens(include_inactive)
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    rows = [("ID", "NAME", "SCOPES", "CREATED", "EXPIRES", "STATUS")]
+    for t in found:
+        rows.append(
+            (
+                t["id"],
+                t["name"] or "-",
+                ",".join(t["scopes"]),
+                _when(t["created_at"]),
+                _when(t["expires_at"]),
+                t["status"],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@tokens.command()
+@click.argument("token_id")
+@_where
+def revoke(token_id: str, database: str | None, url: str | None, token: str | None) -> None:
+    """Revoke the token TOKEN_ID: from now on it verifies no more."""
+    with _backend(database, url, token) as backend:
+        backend.revoke_token(token_id)
+    click.echo(f"revoked token {token_id}", err=True)

@@ -1,0 +1,398 @@
+"""Authentication, scopes, rate limits and route groups, enforced from the declarations.
+
+Every route comes from an :class:`~riverbed.server.routing.Endpoint`, and
+:func:`~riverbed.server.routing.routes_of` wraps each route's ASGI app in :func:`guard`, so a
+route is protected by declaring it -- its ``scope`` says who may call it, its ``tag`` names
+its route group. For each request (HTTP or WebSocket) the guard, in this order:
+
+1. charges the client address's bucket of the route's group (``rate_limit_address``);
+2. when auth is on and the route is not ``public``: reads the token (``Authorization:
+   Bearer <token>``, ``Token <token>`` or ``Basic base64(user:token)``; for event streams and
+   WebSockets, which browsers cannot give headers, also ``?token=``), verifies it (401
+   otherwise) and checks that its scopes grant the route's scope (403 otherwise);
+3. charges the token's bucket (``rate_limit_token``); an empty bucket answers 429 with
+   ``Retry-After``;
+4. calls the route with the caller's :class:`Principal` in the ASGI scope
+   (:func:`principal_of`), and for an ``admin`` route publishes an ``audit`` event once the
+   route has answered.
+
+Auth is on when ``auth=on``, or ``auth=auto`` and the server is bound to a non-loopback
+address (a request that arrives on a non-loopback local address also needs a token, in case
+the server was started by other means than ``riverbed serve``). With auth off every caller
+is the local operator and holds every scope.
+
+Route groups that ``route_groups`` leaves out are not mounted at all (404, absent from
+``/openapi.json``): see :func:`enabled_endpoints`.
+
+The helpers at the end (:func:`credentials_of`, :func:`verify`, :func:`basic_credentials`,
+:func:`token_realm_challenge`, :func:`register_challenge`) are what compatibility layers
+build their own token flows from; docs/auth.md describes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from starlette.requests import HTTPConnection
+
+from riverbed.config import Settings
+from riverbed.exceptions import Forbidden, RateLimited, RiverbedError, Unauthorized
+from riverbed.ratelimit import RateLimiter, parse_rates, retry_after
+from riverbed.stores.tokens import TokenRecord
+from riverbed.tokens import SCOPES, grants
+
+if TYPE_CHECKING:
+    from riverbed.server.routing import Endpoint
+
+__all__ = [
+    "AuthPolicy",
+    "Principal",
+    "basic_credentials",
+    "credentials_of",
+    "enabled_endpoints",
+    "guard",
+    "is_loopback",
+    "principal_of",
+    "register_challenge",
+    "token_realm_challenge",
+    "verify",
+]
+
+log = logging.getLogger("riverbed.auth")
+audit_log = logging.getLogger("riverbed.audit")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+WEBSOCKET_METHODS = frozenset({"WS", "WEBSOCKET"})
+PRINCIPAL_KEY = "riverbed.principal"
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """Who is calling: ``local`` (auth off: every scope), ``token`` or ``anonymous`` (auth on,
+    a public route, no token checked)."""
+
+    kind: str
+    scopes: frozenset[str]
+    token_id: str | None = None
+    name: str = ""
+
+    def grants(self, scope: str) -> bool:
+        return grants(self.scopes, scope)
+
+
+LOCAL = Principal("local", frozenset(SCOPES))
+ANONYMOUS = Principal("anonymous", frozenset())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    host = host.strip().strip("[]").lower()
+    if host in ("localhost", "ip6-localhost", "ip6-loopback"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(host: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(host).strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class AuthPolicy:
+    """The resolved auth, rate-limit and route-group rules of one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        mode = settings.auth.strip().lower()
+        if mode not in ("auto", "on", "off"):
+            raise ValueError(f"RIVERBED_AUTH / --auth must be auto, on or off, not {mode!r}")
+        self.mode = mode
+        self.host = settings.host
+        local = is_loopback(settings.host)
+        self.enabled = mode == "on" or (mode == "auto" and not local)
+        self._check_connection = mode == "auto" and local
+        try:
+            self.by_address = RateLimiter(parse_rates(settings.rate_limit_address))
+            self.by_token = RateLimiter(parse_rates(settings.rate_limit_token))
+        except ValueError as exc:
+            raise ValueError(f"rate limit settings: {exc}") from None
+
+    def required(self, scope: Scope) -> bool:
+        """Whether this connection must present a token."""
+        if self.enabled:
+            return True
+        if self._check_connection:
+            server = scope.get("server")
+            if server:
+                return _is_ip(server[0]) and not is_loopback(str(server[0]))
+        return False
+
+    def banner(self) -> tuple[int, str]:
+        """What the server says at start about auth, and how loudly (a logging level)."""
+        if self.enabled:
+            return logging.INFO, (
+                f"auth is ON (--auth {self.mode}, bound to {self.host}): every route but the "
+                "public ones needs a token; create one with `riverbed tokens create --scope "
+                "admin` (see docs/auth.md)"
+            )
+        if is_loopback(self.host):
+            return logging.INFO, (
+                f"auth is off: bound to the loopback address {self.host}, only this machine "
+                "can connect (use --auth on to require tokens anyway)"
+            )
+        return logging.WARNING, (
+            f"WARNING: AUTH IS OFF ON {self.host}, A NON-LOOPBACK ADDRESS (--auth off). Anyone "
+            "who can reach this server can create and delete models and upload pickles, which "
+            "runs code on this machine. Remove --auth off to require tokens."
+        )
+
+
+def enabled_endpoints(endpoints: Iterable[Endpoint], groups: str) -> list[Endpoint]:
+    """The endpoints whose group (tag) ``groups`` enables: a comma-separated list, or ``*``."""
+    endpoints = list(endpoints)
+    wanted = {g.strip() for g in groups.split(",") if g.strip()}
+    if not wanted or "*" in wanted:
+        return endpoints
+    known = {e.tag for e in endpoints}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise ValueError(
+            f"route_groups names unknown group(s) {', '.join(unknown)}; the groups are "
+            f"{', '.join(sorted(known))}"
+        )
+    return [e for e in endpoints if e.tag in wanted]
+
+
+def principal_of(connection: HTTPConnection) -> Principal:
+    """The caller of a request that went through the guard."""
+    principal = connection.scope.get(PRINCIPAL_KEY)
+    return principal if isinstance(principal, Principal) else ANONYMOUS
+
+
+_Challenge = Callable[[Scope], str]
+_CHALLENGES: dict[str, _Challenge] = {}
+
+
+def register_challenge(group: str, challenge: _Challenge) -> None:
+    """Answer 401s on the routes of ``group`` with ``WWW-Authenticate: challenge(scope)``
+    instead of ``Bearer realm="riverbed"`` (e.g. :func:`token_realm_challenge`)."""
+    _CHALLENGES[group] = challenge
+
+
+def _origin(scope: Scope) -> str:
+    connection = HTTPConnection(scope)
+    scheme = "https" if connection.url.scheme in ("https", "wss") else "http"
+    return f"{scheme}://{connection.url.netloc}"
+
+
+def token_realm_challenge(scope: Scope, path: str = "/api/auth/token") -> str:
+    """The challenge of a token endpoint at ``path`` on this server, in the form
+    ``realm="<origin><path>",service="<origin>"``."""
+    origin = _origin(scope)
+    return f'realm="{origin}{path}",service="{origin}"'
+
+
+def basic_credentials(header_value: str) -> tuple[str, str] | None:
+    """``(user, password)`` from an ``Authorization: Basic ...`` value, or None."""
+    scheme, _, value = header_value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def credentials_of(scope: Scope, *, allow_query: bool = False) -> str | None:
+    """The token a request presents, if any (see the module docstring for where from)."""
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            header = value.decode("latin-1").strip()
+            scheme, _, rest = header.partition(" ")
+            if scheme.lower() in ("bearer", "token"):
+                return rest.strip() or None
+            basic = basic_credentials(header)
+            if basic is not None:
+                return basic[1] or None
+            return None
+    if allow_query:
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+        if values:
+            return values[0]
+    return None
+
+
+def verify(connection: HTTPConnection | Scope, secret: str) -> TokenRecord:
+    """The active token ``secret`` names, or :class:`InvalidToken` (401)."""
+    scope = connection.scope if isinstance(connection, HTTPConnection) else connection
+    record: TokenRecord = scope["app"].state.engine.tokens.verify_token(secret)
+    return record
+
+
+def guard(endpoint: Endpoint, app: ASGIApp) -> ASGIApp:
+    """``app`` behind the endpoint's scope, group rate limits and audit (module docstring)."""
+    needed = endpoint.scope
+    group = endpoint.tag
+    allow_query = (
+        endpoint.media_type == "text/event-stream" or endpoint.method.upper() in WEBSOCKET_METHODS
+    )
+    audited = needed == "admin"
+    if needed not in ("public", *SCOPES):
+        raise ValueError(f"{endpoint.method} {endpoint.path}: unknown scope {needed!r}")
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        policy: AuthPolicy = scope["app"].state.auth
+        client = scope.get("client")
+        address = str(client[0]) if client else "unknown"
+        try:
+            if policy.by_address.rates:
+                _charge(policy.by_address, group, address, "this address")
+            principal = LOCAL
+            if policy.required(scope):
+                principal = ANONYMOUS
+                if needed != "public":
+                    principal = _authorize(scope, needed, group, allow_query)
+                    if policy.by_token.rates and principal.token_id is not None:
+                        _charge(policy.by_token, group, principal.token_id, "this token")
+        except RiverbedError as exc:
+            await _deny(scope, receive, send, exc, group)
+            return
+        scope[PRINCIPAL_KEY] = principal
+        if not audited:
+            await app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await app(scope, receive, watch)
+        finally:
+            _audit(scope, endpoint, principal, address, status[0] if status else None)
+
+    guarded.riverbed_endpoint = endpoint  # type: ignore[attr-defined]
+    return guarded
+
+
+def _authorize(scope: Scope, needed: str, group: str, allow_query: bool) -> Principal:
+    secret = credentials_of(scope, allow_query=allow_query)
+    if secret is None:
+        raise Unauthorized(
+            f"this route needs a token with the {needed!r} scope: send "
+            "'Authorization: Bearer <token>'",
+            detail={"required": needed},
+        )
+    record = verify(scope, secret)
+    if not grants(record.scopes, needed):
+        raise Forbidden(
+            f"token {record.id} has scope(s) {', '.join(record.scopes)}; this route needs "
+            f"{needed!r}",
+            detail={"required": needed, "granted": list(record.scopes)},
+        )
+    return Principal("token", frozenset(record.scopes), record.id, record.name)
+
+
+def _charge(limiter: RateLimiter, group: str, key: str, who: str) -> None:
+    wait = limiter.hit(group, key)
+    if wait > 0:
+        rate = limiter.rate_of(group)
+        seconds = retry_after(wait)
+        raise RateLimited(
+            f"too many requests from {who} to the {group!r} routes; retry in {seconds} s",
+            detail={
+                "group": group,
+                "limit": rate.count if rate else None,
+                "period": rate.period if rate else None,
+                "retry_after": seconds,
+            },
+            retry_after=seconds,
+        )
+
+
+async def _deny(
+    scope: Scope, receive: Receive, send: Send, error: RiverbedError, group: str
+) -> None:
+    from riverbed.server.http import error_headers, error_response, status_of
+
+    status = status_of(error)
+    headers = error_headers(error)
+    if isinstance(error, Unauthorized) and error.challenge is None and group in _CHALLENGES:
+        headers["WWW-Authenticate"] = _CHALLENGES[group](scope)
+    if status in (401, 403):
+        log.info(
+            "denied %s %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), error.code
+        )
+    if scope["type"] == "websocket":
+        # Close before accepting: the client sees the handshake refused; 4000 + HTTP status.
+        await send({"type": "websocket.close", "code": 4000 + status, "reason": error.code})
+        return
+    response = error_response(status, error.code, error.message, error.detail, headers=headers)
+    await response(scope, receive, send)
+
+
+def _audit(
+    scope: Scope, endpoint: Endpoint, principal: Principal, address: str, status: int | None
+) -> None:
+    data = {
+        "action": f"{endpoint.method} {endpoint.path}",
+        "path": scope.get("path"),
+        "status": status,
+        "token": principal.token_id,
+        "principal": principal.kind,
+        "client": address,
+    }
+    params = scope.get("path_params") or {}
+    model = params.get("name") if isinstance(params.get("name"), str) else None
+    audit_log.info("%s", data)
+    engine = getattr(scope["app"].state, "engine", None)
+    if engine is not None:
+        engine.events.publish("audit", model, data)
+
+
+def bootstrap_admin(app: Any) -> str | None:
+    """At start: say how auth stands, and when auth is on but no active token grants admin,
+    create one and show its secret once in the log, so a fresh server can be administered.
+    Returns that secret, if one was made."""
+    policy: AuthPolicy = app.state.auth
+    level, text = policy.banner()
+    if level >= logging.WARNING:
+        log.warning("%s", text)
+    if not policy.enabled:
+        return None
+    tokens = app.state.engine.tokens
+    if tokens.has_active("admin"):
+        return None
+    made = tokens.create_token(["admin"], name="bootstrap admin")
+    log.warning(
+        "auth is on and no token granted admin: created admin token %s (id %s). It is shown "
+        "this once: keep it, make narrower tokens with it (riverbed tokens create / POST "
+        "/v1/tokens) and revoke it when done.",
+        made["token"],
+        made["id"],
+    )
+    return str(made["token"])
