@@ -320,3 +320,21 @@ def test_search_orders_and_pages(engine: Engine) -> None:
     models = engine.search_models("name ~ 'M' and hyperparameters.max_depth = 3")
     assert [m["name"] for m in models["models"]] == ["m0", "m1", "m2"]
     assert engine.search_models("task = 'regression'")["models"] == []
+
+
+def test_a_batch_model_is_deleted_with_its_versions(engine: Engine) -> None:
+    engine.upload("m", sio.dumps(fitted()), format="skops")
+    engine.set_alias("m", "production", 1)
+    engine.delete_model("m")
+    assert engine.list_models() == [] and engine.search_versions()["total"] == 0
+    assert engine.upload("m", sio.dumps(fitted()), format="skops")["version"] == 1
+    with pytest.raises(NotServable):
+        engine.metrics("m")
+
+
+def test_a_skops_file_with_foreign_types_is_refused(engine: Engine) -> None:
+    from fractions import Fraction
+
+    data = sio.dumps(DecisionTreeClassifier(ccp_alpha=Fraction(1, 3)))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArtifact, match="fractions.Fraction"):
+        engine.upload("m", data, format="skops")

@@ -15,8 +15,9 @@ file       anything else (any framework): stored, never loaded      no
 
 The bytes are stored exactly as they arrived, so a download returns them unchanged. The
 three pickle formats are read by :mod:`riverbed.serialization` only, after the caller
-checked that the uploader may run code on the server. A skops artifact is read with only
-the types of the allowed modules trusted (``river``, ``sklearn``, numpy's and scipy's).
+checked that the uploader may run code on the server. A skops artifact is read trusting
+only skops' defaults, plain containers and the types of the allowed modules (``river`` and
+``sklearn`` by default); any other type refuses the file.
 """
 
 from __future__ import annotations
@@ -52,8 +53,22 @@ _EXTENSIONS = {
     ".pickle": "pickle",
     ".rvbd": "riverbed",
 }
-# Types skops may rebuild besides those of the allowed modules: numerical building blocks.
-_SKOPS_ALWAYS_TRUSTED = ("numpy", "scipy", "builtins", "collections", "functools")
+# Types skops may rebuild besides those of the allowed modules: plain containers.
+_SKOPS_ALWAYS_TRUSTED = frozenset(
+    {
+        "builtins.bytearray",
+        "builtins.bytes",
+        "builtins.complex",
+        "builtins.frozenset",
+        "builtins.range",
+        "builtins.set",
+        "builtins.slice",
+        "collections.Counter",
+        "collections.OrderedDict",
+        "collections.defaultdict",
+        "collections.deque",
+    }
+)
 
 
 def guess_format(data: bytes, filename: str | None = None) -> str:
@@ -110,12 +125,13 @@ def _load_skops(data: bytes, allowed: Sequence[str]) -> Any:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:
         raise InvalidArtifact(f"the artifact is not a skops file: {exc}") from None
-    prefixes = (*allowed, *_SKOPS_ALWAYS_TRUSTED)
-    refused = [t for t in untrusted if t.split(".")[0] not in prefixes]
+    refused = [
+        t for t in untrusted if t not in _SKOPS_ALWAYS_TRUSTED and t.split(".")[0] not in allowed
+    ]
     if refused:
         raise InvalidArtifact(
             f"the skops file holds types outside the allowed modules: {', '.join(refused)}",
-            detail={"untrusted_types": refused, "allowed": list(prefixes)},
+            detail={"untrusted_types": refused, "allowed_modules": list(allowed)},
         )
     try:
         return sio.loads(data, trusted=untrusted)

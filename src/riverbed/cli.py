@@ -88,9 +88,11 @@ def routes() -> None:
 
 def _add_commands() -> None:
     from riverbed.cli_cache import cache
+    from riverbed.cli_models import models
     from riverbed.cli_tokens import tokens
 
     cli.add_command(cache)
+    cli.add_command(models)
     cli.add_command(tokens)
 
 

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from riverbed import specs
+from riverbed.client_registry import RAW, RegistryMethods
 from riverbed.exceptions import ServerError, error_from_payload
 
 __all__ = ["AsyncClient", "CacheMethods", "Client"]
@@ -48,6 +49,8 @@ def _headers(headers: dict[str, str] | None, token: str | None) -> dict[str, str
 
 
 def _result(response: httpx.Response, pick: str | None = None) -> Any:
+    if pick == RAW and response.is_success:
+        return response.content
     try:
         payload = response.json() if response.content else None
     except ValueError:
@@ -61,7 +64,7 @@ def _result(response: httpx.Response, pick: str | None = None) -> Any:
     raise error_from_payload(payload)
 
 
-class _Methods:
+class _Methods(RegistryMethods):
     """The operations, each described once. ``_request`` decides sync or async."""
 
     def _request(self, method: str, path: str, json: Any = None, *, pick: str | None = None) -> Any:

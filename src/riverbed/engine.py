@@ -362,8 +362,9 @@ class Engine(Registry):
         return self.submit_delete_model(name).wait()
 
     def submit_delete_model(self, name: str) -> Receipt[dict[str, Any]]:
-        live = self._get_live(name)
-        with self._lock, live.lock:
+        # A batch model has no live state; its lock is a fresh one.
+        live = self._get_live(name) if self._flavor(name) == "river" else None
+        with self._lock, live.lock if live is not None else threading.RLock():
             self._live.pop(name, None)
             for key in [k for k, p in self._cache.items() if p.model == name]:
                 del self._cache[key]

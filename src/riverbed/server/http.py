@@ -84,8 +84,10 @@ def error_response(
     )
 
 
-async def read_body(request: Request) -> bytes:
-    limit: int = request.app.state.settings.max_body_bytes
+async def read_body(request: Request, *, limit: int | None = None) -> bytes:
+    """The request body, refused with 413 past ``limit`` (default: ``max_body_bytes``)."""
+    if limit is None:
+        limit = int(request.app.state.settings.max_body_bytes)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {limit}")
@@ -99,12 +101,18 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, *, required: bool = True, long_strings: bool = False) -> Any:
+async def read_json(
+    request: Request,
+    *,
+    required: bool = True,
+    long_strings: bool = False,
+    limit: int | None = None,
+) -> Any:
     """The request's JSON body; malformed JSON is a 400 that says where it broke. Bodies
     nested deeper than ``max_json_depth`` or holding a string longer than
     ``max_string_length`` (unless ``long_strings``, e.g. for an encoded artifact) are refused
-    with 400 ``limit_exceeded``."""
-    body = await read_body(request)
+    with 400 ``limit_exceeded``; bodies over ``limit`` (default ``max_body_bytes``) with 413."""
+    body = await read_body(request, limit=limit)
     if not body.strip():
         if required:
             raise InvalidInput("the request needs a JSON body")

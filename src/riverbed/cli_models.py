@@ -1,0 +1,464 @@
+"""``riverbed models``: the model registry from the command line.
+
+Every command talks to a running server (``--url``, env ``RIVERBED_URL``) or, with
+``--database``, opens the engine in-process on that store. Both have the same method names,
+so each command is written once. Filters use the registry's one syntax (docs/registry.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import click
+
+from riverbed.client import DEFAULT_URL
+from riverbed.exceptions import RiverbedError
+from riverbed.provenance import current_user, git_info
+
+__all__ = ["models"]
+
+
+def _target_options(func: Any) -> Any:
+    func = click.option(
+        "--database",
+        default=None,
+        help="Work on this store in-process instead of a server (an SQLite path).",
+    )(func)
+    return click.option(
+        "--url",
+        envvar="RIVERBED_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="The server to talk to [env RIVERBED_URL].",
+    )(func)
+
+
+@contextlib.contextmanager
+def _target(url: str, database: str | None) -> Iterator[Any]:
+    try:
+        if database:
+            from riverbed.engine import Engine
+
+            with Engine(database) as engine:
+                yield engine
+        else:
+            from riverbed.client import Client
+
+            with Client(url) as client:
+                yield client
+    except RiverbedError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+def _when(timestamp: Any) -> str:
+    if not isinstance(timestamp, int | float):
+        return ""
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _cell(value: Any, width: int = 40) -> str:
+    if value is None:
+        text = ""
+    elif isinstance(value, dict):
+        text = ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    elif isinstance(value, list):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain-text table with aligned columns."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _pairs(values: Sequence[str], what: str, parse: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{what} {item!r} is not key=value")
+        if parse:
+            try:
+                out[key] = json.loads(raw)
+            except ValueError:
+                out[key] = raw
+        else:
+            out[key] = raw
+    return out
+
+
+def _version_rows(versions: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        (
+            v["model"],
+            v["version"],
+            v["aliases"],
+            v["source"],
+            v["format"],
+            v["metrics"],
+            v["tags"],
+            _when(v["created_at"]),
+        )
+        for v in versions
+    ]
+    headers = ("model", "version", "aliases", "source", "format", "metrics", "tags", "created")
+    return table(rows, headers)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group()
+def models() -> None:
+    """The model registry: versions, aliases, metadata, artifacts.
+
+    \b
+        riverbed models upload fraud model.skops --metric accuracy=0.93 --tag team=risk
+        riverbed models alias fraud production 3
+        riverbed models search "metrics.accuracy > 0.9 and tags.team = 'risk'"
+        riverbed models download fraud@production -o model.skops
+    """
+
+
+_json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
+
+
+@models.command("ls")
+@click.option("--filter", "filter_", default=None, help="Registry filter (docs/registry.md).")
+@click.option("--order-by", default=None, help="e.g. 'updated_at desc'.")
+@click.option("--page-size", type=int, default=None)
+@click.option("--page-token", default=None)
+@_json_flag
+@_target_options
+def ls(
+    filter_: str | None,
+    order_by: str | None,
+    page_size: int | None,
+    page_token: str | None,
+    as_json: bool,
+    url: str,
+    database: str | None,
+) -> None:
+    """List models (optionally those passing a filter)."""
+    with _target(url, database) as target:
+        found = target.search_models(
+            filter_, order_by=order_by, page_size=page_size, page_token=page_token
+        )
+    if as_json:
+        return _echo_json(found)
+    rows = [
+        (
+            m["name"],
+            m["task"],
+            m["flavor"],
+            m["n_versions"],
+            m["latest_version"],
+            m["aliases"],
+            _when(m["updated_at"]),
+            m["description"],
+        )
+        for m in found["models"]
+    ]
+    headers = ("name", "task", "flavor", "versions", "latest", "aliases", "updated", "description")
+    click.echo(table(rows, headers))
+    if found["next_page_token"]:
+        click.echo(f"(more: --page-token {found['next_page_token']})")
+
+
+@models.command()
+@click.argument("filter_", metavar="FILTER", required=False)
+@click.option("--order-by", default=None, help="e.g. 'metrics.accuracy desc'.")
+@click.option("--page-size", type=int, default=None)
+@click.option("--page-token", default=None)
+@_json_flag
+@_target_options
+def search(
+    filter_: str | None,
+    order_by: str | None,
+    page_size: int | None,
+    page_token: str | None,
+    as_json: bool,
+    url: str,
+    database: str | None,
+) -> None:
+    """Search versions: riverbed models search "metrics.accuracy > 0.9"."""
+    with _target(url, database) as target:
+        found = target.search_versions(
+            filter_, order_by=order_by, page_size=page_size, page_token=page_token
+        )
+    if as_json:
+        return _echo_json(found)
+    click.echo(_version_rows(found["versions"]))
+    if found["next_page_token"]:
+        click.echo(f"(more: --page-token {found['next_page_token']})")
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--version", type=int, default=None)
+@_json_flag
+@_target_options
+def show(ref: str, version: int | None, as_json: bool, url: str, database: str | None) -> None:
+    """Describe a model (NAME) or one version (NAME@3, NAME@alias, --version)."""
+    with _target(url, database) as target:
+        if "@" in ref or version is not None:
+            info = target.get_version(ref, version)
+            versions = None
+        else:
+            info = target.get_model(ref)
+            versions = target.list_versions(ref)
+    if as_json:
+        return _echo_json(info if versions is None else {**info, "versions": versions})
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if key in ("spec", "hyperparameters") and value:
+            value = json.dumps(value, default=str)
+        click.echo(f"{key:<{width}}  {_cell(value, 100)}")
+    if versions:
+        click.echo("")
+        click.echo(_version_rows(versions))
+
+
+@models.command()
+@click.argument("name")
+@click.option("--spec", "spec_", required=True, help="A spec: JSON text or @file.json.")
+@click.option("--task", default=None)
+@click.option("--description", default="")
+@click.option("--tag", "tags", multiple=True, help="key=value (repeatable).")
+@_target_options
+def create(
+    name: str,
+    spec_: str,
+    task: str | None,
+    description: str,
+    tags: tuple[str, ...],
+    url: str,
+    database: str | None,
+) -> None:
+    """Create a model from a declarative spec (docs/specs.md)."""
+    text = spec_
+    if spec_.startswith("@"):
+        with open(spec_[1:]) as f:
+            text = f.read()
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"the spec is not JSON: {exc}") from None
+    with _target(url, database) as target:
+        created = target.create_model(
+            name, spec=spec, task=task, description=description, tags=_pairs(tags, "tag")
+        )
+    click.echo(f"created {created['name']} ({created['task']}), version {created['version']}")
+
+
+@models.command()
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "format_", default=None, help="skops, pickle, joblib, riverbed, file.")
+@click.option("--task", default=None)
+@click.option("--description", default="")
+@click.option("--tag", "tags", multiple=True, help="key=value (repeatable).")
+@click.option("--metric", "metrics", multiple=True, help="name=number (repeatable).")
+@click.option("--param", "params", multiple=True, help="key=value, value as JSON if it parses.")
+@click.option("--hyperparameter", "hyper", multiple=True, help="key=value, for opaque files.")
+@click.option("--dataset", default=None, help="Name of the training data set.")
+@click.option("--dataset-description", default=None)
+@click.option("--feature-names", default=None, help="Comma-separated input column names.")
+@click.option("--parent", type=int, default=None, help="The version this one derives from.")
+@click.option("--alias", "aliases", multiple=True, help="Point this alias at the new version.")
+@click.option("--no-git", is_flag=True, help="Do not record the working directory's git state.")
+@_target_options
+def upload(
+    name: str,
+    path: str,
+    format_: str | None,
+    task: str | None,
+    description: str,
+    tags: tuple[str, ...],
+    metrics: tuple[str, ...],
+    params: tuple[str, ...],
+    hyper: tuple[str, ...],
+    dataset: str | None,
+    dataset_description: str | None,
+    feature_names: str | None,
+    parent: int | None,
+    aliases: tuple[str, ...],
+    no_git: bool,
+    url: str,
+    database: str | None,
+) -> None:
+    """Upload PATH as the next version of NAME (created if new); records the git commit,
+    branch and remote of the working directory and who uploaded it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    measured = _pairs(metrics, "metric", parse=True)
+    data_set = None
+    if dataset or dataset_description:
+        data_set = {"name": dataset or "", "description": dataset_description or ""}
+    with _target(url, database) as target:
+        version = target.upload(
+            name,
+            data,
+            format=format_,
+            filename=os.path.basename(path),
+            task=task,
+            description=description,
+            tags=_pairs(tags, "tag"),
+            hyperparameters=_pairs(hyper, "hyperparameter", parse=True),
+            params=_pairs(params, "param", parse=True),
+            metrics=measured,
+            dataset=data_set,
+            git={} if no_git else git_info(),
+            created_by=current_user(),
+            parent=parent,
+            feature_names=feature_names.split(",") if feature_names else None,
+        )
+        for alias in aliases:
+            target.set_alias(name, alias, version["version"])
+    git = version["git"]
+    where = f" from {git.get('branch') or 'detached'}@{git['commit'][:10]}" if git else ""
+    click.echo(f"uploaded {name} version {version['version']} ({version['format']}){where}")
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--version", type=int, default=None)
+@click.option("-o", "--output", default=None, help="File to write ('-' for stdout).")
+@_target_options
+def download(
+    ref: str, version: int | None, output: str | None, url: str, database: str | None
+) -> None:
+    """Download a version's artifact (NAME is the latest; NAME@alias, NAME@3)."""
+    with _target(url, database) as target:
+        info = target.get_version(ref, version)
+        data = target.download(info["model"], info["version"])
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        return
+    path = output or info["filename"] or f"{info['model']}-{info['version']}.{info['format']}"
+    with open(path, "wb") as f:
+        f.write(data)
+    click.echo(f"wrote {len(data)} bytes of {info['model']} version {info['version']} to {path}")
+
+
+@models.command()
+@click.argument("name")
+@click.argument("alias", required=False)
+@click.argument("version", type=int, required=False)
+@click.option("--delete", is_flag=True, help="Remove ALIAS.")
+@_target_options
+def alias(
+    name: str, alias: str | None, version: int | None, delete: bool, url: str, database: str | None
+) -> None:
+    """Point NAME@ALIAS at VERSION (a rollback is a move back); without ALIAS, list the
+    aliases and their history."""
+    with _target(url, database) as target:
+        if alias is None:
+            current = target.aliases(name)
+            history = target.alias_history(name)
+            click.echo(table(sorted(current.items()), ("alias", "version")))
+            click.echo("")
+            rows = [
+                (h["alias"], h["previous"], h["version"], h["by"], _when(h["at"])) for h in history
+            ]
+            click.echo(table(rows, ("alias", "from", "to", "by", "at")))
+            return
+        if delete:
+            target.delete_alias(name, alias)
+            click.echo(f"removed {name}@{alias}")
+            return
+        if version is None:
+            raise click.UsageError("give the VERSION to point the alias at (or --delete)")
+        moved = target.set_alias(name, alias, version, by=current_user())
+    previous = moved["previous"]
+    origin = f" (was {previous})" if previous is not None else ""
+    click.echo(f"{name}@{alias} -> version {moved['version']}{origin}")
+
+
+@models.command()
+@click.argument("ref")
+@click.argument("tags", nargs=-1)
+@click.option("--remove", "remove", multiple=True, help="Tag name to remove (repeatable).")
+@click.option("--version", type=int, default=None)
+@click.option("--description", default=None, help="Also set the description.")
+@_target_options
+def tag(
+    ref: str,
+    tags: tuple[str, ...],
+    remove: tuple[str, ...],
+    version: int | None,
+    description: str | None,
+    url: str,
+    database: str | None,
+) -> None:
+    """Set key=value tags on a model (NAME) or a version (NAME@3, --version)."""
+    pairs = _pairs(tags, "tag")
+    with _target(url, database) as target:
+        if "@" in ref or version is not None:
+            result = target.update_version(
+                ref, version, description=description, tags=pairs, remove_tags=list(remove)
+            )
+            what = f"{result['model']} version {result['version']}"
+        else:
+            result = target.update_model(
+                ref, description=description, tags=pairs, remove_tags=list(remove)
+            )
+            what = result["name"]
+    click.echo(f"{what}: {_cell(result['tags'], 200) or '(no tags)'}")
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--version", type=int, default=None)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_target_options
+def delete(ref: str, version: int | None, yes: bool, url: str, database: str | None) -> None:
+    """Delete a version (NAME@3, --version) or a whole model (NAME) with its history."""
+    name, _, at = ref.partition("@")
+    if at and version is None:
+        if not at.isdigit():
+            raise click.UsageError("delete a version by its number (NAME@3), not by an alias")
+        version = int(at)
+    what = f"{name} version {version}" if version is not None else f"model {name} and its history"
+    if not yes:
+        click.confirm(f"delete {what}?", abort=True)
+    with _target(url, database) as target:
+        if version is not None:
+            target.delete_version(name, version)
+        else:
+            target.delete_model(name)
+    click.echo(f"deleted {what}")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--description", default="")
+@click.option("--tag", "tags", multiple=True, help="key=value (repeatable).")
+@_target_options
+def snapshot(
+    name: str, description: str, tags: tuple[str, ...], url: str, database: str | None
+) -> None:
+    """Freeze what an online model has learned so far as a new version."""
+    with _target(url, database) as target:
+        version = target.snapshot(
+            name, description=description, tags=_pairs(tags, "tag"), created_by=current_user()
+        )
+    click.echo(f"{name} version {version['version']}: snapshot after {version['n_learns']} learns")
