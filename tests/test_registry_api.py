@@ -195,26 +195,50 @@ async def test_unknown_versions_and_aliases_are_404(api: httpx.AsyncClient) -> N
 
 
 @pytest.fixture
-async def public_api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """A server bound to a non-loopback address, pickles refused by default."""
+async def public_engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    """An engine whose server is bound to a non-loopback address: auth on, pickles refused
+    by default."""
     with Engine(str(tmp_path / "public.db"), host="0.0.0.0") as eng:
-        transport = httpx.ASGITransport(app=create_app(eng))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+        yield eng
 
 
-async def test_pickles_are_refused_on_a_public_address(public_api: httpx.AsyncClient) -> None:
-    for format in ("pickle", "joblib", "riverbed"):
-        response = await public_api.post(
+async def post_pickle(engine: Engine, secret: str, format: str = "pickle") -> httpx.Response:
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        return await c.post(
             "/v1/models/m/versions",
             json={"artifact": b64(pickle.dumps(fitted())), "format": format},
+            headers={"Authorization": f"Bearer {secret}"},
         )
+
+
+async def test_pickles_are_refused_on_a_public_address_even_to_admins(
+    public_engine: Engine,
+) -> None:
+    admin = public_engine.tokens.create_token(["admin"], name="a")["token"]
+    learner = public_engine.tokens.create_token(["learn", "predict"], name="l")["token"]
+    for format in ("pickle", "joblib", "riverbed"):
+        response = await post_pickle(public_engine, admin, format)
         assert response.status_code == 403, response.text
-        assert response.json()["error"]["code"] == "forbidden"
-    response = await public_api.post(
-        "/v1/models/m/versions", json={"artifact": b64(sio.dumps(fitted())), "format": "skops"}
-    )
-    assert response.status_code == 201
+        assert "runs its code" in response.json()["error"]["message"]
+    assert (await post_pickle(public_engine, learner)).status_code == 403
+    transport = httpx.ASGITransport(app=create_app(public_engine))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        response = await c.post(
+            "/v1/models/m/versions",
+            json={"artifact": b64(sio.dumps(fitted())), "format": "skops"},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+    assert response.status_code == 201, response.text
+    assert public_engine.list_versions("m")[0]["format"] == "skops"
+
+
+async def test_an_operator_can_open_pickles_to_admins_only(tmp_path: Path) -> None:
+    with Engine(":memory:", host="0.0.0.0", allow_pickle_uploads="true") as engine:
+        admin = engine.tokens.create_token(["admin"], name="a")["token"]
+        reader = engine.tokens.create_token(["read", "predict", "learn"], name="r")["token"]
+        assert (await post_pickle(engine, reader)).status_code == 403
+        assert (await post_pickle(engine, admin)).status_code == 201
 
 
 async def test_pickles_are_accepted_on_loopback(api: httpx.AsyncClient) -> None:

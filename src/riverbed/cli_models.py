@@ -26,6 +26,12 @@ __all__ = ["models"]
 
 def _target_options(func: Any) -> Any:
     func = click.option(
+        "--token",
+        envvar="RIVERBED_TOKEN",
+        default=None,
+        help="API token for a server with auth on [env RIVERBED_TOKEN].",
+    )(func)
+    func = click.option(
         "--database",
         default=None,
         help="Work on this store in-process instead of a server (an SQLite path).",
@@ -40,7 +46,7 @@ def _target_options(func: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _target(url: str, database: str | None) -> Iterator[Any]:
+def _target(url: str, database: str | None, token: str | None = None) -> Iterator[Any]:
     try:
         if database:
             from riverbed.engine import Engine
@@ -50,7 +56,7 @@ def _target(url: str, database: str | None) -> Iterator[Any]:
         else:
             from riverbed.client import Client
 
-            with Client(url) as client:
+            with Client(url, token=token) as client:
                 yield client
     except RiverbedError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
@@ -156,9 +162,10 @@ def ls(
     as_json: bool,
     url: str,
     database: str | None,
+    token: str | None,
 ) -> None:
     """List models (optionally those passing a filter)."""
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         found = target.search_models(
             filter_, order_by=order_by, page_size=page_size, page_token=page_token
         )
@@ -198,9 +205,10 @@ def search(
     as_json: bool,
     url: str,
     database: str | None,
+    token: str | None,
 ) -> None:
     """Search versions: riverbed models search "metrics.accuracy > 0.9"."""
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         found = target.search_versions(
             filter_, order_by=order_by, page_size=page_size, page_token=page_token
         )
@@ -216,9 +224,11 @@ def search(
 @click.option("--version", type=int, default=None)
 @_json_flag
 @_target_options
-def show(ref: str, version: int | None, as_json: bool, url: str, database: str | None) -> None:
+def show(
+    ref: str, version: int | None, as_json: bool, url: str, database: str | None, token: str | None
+) -> None:
     """Describe a model (NAME) or one version (NAME@3, NAME@alias, --version)."""
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         if "@" in ref or version is not None:
             info = target.get_version(ref, version)
             versions = None
@@ -252,6 +262,7 @@ def create(
     tags: tuple[str, ...],
     url: str,
     database: str | None,
+    token: str | None,
 ) -> None:
     """Create a model from a declarative spec (docs/specs.md)."""
     text = spec_
@@ -262,7 +273,7 @@ def create(
         spec = json.loads(text)
     except ValueError as exc:
         raise click.BadParameter(f"the spec is not JSON: {exc}") from None
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         created = target.create_model(
             name, spec=spec, task=task, description=description, tags=_pairs(tags, "tag")
         )
@@ -304,6 +315,7 @@ def upload(
     no_git: bool,
     url: str,
     database: str | None,
+    token: str | None,
 ) -> None:
     """Upload PATH as the next version of NAME (created if new); records the git commit,
     branch and remote of the working directory and who uploaded it."""
@@ -313,7 +325,7 @@ def upload(
     data_set = None
     if dataset or dataset_description:
         data_set = {"name": dataset or "", "description": dataset_description or ""}
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         version = target.upload(
             name,
             data,
@@ -344,10 +356,15 @@ def upload(
 @click.option("-o", "--output", default=None, help="File to write ('-' for stdout).")
 @_target_options
 def download(
-    ref: str, version: int | None, output: str | None, url: str, database: str | None
+    ref: str,
+    version: int | None,
+    output: str | None,
+    url: str,
+    database: str | None,
+    token: str | None,
 ) -> None:
     """Download a version's artifact (NAME is the latest; NAME@alias, NAME@3)."""
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         info = target.get_version(ref, version)
         data = target.download(info["model"], info["version"])
     if output == "-":
@@ -366,11 +383,17 @@ def download(
 @click.option("--delete", is_flag=True, help="Remove ALIAS.")
 @_target_options
 def alias(
-    name: str, alias: str | None, version: int | None, delete: bool, url: str, database: str | None
+    name: str,
+    alias: str | None,
+    version: int | None,
+    delete: bool,
+    url: str,
+    database: str | None,
+    token: str | None,
 ) -> None:
     """Point NAME@ALIAS at VERSION (a rollback is a move back); without ALIAS, list the
     aliases and their history."""
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         if alias is None:
             current = target.aliases(name)
             history = target.alias_history(name)
@@ -408,10 +431,11 @@ def tag(
     description: str | None,
     url: str,
     database: str | None,
+    token: str | None,
 ) -> None:
     """Set key=value tags on a model (NAME) or a version (NAME@3, --version)."""
     pairs = _pairs(tags, "tag")
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         if "@" in ref or version is not None:
             result = target.update_version(
                 ref, version, description=description, tags=pairs, remove_tags=list(remove)
@@ -430,7 +454,9 @@ def tag(
 @click.option("--version", type=int, default=None)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_target_options
-def delete(ref: str, version: int | None, yes: bool, url: str, database: str | None) -> None:
+def delete(
+    ref: str, version: int | None, yes: bool, url: str, database: str | None, token: str | None
+) -> None:
     """Delete a version (NAME@3, --version) or a whole model (NAME) with its history."""
     name, _, at = ref.partition("@")
     if at and version is None:
@@ -440,7 +466,7 @@ def delete(ref: str, version: int | None, yes: bool, url: str, database: str | N
     what = f"{name} version {version}" if version is not None else f"model {name} and its history"
     if not yes:
         click.confirm(f"delete {what}?", abort=True)
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         if version is not None:
             target.delete_version(name, version)
         else:
@@ -454,10 +480,15 @@ def delete(ref: str, version: int | None, yes: bool, url: str, database: str | N
 @click.option("--tag", "tags", multiple=True, help="key=value (repeatable).")
 @_target_options
 def snapshot(
-    name: str, description: str, tags: tuple[str, ...], url: str, database: str | None
+    name: str,
+    description: str,
+    tags: tuple[str, ...],
+    url: str,
+    database: str | None,
+    token: str | None,
 ) -> None:
     """Freeze what an online model has learned so far as a new version."""
-    with _target(url, database) as target:
+    with _target(url, database, token) as target:
         version = target.snapshot(
             name, description=description, tags=_pairs(tags, "tag"), created_by=current_user()
         )

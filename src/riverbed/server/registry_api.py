@@ -38,13 +38,17 @@ def _engine(request: Request) -> Engine:
 
 
 def pickle_allowed(request: Request) -> bool:
-    """May this request upload a pickle (which runs code on the server)?
+    """May this request upload a pickle (which runs code on the server)? Both must hold:
 
-    Until tokens exist this is the ``allow_pickle_uploads`` setting (by default: only when
-    the server is bound to a loopback address). The upload route is declared with the
-    ``admin`` scope, so once authentication enforces scopes only admins reach this check.
+    - the caller holds ``admin`` (the upload route declares ``scope="admin"``, so with auth
+      on the guard lets only admin tokens through; with auth off the caller is the local
+      operator);
+    - the ``allow_pickle_uploads`` setting allows it (``auto``: only on a loopback address).
     """
-    return bool(request.app.state.settings.pickle_uploads_allowed)
+    from riverbed.server.auth import principal_of
+
+    admin = principal_of(request).grants("admin")
+    return admin and bool(request.app.state.settings.pickle_uploads_allowed)
 
 
 def _ref(request: Request) -> str:
