@@ -23,8 +23,8 @@ serve: $(VENV)/.installed
 	$(BIN)/riverbed serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
@@ -44,7 +44,12 @@ browser:
 
 test: lint typecheck unit
 
-bench: $(VENV)/.installed-test
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(VENV)/.installed $@
+
+# Not part of `make test`: sets up wrk and the older systems, measures for a few minutes.
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -1,0 +1,1 @@
+"""riverbed's benchmark: ``make bench`` (``python -m benchmarks``). Not part of the tests."""

@@ -1,0 +1,262 @@
+"""``python -m benchmarks``: set up, measure every system side by side, write the results.
+
+One invocation starts every server, then runs the cells (system x route x connections)
+interleaved, ``--repeats`` times, so that noise from other work on the machine falls on
+all systems alike; the report uses medians and ratios within the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import environments, inprocess, load, reference, report
+from benchmarks.systems import SYSTEMS, System
+
+RESULTS = environments.ROOT / "results"
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--seconds", type=int, default=3, help="length of each cell")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per cell")
+    p.add_argument(
+        "--systems",
+        default="river,engine,echo,riverbed,chantilly,django-river-ml",
+        help="comma-separated systems to run",
+    )
+    p.add_argument("--connections", default="1,16", help="comma-separated connection counts")
+    p.add_argument("--output", type=Path, default=RESULTS, help="directory for the results")
+    p.add_argument("--no-readme", action="store_true", help="do not update README.md's table")
+    return p.parse_args()
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def http_cell(
+    system: System,
+    mode: str,
+    connections: int,
+    repeat: int,
+    *,
+    wrk: str,
+    samples_lua: Path,
+    seconds: float,
+    ref: reference.Reference,
+    work: Path,
+) -> dict[str, Any]:
+    model = f"bench-{mode}-c{connections}-r{repeat}"
+    system.prepare(model)
+    assert system.server is not None
+    cpu0 = system.server.cpu_seconds()
+    result = load.run(
+        wrk,
+        url=f"http://127.0.0.1:{system.port}",
+        samples=samples_lua,
+        system_lua=system.lua_for(model),
+        mode=mode,
+        connections=connections,
+        seconds=seconds,
+        prefix=f"{model}-",
+        script_path=work / f"{system.name}.lua",
+    )
+    cpu = system.server.cpu_seconds() - cpu0
+    state = system.state(model)
+    ok, problems = reference.check(
+        ref,
+        mode=mode,
+        connections=connections,
+        acked_learns=result.learned,
+        acked_predictions=result.predicted,
+        state=state,
+        errors=result.errors,
+    )
+    if result.stderr and not ok:
+        problems.append(result.stderr.splitlines()[0][:200])
+    rate_count = {
+        "echo": result.ok,
+        "predict": result.predicted,
+        "loop": result.learned,
+        "learn": result.learned,
+        "batch": result.samples,
+    }[mode]
+    learns = state.get("learns")
+    return {
+        "system": system.name,
+        "label": system.label,
+        "mode": mode,
+        "connections": connections,
+        "repeat": repeat,
+        "seconds": result.seconds,
+        "requests": result.requests,
+        "requests_per_s": result.ok / result.seconds,
+        "rate": rate_count / result.seconds,
+        "p50_ms": result.p50_ms,
+        "p90_ms": result.p90_ms,
+        "p99_ms": result.p99_ms,
+        "cpu_seconds": cpu,
+        "cpu_us_per_request": 1e6 * cpu / result.ok if result.ok else None,
+        "rss_bytes": system.server.rss_bytes(),
+        "errors": result.errors,
+        "acked_learns": result.learned,
+        "applied_learns": learns,
+        "lost_learns": max(0, result.learned - learns) if learns is not None else 0,
+        "metrics": state.get("metrics"),
+        "ok": ok,
+        "problems": problems,
+    }
+
+
+def inprocess_cell(
+    name: str, mode: str, repeat: int, *, data: Any, seconds: float, ref: Any, work: Path
+) -> dict[str, Any]:
+    if name == "river":
+        r = inprocess.raw_river(data, mode, seconds)
+        label = "river alone (in-process)"
+    elif name == "engine":
+        r = inprocess.embedded(data, mode, seconds, work / "engine.db")
+        label = "riverbed Engine, durable, blocking calls"
+    else:
+        r = inprocess.embedded(data, mode, seconds, work / "engine.db", window=256)
+        label = "riverbed Engine, durable, receipts per 256"
+    state = {"learns": r["learns"], "metrics": r["metrics"]}
+    ok, problems = reference.check(
+        ref,
+        mode=mode,
+        connections=1,
+        acked_learns=r["learns"] if mode == "loop" else 0,
+        state=state,
+        errors=0,
+    )
+    per = r["samples"] * (2 if mode == "loop" and name != "river" else 1)
+    return {
+        "system": name,
+        "label": label,
+        "mode": mode,
+        "connections": 0,
+        "repeat": repeat,
+        "seconds": r["seconds"],
+        "requests": per,
+        "requests_per_s": per / r["seconds"],
+        "rate": r["samples"] / r["seconds"],
+        "p50_ms": None,
+        "p99_ms": None,
+        "cpu_seconds": r["cpu_seconds"],
+        "cpu_us_per_request": 1e6 * r["cpu_seconds"] / per,
+        "errors": 0,
+        "acked_learns": r["learns"],
+        "applied_learns": r["learns"],
+        "lost_learns": 0,
+        "metrics": r["metrics"],
+        "ok": ok,
+        "problems": problems,
+    }
+
+
+def main() -> None:
+    args = parse()
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    conns = [int(c) for c in args.connections.split(",")]
+    work = environments.WORK / "run"
+    work.mkdir(parents=True, exist_ok=True)
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    wrk = environments.ensure_wrk()
+    for peer in environments.PEERS:
+        if peer in names:
+            environments.ensure_peer(peer)
+    data = reference.samples()
+    ref = reference.Reference(data)
+    samples_lua = load.write_samples(work / "samples.lua", data)
+
+    servers: list[System] = []
+    cells: list[tuple[str, str, int]] = []
+    try:
+        for name in names:
+            if name in ("river", "engine"):
+                systems = [name] if name == "river" else ["engine", "engine-window"]
+                cells += [(s, m, 0) for s in systems for m in ("predict", "loop")]
+                continue
+            system = SYSTEMS[name](work)
+            log(f"starting {system.label} on port {system.port}")
+            system.start()
+            servers.append(system)
+            cells += [(name, m, c) for m in system.modes for c in conns]
+        by_name = {s.name: s for s in servers}
+        runs: list[dict[str, Any]] = []
+        started = time.monotonic()
+        for repeat in range(args.repeats):
+            order = cells[:]
+            random.Random(repeat).shuffle(order)
+            for name, mode, c in order:
+                if c == 0:
+                    run = inprocess_cell(
+                        name, mode, repeat, data=data, seconds=args.seconds, ref=ref, work=work
+                    )
+                else:
+                    run = http_cell(
+                        by_name[name],
+                        mode,
+                        c,
+                        repeat,
+                        wrk=wrk,
+                        samples_lua=samples_lua,
+                        seconds=args.seconds,
+                        ref=ref,
+                        work=work,
+                    )
+                runs.append(run)
+                flag = "ok" if run["ok"] else "FAILED: " + "; ".join(run["problems"])
+                log(
+                    f"[{repeat + 1}/{args.repeats}] {name:16} {mode:8} c={c:<3} "
+                    f"{run['rate']:>10,.0f}/s  p99={run.get('p99_ms') or 0:7.2f} ms  "
+                    f"cpu/req={run['cpu_us_per_request'] or 0:8.1f} µs  {flag}"
+                )
+        elapsed = time.monotonic() - started
+    finally:
+        for system in servers:
+            system.stop()
+
+    summary = report.summarize(runs)
+    missing = []
+    if "riverbed" in names:
+        missing.append(
+            "the batch route and the WebSocket (riverbed has neither yet; they join this "
+            "benchmark when they land)"
+        )
+    result = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} "
+            f"{platform.python_version()}, {platform.machine()}",
+            "seconds": args.seconds,
+            "repeats": args.repeats,
+            "elapsed_s": elapsed,
+        },
+        "summary": summary,
+        "ratios": report.ratios(summary),
+        "targets": report.targets(summary),
+        "missing": missing,
+        "runs": runs,
+    }
+    table = report.markdown(result)
+    report.write_json(args.output / "latest.json", result)
+    (args.output / "latest.md").write_text(table)
+    report.chart(result, args.output / "latest.png")
+    if not args.no_readme:
+        report.update_readme(environments.ROOT.parent / "README.md", table)
+    print(table)
+    log(f"wrote {args.output}/latest.json, latest.md and latest.png in {elapsed:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

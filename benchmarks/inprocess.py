@@ -1,0 +1,106 @@
+"""The in-process cells: raw river, and riverbed's embedded engine on a durable SQLite log."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import reference
+
+__all__ = ["raw_river", "embedded"]
+
+Samples = list[tuple[dict[str, Any], Any]]
+
+
+def raw_river(data: Samples, mode: str, seconds: float) -> dict[str, Any]:
+    """river alone: ``predict_proba_one`` (predict) or progressive validation (loop)."""
+    model = reference.model()
+    metric = {name: reference.metrics_by_name(name) for name in reference.METRICS}
+    stream = itertools.cycle(data)
+    n = 0
+    start = time.perf_counter()
+    cpu = time.process_time()
+    deadline = start + seconds
+    while True:
+        for x, y in itertools.islice(stream, 256):
+            y_pred = model.predict_proba_one(x)
+            if mode == "loop":
+                for m in metric.values():
+                    m.update(y, max(y_pred, key=y_pred.get) if m.requires_labels else y_pred)
+                model.learn_one(x, y)
+        n += 256
+        if time.perf_counter() >= deadline:
+            break
+    elapsed = time.perf_counter() - start
+    return {
+        "seconds": elapsed,
+        "samples": n,
+        "cpu_seconds": time.process_time() - cpu,
+        "learns": n if mode == "loop" else 0,
+        "metrics": {k: m.get() for k, m in metric.items()} if mode == "loop" else {},
+    }
+
+
+def embedded(
+    data: Samples, mode: str, seconds: float, database: Path, *, window: int = 0
+) -> dict[str, Any]:
+    """riverbed's Engine on an SQLite file.
+
+    ``window == 0``: the plain blocking calls, each waiting for its commit.
+    ``window > 0``: ``submit_predict`` / ``submit_learn`` receipts collected and waited for
+    every ``window`` samples, so that many writes share one group commit; each sample is
+    still durable before the loop moves past its window.
+    """
+    from riverbed import Engine
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(database) + suffix).unlink(missing_ok=True)
+    engine = Engine(str(database))
+    try:
+        engine.create_model("bench", spec=_spec())
+        stream = itertools.cycle(data)
+        n = 0
+        start = time.perf_counter()
+        cpu = time.process_time()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            chunk = list(itertools.islice(stream, 256))
+            if window == 0:
+                for x, y in chunk:
+                    p = engine.predict("bench", x)
+                    if mode == "loop":
+                        engine.learn("bench", ground_truth=y, id=p["id"])
+            else:
+                receipts = []
+                for x, y in chunk:
+                    r = engine.submit_predict("bench", x)
+                    receipts.append(r)
+                    if mode == "loop":
+                        receipts.append(
+                            engine.submit_learn("bench", ground_truth=y, id=r.value["id"])
+                        )
+                for r in receipts:
+                    r.wait()
+            n += len(chunk)
+        elapsed = time.perf_counter() - start
+        used = time.process_time() - cpu
+        stats = engine.stats("bench")
+        values = engine.metrics("bench")["metrics"]
+    finally:
+        engine.close()
+    return {
+        "seconds": elapsed,
+        "samples": n,
+        "cpu_seconds": used,
+        "learns": stats["n_learns"],
+        "predictions": stats["n_predictions"],
+        "metrics": values if mode == "loop" else {},
+    }
+
+
+def _spec() -> dict[str, Any]:
+    from benchmarks.systems import RIVERBED_SPEC
+
+    return RIVERBED_SPEC

@@ -1,0 +1,275 @@
+"""The systems under test over HTTP: how to start each, create a fresh model, which routes
+the load generator calls (as Lua snippets for wrk) and how to read back what it learned."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks import environments
+from benchmarks.servers import Server, free_port
+
+__all__ = ["SYSTEMS", "System"]
+
+ROOT = environments.ROOT
+REPO = ROOT.parent
+
+# The model every system serves, as Python source so that each system's own interpreter
+# builds the same object.
+MODEL_SOURCE = (
+    "from river import linear_model, preprocessing\n"
+    "model = preprocessing.StandardScaler() | linear_model.LogisticRegression()\n"
+)
+RIVERBED_SPEC = {
+    "pipeline": [
+        {"class": "river.preprocessing.StandardScaler"},
+        {"class": "river.linear_model.LogisticRegression"},
+    ]
+}
+
+
+def call(port: int, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    headers = {"Content-Type": "application/octet-stream" if raw else "application/json"}
+    conn.request(method, path, body=data, headers=headers)
+    response = conn.getresponse()
+    payload = response.read()
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {path} -> {response.status}: {payload[:500]!r}")
+    try:
+        return json.loads(payload) if payload else None
+    except ValueError:
+        return payload.decode()
+
+
+def dill_model(python: Path) -> bytes:
+    """The benchmark model pickled with dill by the peer's own interpreter."""
+    code = MODEL_SOURCE + "import dill, sys\nsys.stdout.buffer.write(dill.dumps(model))\n"
+    return subprocess.run([str(python), "-c", code], capture_output=True, check=True).stdout
+
+
+class System:
+    name: str
+    label: str
+    health = "/health"
+    modes: tuple[str, ...] = ("predict", "loop", "learn")
+    lua: str
+
+    def __init__(self, work: Path) -> None:
+        self.work = work / self.name
+        if self.work.exists():  # every run starts from empty stores
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True)
+        self.port = free_port()
+        self.server: Server | None = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def cwd(self) -> Path:
+        return REPO
+
+    def start(self) -> Server:
+        self.server = Server(
+            self.name,
+            self.argv(),
+            port=self.port,
+            cwd=self.cwd(),
+            env=self.env(),
+            health=self.health,
+            log_path=self.work / "server.log",
+        )
+        self.server.wait_ready()
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def lua_for(self, model: str) -> str:
+        return self.lua.replace("MODEL", model)
+
+    def prepare(self, model: str) -> None:
+        """Create a fresh, untrained model named ``model``."""
+
+    def state(self, model: str) -> dict[str, Any]:
+        """{"learns": int | None, "predictions": int | None, "metrics": {name: value}}."""
+        raise NotImplementedError
+
+
+class Echo(System):
+    name, label = "echo", "Starlette echo (ceiling)"
+    modes = ("echo",)
+    lua = """
+function predict_body(x, id) return '{"features":' .. x .. '}' end
+"""
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.echo:app",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+
+    def state(self, model: str) -> dict[str, Any]:
+        return {"learns": None, "predictions": None, "metrics": {}}
+
+
+class Riverbed(System):
+    name, label = "riverbed", "riverbed (HTTP, durable SQLite)"
+    modes = ("predict", "loop", "learn")
+    lua = """
+predict_path = "/v1/models/MODEL/predict"
+learn_id_path = "/v1/models/MODEL/learn"
+learn_x_path = "/v1/models/MODEL/learn"
+function predict_body(x, id)
+  if id then return '{"id":"' .. id .. '","features":' .. x .. '}' end
+  return '{"features":' .. x .. '}'
+end
+function learn_id_body(id, y, x) return '{"id":"' .. id .. '","ground_truth":' .. y .. '}' end
+function learn_x_body(x, y) return '{"features":' .. x .. ',"ground_truth":' .. y .. '}' end
+"""
+
+    def argv(self) -> list[str]:
+        return [
+            str(Path(sys.executable).parent / "riverbed"),
+            "serve",
+            "--database",
+            str(self.work / "riverbed.db"),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+
+    def prepare(self, model: str) -> None:
+        call(self.port, "POST", "/v1/models", {"name": model, "spec": RIVERBED_SPEC})
+
+    def state(self, model: str) -> dict[str, Any]:
+        stats = call(self.port, "GET", f"/v1/models/{model}/stats")
+        metrics = call(self.port, "GET", f"/v1/models/{model}/metrics")
+        return {
+            "learns": stats["n_learns"],
+            "predictions": stats["n_predictions"],
+            "metrics": metrics["metrics"],
+        }
+
+
+class Chantilly(System):
+    name, label = "chantilly", "chantilly 0.3.0 (gunicorn)"
+    health = "/api/models"
+    lua = """
+predict_path = "/api/predict"
+learn_id_path = "/api/learn"
+learn_x_path = "/api/learn"
+function predict_body(x, id)
+  if id then return '{"id":"' .. id .. '","model":"MODEL","features":' .. x .. '}' end
+  return '{"model":"MODEL","features":' .. x .. '}'
+end
+function learn_id_body(id, y, x) return '{"id":"' .. id .. '","ground_truth":' .. y .. '}' end
+function learn_x_body(x, y)
+  return '{"model":"MODEL","features":' .. x .. ',"ground_truth":' .. y .. '}'
+end
+"""
+
+    def argv(self) -> list[str]:
+        venv = environments.ensure_peer("chantilly")
+        return gunicorn(venv, self.port, "chantilly_app:app")
+
+    def cwd(self) -> Path:
+        return ROOT / "peers"
+
+    def env(self) -> dict[str, str]:
+        return {"SHELVE_PATH": str(self.work / "shelf")}
+
+    def prepare(self, model: str) -> None:
+        # chantilly's metrics are global: init wipes them (and every model) for a fresh run.
+        call(self.port, "POST", "/api/init", {"flavor": "binary"})
+        call(self.port, "POST", f"/api/model/{model}", raw=dill_model(self._python()))
+
+    def _python(self) -> Path:
+        return environments.peer_python("chantilly")
+
+    def state(self, model: str) -> dict[str, Any]:
+        stats = call(self.port, "GET", "/api/stats")
+        return {
+            "learns": stats["learn"]["n_calls"],
+            "predictions": stats["predict"]["n_calls"],
+            "metrics": call(self.port, "GET", "/api/metrics"),
+        }
+
+
+class DjangoRiverML(System):
+    name, label = "django-river-ml", "django-river-ml 0.0.21 (gunicorn)"
+    health = "/api/"
+    # Learning by id goes through /api/learn/ with the identifier: the stored features and
+    # prediction are used (the route insists on a features field, which the stored ones
+    # override), and unlike /api/label/ it is counted in the model's stats.
+    lua = """
+predict_path = "/api/predict/"
+learn_id_path = "/api/learn/"
+learn_x_path = "/api/learn/"
+function predict_body(x, id)
+  if id then return '{"identifier":"' .. id .. '","model":"MODEL","features":' .. x .. '}' end
+  return '{"model":"MODEL","features":' .. x .. '}'
+end
+function learn_id_body(id, y, x)
+  return '{"identifier":"' .. id .. '","model":"MODEL","features":' .. x ..
+    ',"ground_truth":' .. y .. '}'
+end
+function learn_x_body(x, y)
+  return '{"model":"MODEL","features":' .. x .. ',"ground_truth":' .. y .. '}'
+end
+"""
+
+    def argv(self) -> list[str]:
+        venv = environments.ensure_peer("django-river-ml")
+        return gunicorn(venv, self.port, "drm_project.wsgi")
+
+    def cwd(self) -> Path:
+        return ROOT / "peers"
+
+    def env(self) -> dict[str, str]:
+        return {"DJANGO_SETTINGS_MODULE": "drm_project.settings", "DRM_WORK_DIR": str(self.work)}
+
+    def prepare(self, model: str) -> None:
+        python = environments.peer_python("django-river-ml")
+        call(self.port, "POST", f"/api/model/binary/{model}/", raw=dill_model(python))
+
+    def state(self, model: str) -> dict[str, Any]:
+        # Both routes read the model name from a JSON body, even on GET.
+        stats = call(self.port, "GET", "/api/stats/", {"model": model})
+        return {
+            "learns": stats["learn"]["n_calls"],
+            "predictions": stats["predict"]["n_calls"],
+            "metrics": call(self.port, "GET", "/api/metrics/", {"model": model}),
+        }
+
+
+def gunicorn(venv: Path, port: int, app: str) -> list[str]:
+    """One synchronous gunicorn worker: the peers keep state in a shelve file that more than
+    one process (or thread) at a time would corrupt."""
+    argv = [str(venv / "bin" / "gunicorn"), "--workers", "1", "--bind", f"127.0.0.1:{port}"]
+    argv += ["--log-level", "warning", "--timeout", "120"]
+    helptext = subprocess.run([argv[0], "--help"], capture_output=True, text=True).stdout
+    if "--no-control-socket" in helptext:
+        argv.append("--no-control-socket")
+    return [*argv, app]
+
+
+SYSTEMS: dict[str, type[System]] = {s.name: s for s in (Echo, Riverbed, Chantilly, DjangoRiverML)}
