@@ -1,0 +1,142 @@
+"""Serving versions: frozen river versions and scikit-learn estimators."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from riverbed.exceptions import (
+    InvalidInput,
+)
+from riverbed.registry.base import MAX_ROWS, _Loaded, split_ref
+from riverbed.registry.catalog import Catalog
+from riverbed.stores.base import done
+
+if TYPE_CHECKING:
+    from riverbed.engine import Receipt
+
+
+__all__ = ["Serving"]
+
+
+class Serving(Catalog):
+    """Serving versions."""
+
+    # -- serving versions ----------------------------------------------------------------
+
+    def _submit_predict_version(
+        self, target: _Loaded, features: Any, id: str | None
+    ) -> Receipt[dict[str, Any]]:
+        """Predict with a frozen version. A river version's prediction is stored like the
+        live model's, so its ground truth can be learned later by id (by the live model)."""
+        from riverbed import batch
+        from riverbed.engine import Receipt
+        from riverbed.stores.base import PredictionRecord
+
+        record = target.record
+        name = record.model
+        x = self._check_features(features)
+        if target.flavor == "sklearn":
+            with target.lock:
+                (row,) = batch.predict_rows(target.obj, [x], record.metadata)
+            return Receipt({"model": name, "version": record.version, **row}, done())
+        live = self._get_live(name)
+        if id is None:
+            import uuid
+
+            id = uuid.uuid4().hex
+        else:
+            id = self._check_id(id)
+            if id in self._cache or self.store.get_prediction(id) is not None:
+                from riverbed.exceptions import PredictionExists
+
+                raise PredictionExists(f"prediction id {id!r} is taken; use a new id")
+        task = live.task
+        with target.lock:
+            try:
+                y_pred = task.predict(target.obj, x, target.metric)
+            except Exception as exc:
+                from riverbed.exceptions import InvalidFeatures
+
+                raise InvalidFeatures(
+                    f"the model could not predict from these features: {type(exc).__name__}: {exc}"
+                ) from None
+        with live.lock:
+            live.n_predictions += 1
+            prediction = PredictionRecord(id, name, live.n_predictions, x, y_pred, time.time())
+            self._remember(prediction)
+            future = self.store.add_prediction(prediction)
+        result = {"id": id, "model": name, "version": record.version, **task.wire(y_pred)}
+        future.add_done_callback(
+            self._publisher("predict", name, {"id": id, "features": x, **result})
+        )
+        return Receipt(result, future)
+
+    def predict_rows(
+        self, ref: str, rows: Sequence[Any], *, version: int | None = None
+    ) -> dict[str, Any]:
+        return self.submit_predict_rows(ref, rows, version=version).wait()
+
+    def submit_predict_rows(
+        self, ref: str, rows: Sequence[Any], *, version: int | None = None
+    ) -> Receipt[dict[str, Any]]:
+        """Predict many rows in one call: ``{"model", "version", "predictions": [...]}`` with
+        one ``{"prediction", "probabilities"?}`` per row (an ``id`` too for river models)."""
+        from riverbed import batch
+        from riverbed.engine import Receipt
+
+        if not isinstance(rows, list | tuple):
+            raise InvalidInput("rows must be an array")
+        if len(rows) > MAX_ROWS:
+            raise InvalidInput(f"{len(rows)} rows is more than the limit of {MAX_ROWS}")
+        target = self._serving_target(ref, version)
+        if target is not None and target.flavor == "sklearn":
+            with target.lock:
+                out = batch.predict_rows(target.obj, rows, target.record.metadata)
+            value = {"model": target.record.model, "version": target.record.version}
+            return Receipt({**value, "predictions": out}, done())
+        name = split_ref(ref)[0]
+        for row in rows:
+            self._check_features(row)  # every row is checked before any is predicted
+        if target is None:
+            receipts = [self.submit_predict(name, row) for row in rows]
+        else:
+            receipts = [self._submit_predict_version(target, row, None) for row in rows]
+        predictions = []
+        for receipt in receipts:
+            item = dict(receipt.value)
+            item.pop("model", None)
+            item.pop("version", None)
+            predictions.append(item)
+        number = target.record.version if target is not None else None
+        return Receipt(
+            {"model": name, "version": number, "predictions": predictions},
+            _all([r.committed for r in receipts]),
+        )
+
+
+def _all(futures: list[Future[Any]]) -> Future[None]:
+    """A future that completes when every one of ``futures`` has (with the first error)."""
+    if not futures:
+        return done()
+    combined: Future[None] = Future()
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def finished(f: Future[Any]) -> None:
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            errors = [x.exception() for x in futures if x.exception() is not None]
+            if errors:
+                combined.set_exception(errors[0])
+            else:
+                combined.set_result(None)
+
+    for f in futures:
+        f.add_done_callback(finished)
+    return combined
