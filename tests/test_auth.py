@@ -350,3 +350,32 @@ async def test_disabled_route_groups_answer_404_and_leave_the_document(tmp_path:
     with Engine(str(tmp_path / "h.db"), route_groups="service,lerning") as engine:
         with pytest.raises(ValueError, match="lerning"):
             create_app(engine)
+
+
+async def test_websocket_routes_go_through_the_guard_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route declared with method "WS" is a WebSocket behind the same guard; browsers
+    cannot set headers on a WebSocket, so ?token= is accepted there."""
+    from starlette.websockets import WebSocket
+
+    from riverbed.server import app as app_module
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    declared = app_module.endpoints()
+    extra = Endpoint("WS", "/v1/test-socket", echo, "test", "streams", scope="predict")  # type: ignore[arg-type]
+    monkeypatch.setattr(app_module, "endpoints", lambda: [*declared, extra])
+    with Engine(str(tmp_path / "ws.db"), host="0.0.0.0") as engine:
+        predict = engine.tokens.create_token(["predict"])["token"]
+        read = engine.tokens.create_token(["read"])["token"]
+        app = create_app(engine)
+        assert "/v1/test-socket" not in app.state.openapi["paths"]
+        assert (await status_of(app, "WS", "/v1/test-socket"))[0] == 401
+        query = f"token={predict}".encode()
+        assert (await status_of(app, "WS", "/v1/test-socket", query=query))[0] == 101
+        assert (await status_of(app, "WS", "/v1/test-socket", headers=bearer(predict)))[0] == 101
+        query = f"token={read}".encode()
+        assert (await status_of(app, "WS", "/v1/test-socket", query=query))[0] == 403

@@ -9,15 +9,17 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-__all__ = ["Endpoint", "openapi_document", "routes_of"]
+__all__ = ["Endpoint", "is_websocket", "openapi_document", "routes_of"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
+    # An HTTP method, or "WS" for a WebSocket (the handler then takes a WebSocket; WebSocket
+    # routes are listed by `riverbed routes` but have no place in the OpenAPI document).
     method: str
     path: str
     handler: Handler
@@ -39,10 +41,18 @@ def routes_of(endpoints: Iterable[Endpoint]) -> list[BaseRoute]:
 
     routes: list[BaseRoute] = []
     for e in endpoints:
-        route = Route(e.path, e.handler, methods=[e.method], name=f"{e.method} {e.path}")
+        route: Route | WebSocketRoute
+        if is_websocket(e):
+            route = WebSocketRoute(e.path, e.handler, name=f"{e.method} {e.path}")
+        else:
+            route = Route(e.path, e.handler, methods=[e.method], name=f"{e.method} {e.path}")
         route.app = guard(e, route.app)
         routes.append(route)
     return routes
+
+
+def is_websocket(endpoint: Endpoint) -> bool:
+    return endpoint.method.upper() in ("WS", "WEBSOCKET")
 
 
 ERROR_SCHEMA = {
@@ -70,6 +80,8 @@ _ERROR_TEXT = {
 def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
+        if is_websocket(e):
+            continue
         operation: dict[str, Any] = {
             "summary": e.summary,
             "tags": [e.tag],
