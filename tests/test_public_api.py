@@ -22,6 +22,7 @@ def test_exported_members() -> None:
         "InvalidSpec",
         "InvalidTarget",
         "InvalidToken",
+        "JobNotFound",
         "LimitExceeded",
         "MalformedJSON",
         "ModelExists",

@@ -88,12 +88,15 @@ def routes() -> None:
 
 def _add_commands() -> None:
     from riverbed.cli_cache import cache
+    from riverbed.cli_jobs import jobs, train
     from riverbed.cli_models import models
     from riverbed.cli_tokens import tokens
 
     cli.add_command(cache)
     cli.add_command(models)
     cli.add_command(tokens)
+    cli.add_command(train)
+    cli.add_command(jobs)
 
 
 _add_commands()

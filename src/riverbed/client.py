@@ -17,7 +17,7 @@ A server with auth on needs a token: ``Client(url, token="rbt_...")``; without `
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +25,9 @@ import httpx
 from riverbed import specs
 from riverbed.client_registry import RAW, RegistryMethods
 from riverbed.exceptions import ServerError, error_from_payload
+
+if TYPE_CHECKING:
+    from riverbed.client_jobs import AsyncJobs, SyncJobs
 
 __all__ = ["AsyncClient", "CacheMethods", "Client"]
 
@@ -67,9 +70,19 @@ def _result(response: httpx.Response, pick: str | None = None) -> Any:
 class _Methods(RegistryMethods):
     """The operations, each described once. ``_request`` decides sync or async."""
 
-    def _request(self, method: str, path: str, json: Any = None, *, pick: str | None = None) -> Any:
-        """Send a request and return its JSON (or its field ``pick``)."""
+    def _request(
+        self, method: str, path: str, json: Any = None, *, pick: str | None = None, **extra: Any
+    ) -> Any:
+        """Send a request and return its JSON (or its field ``pick``); ``extra`` goes to
+        httpx (``files``, ``content``, ``params``...)."""
         raise NotImplementedError
+
+    def train(self, model: str, data: Any, *, target: str, **options: Any) -> Any:
+        """Start a training job (see docs/training.md); ``data`` is a list of rows, the bytes
+        of a CSV/NDJSON/Parquet file, or a path to one. Returns the job, queued."""
+        from riverbed.client_jobs import train_request
+
+        return self._request("POST", "/v1/jobs", **train_request(model, data, target, options))
 
     def health(self) -> Any:
         return self._request("GET", "/health")
@@ -217,8 +230,17 @@ class Client(_Methods):
             transport=transport,
         )
 
-    def _request(self, method: str, path: str, json: Any = None, *, pick: str | None = None) -> Any:
-        return _result(self._http.request(method, path, json=json), pick)
+    def _request(
+        self, method: str, path: str, json: Any = None, *, pick: str | None = None, **extra: Any
+    ) -> Any:
+        return _result(self._http.request(method, path, json=json, **extra), pick)
+
+    @property
+    def jobs(self) -> SyncJobs:
+        """Training jobs: ``client.jobs.get(id)``, ``.wait(id)``, ``.follow(id)``..."""
+        from riverbed.client_jobs import SyncJobs
+
+        return SyncJobs(self._request, self._http)
 
     def close(self) -> None:
         self._http.close()
@@ -250,9 +272,16 @@ class AsyncClient(_Methods):
         )
 
     async def _request(
-        self, method: str, path: str, json: Any = None, *, pick: str | None = None
+        self, method: str, path: str, json: Any = None, *, pick: str | None = None, **extra: Any
     ) -> Any:
-        return _result(await self._http.request(method, path, json=json), pick)
+        return _result(await self._http.request(method, path, json=json, **extra), pick)
+
+    @property
+    def jobs(self) -> AsyncJobs:
+        """Training jobs, to be awaited: ``await client.jobs.wait(id)``."""
+        from riverbed.client_jobs import AsyncJobs
+
+        return AsyncJobs(self._request)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -136,6 +136,14 @@ SETTINGS: tuple[Setting, ...] = (
         "or a redis:// URL, shared by every replica that names it.",
     ),
     Setting("cache_prefix", "riverbed:cache:", str, "Prefix of the cache's keys in Redis."),
+    Setting("job_workers", 1, int, "Training jobs run at once (each in a worker thread)."),
+    Setting(
+        "max_upload_bytes",
+        104_857_600,
+        int,
+        "Largest training data upload accepted by POST /v1/jobs, in bytes.",
+    ),
+    Setting("max_candidates", 50, int, "Most candidate models one training job may train."),
     Setting(
         "prediction_cache_size",
         100_000,
@@ -190,6 +198,9 @@ class Settings:
     allowed_modules: str = "river,sklearn"
     cache_url: str = ""
     cache_prefix: str = "riverbed:cache:"
+    job_workers: int = 1
+    max_upload_bytes: int = 104_857_600
+    max_candidates: int = 50
     prediction_cache_size: int = 100_000
     allow_pickle_uploads: str = "auto"
     max_artifact_bytes: int = 268_435_456

@@ -62,6 +62,7 @@ from riverbed.tokens import Tokens
 
 if TYPE_CHECKING:
     from riverbed.cache import Cache
+    from riverbed.jobs import JobRunner
 
 __all__ = ["Engine", "Receipt"]
 
@@ -184,6 +185,9 @@ class Engine(Registry):
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="riverbed-checkpoints", daemon=True)
         self._ticker.start()
+        from riverbed.jobs import JobRunner
+
+        self.jobs: JobRunner = JobRunner(self, workers=self.settings.job_workers)
 
     @functools.cached_property
     def tokens(self) -> Tokens:
@@ -203,6 +207,7 @@ class Engine(Registry):
         if self._closed:
             return
         self._closed = True
+        self.jobs.close()
         self._stop.set()
         self._ticker.join()
         self.checkpoint()
@@ -538,6 +543,16 @@ class Engine(Registry):
         }
         future.add_done_callback(self._publisher("learn", name, data))
         return Receipt({"model": name, "id": prediction_id, "n_learns": live.n_learns}, future)
+
+    # -- training jobs ----------------------------------------------------------------------
+
+    def train(self, model: str, data: Any, **options: Any) -> dict[str, Any]:
+        """Queue a training job (see :meth:`riverbed.jobs.JobRunner.submit`) and return it;
+        ``engine.jobs.wait(job["id"])`` waits for its end."""
+        return self.submit_train(model, data, **options).wait()
+
+    def submit_train(self, model: str, data: Any, **options: Any) -> Receipt[dict[str, Any]]:
+        return self.jobs.submit(model, data, **options)
 
     # -- metrics and stats ------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
      │    ├── InvalidSpec              a model spec names a forbidden or unknown class
      │    ├── InvalidFeatures          features are not a flat mapping of finite scalars
      │    ├── InvalidTarget            the ground truth does not fit the model's task
+     │    ├── InvalidData              training data unusable; detail names the row and column
      │    ├── MalformedJSON            the body is not JSON
      │    ├── InvalidFilter            a registry search filter or order_by does not parse
      │    ├── InvalidArtifact          uploaded bytes cannot be read in the format stated
@@ -16,6 +17,7 @@
      │    ├── PredictionNotFound
      │    ├── VersionNotFound          also an alias that points nowhere
      │    ├── CacheKeyNotFound         no unexpired cache entry under that key
+     │    ├── JobNotFound              no training job with that id
      │    └── TokenNotFound
      ├── Conflict                      the request clashes with what is stored
      │    ├── ModelExists
@@ -48,10 +50,12 @@ __all__ = [
     "InvalidArtifact",
     "InvalidFeatures",
     "InvalidFilter",
+    "InvalidData",
     "InvalidInput",
     "InvalidSpec",
     "InvalidTarget",
     "InvalidToken",
+    "JobNotFound",
     "LimitExceeded",
     "MalformedJSON",
     "ModelExists",
@@ -106,6 +110,13 @@ class InvalidTarget(InvalidInput):
     code = "invalid_target"
 
 
+class InvalidData(InvalidInput):
+    """Training data that cannot be used; ``detail`` holds ``row`` (1-based, data rows only)
+    and ``column`` where they are known."""
+
+    code = "invalid_data"
+
+
 class MalformedJSON(InvalidInput):
     code = "malformed_json"
 
@@ -152,6 +163,10 @@ class VersionNotFound(NotFound):
 
 class TokenNotFound(NotFound):
     code = "token_not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
 
 
 class Conflict(RiverbedError):

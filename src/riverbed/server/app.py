@@ -16,7 +16,7 @@ from riverbed import __version__
 from riverbed.config import Settings
 from riverbed.engine import Engine
 from riverbed.exceptions import RiverbedError
-from riverbed.server import api, cache_api, prometheus, registry_api, stream, tokens, web
+from riverbed.server import api, cache_api, jobs_api, prometheus, registry_api, stream, tokens, web
 from riverbed.server.auth import AuthPolicy, bootstrap_admin, enabled_endpoints
 from riverbed.server.http import JSONResponse, error_headers, error_response, status_of
 from riverbed.server.routing import Endpoint, openapi_document, routes_of
@@ -32,6 +32,7 @@ def endpoints() -> list[Endpoint]:
         *api.ENDPOINTS,
         *cache_api.ENDPOINTS,
         *registry_api.ENDPOINTS,
+        *jobs_api.ENDPOINTS,
         *stream.ENDPOINTS,
         *prometheus.ENDPOINTS,
         *web.ENDPOINTS,

@@ -30,15 +30,17 @@ from riverbed.stores.base import (
     VersionRecord,
     done,
 )
+from riverbed.stores.jobstore import MemoryJobs
 from riverbed.stores.kv import MemoryCache
 from riverbed.stores.tokens import MemoryTokenStore, TokenStore
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(MemoryCache, Store):
+class MemoryStore(MemoryCache, MemoryJobs, Store):
     def __init__(self) -> None:
         MemoryCache.__init__(self)
+        MemoryJobs.__init__(self)
         self._lock = threading.Lock()
         self._models: dict[str, ModelRecord] = {}
         self._versions: dict[str, list[VersionRecord]] = {}

@@ -37,6 +37,8 @@ from riverbed.stores.base import (
     dump,
     load,
 )
+from riverbed.stores.sqlite_jobs import SCHEMA as JOBS_SCHEMA
+from riverbed.stores.sqlite_jobs import SQLiteJobs
 from riverbed.stores.sqlite_kv import SCHEMA as CACHE_SCHEMA
 from riverbed.stores.sqlite_kv import SQLiteCache
 from riverbed.stores.tokens import SQLiteTokenStore, TokenStore
@@ -198,7 +200,7 @@ class _Writer(threading.Thread):
                 future.set_result(result)
 
 
-class SQLiteStore(SQLiteCache, Store):
+class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"sqlite synchronous must be NORMAL, FULL or EXTRA, not {synchronous}")
@@ -207,7 +209,7 @@ class SQLiteStore(SQLiteCache, Store):
         os.makedirs(directory, exist_ok=True)
         self._synchronous = synchronous.upper()
         conn = _connect(path, self._synchronous)
-        conn.executescript(SCHEMA + CACHE_SCHEMA)
+        conn.executescript(SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA)
         for table, column, definition in COLUMNS:
             present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in present:
