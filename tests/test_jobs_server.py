@@ -55,10 +55,14 @@ def test_riverbed_train_draws_progress_and_registers(
     with Client(server.url) as client:
         (job,) = client.jobs.list(model="phishing")
         assert job["status"] == "succeeded" and job["data"]["rows"] == 1250
-        events = list(client.jobs.follow(job["id"]))  # a finished job: its state, then the end
-        assert events == [
-            {"type": "job.succeeded", "job": job["id"], "status": "succeeded", "progress": 1.0}
-        ]
+        events = list(client.jobs.follow(job["id"]))  # a finished job: what happened, the end
+        assert [e["type"] for e in events][:2] == ["job.queued", "job.running"]
+        assert events[-1] == {
+            "type": "job.succeeded",
+            "job": job["id"],
+            "status": "succeeded",
+            "progress": 1.0,
+        }
         assert client.jobs.logs(job["id"])[-1]["message"] == "succeeded"
         runner = CliRunner()
         listed = runner.invoke(cli, ["jobs", "ls", "--url", server.url])
@@ -88,7 +92,7 @@ def test_the_client_follows_progress_and_a_killed_job_comes_back_interrupted(
             events = list(client.jobs.follow(job["id"]))
             assert events[-1]["type"] == "job.succeeded"
             progress = [e["progress"] for e in events if e["type"] == "job.progress"]
-            assert progress == sorted(progress) and len(progress) >= 10
+            assert progress == sorted(progress) and len(progress) >= 50  # about one a percent
             assert client.predict("p@1", {"https": 1.0})["version"] == 1
             rows = [{**x, "y": y} for x, y in datasets.Phishing()] * 4
             long_job = client.train(

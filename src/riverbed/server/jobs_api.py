@@ -173,20 +173,32 @@ async def job_data(request: Request) -> Response:
 
 async def _follow(request: Request, job_id: str) -> AsyncIterator[bytes]:
     runner = _jobs(request)
+    events = runner.engine.events
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Event] = asyncio.Queue()
 
+    def mine(event: Event) -> bool:
+        return event.type.startswith("job.") and event.data.get("job") == job_id
+
     def listener(event: Event) -> None:
-        if event.type.startswith("job.") and event.data.get("job") == job_id:
+        if mine(event):
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-    unsubscribe = runner.engine.events.subscribe(listener)
+    unsubscribe = events.subscribe(listener)
     try:
         job = runner.get(job_id)
         yield b": following job %s\n\n" % job_id.encode()
-        # the state now, so that a late follower (or one of a finished job) knows where it is
-        now = Event(0, f"job.{job['status']}", job["model"], job["created_at"], _state(job))
-        yield sse(now)
+        # what already happened, from the events still held in memory (a late follower sees
+        # the progress so far); without any (a job from before a restart), its state now
+        replayed = [e for e in events.recent(model=job["model"]) if mine(e)]
+        last = 0
+        for event in replayed:
+            last = event.id
+            yield sse(event)
+        if not replayed:
+            yield sse(
+                Event(0, f"job.{job['status']}", job["model"], job["created_at"], _state(job))
+            )
         if job["status"] in FINISHED:
             return
         while True:
@@ -195,8 +207,10 @@ async def _follow(request: Request, job_id: str) -> AsyncIterator[bytes]:
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
+            if event.id <= last:
+                continue
             yield sse(event)
-            if event.data.get("status") in FINISHED and event.type != "job.progress":
+            if event.type != "job.progress" and event.data.get("status") in FINISHED:
                 return
     finally:
         unsubscribe()
