@@ -174,9 +174,10 @@ class JobRunner:
             )
         with self._lock:
             self._jobs[record.id] = running
+        queued = self._describe(record)  # before a worker can pick it up
         self._publish("job.queued", record)
         self._queue.put(running)
-        return Receipt(self._describe(record), _all(futures))
+        return Receipt(queued, _all(futures))
 
     def _features(
         self, dataset: training.Dataset, target: str, features: Sequence[str] | None
