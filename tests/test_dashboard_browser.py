@@ -277,3 +277,30 @@ def test_pages_read_on_a_phone(live: Live, phone: Page) -> None:
         overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} is {overflow}px wider than a phone"
         shot(phone, f"phone-{name}", full_page=name != "events")
+
+
+def test_the_filters_speak_the_registry_search_language(live: Live, page: Page) -> None:
+    """The overview's filters become one expression of the registry's filter syntax."""
+    page.goto(live.url + "/#/events")
+    built = page.evaluate(
+        """async () => {
+            const m = await import('/dashboard/overview.js');
+            const none = {q: '', task: '', tag: '', metric: '', op: '>=', value: ''};
+            return [
+                m.registryFilter(none),
+                m.registryFilter({...none, q: "o'brien"}),
+                m.registryFilter({...none, q: 'fr', task: 'binary', tag: 'team=risk'}),
+                m.registryFilter({...none, tag: 'cost center'}),
+                m.registryFilter({...none, q: 'metrics.accuracy > 0.9'}),
+                m.isExpression('phish'),
+            ];
+        }"""
+    )
+    assert built == [
+        "",
+        "name ~ 'o\\'brien'",
+        "name ~ 'fr' and task = 'binary' and tags.team = 'risk'",
+        "tags.\"cost center\" ~ ''",
+        "metrics.accuracy > 0.9",
+        False,
+    ]

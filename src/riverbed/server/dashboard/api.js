@@ -105,6 +105,27 @@ export async function post(path, body) {
   return response.json();
 }
 
+// Save the file at `path`. A plain link cannot carry the token, so with a token the file is
+// fetched with it and handed to the browser as a blob under the server's file name.
+export async function download(path) {
+  const response = await fetch(path, { headers: headers({ Accept: "*/*" }), cache: "no-store" });
+  if (!response.ok) throw await failure(response);
+  const disposition = response.headers.get("content-disposition") || "";
+  const match = disposition.match(/filename="([^"]+)"/);
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = match ? match[1] : path.split("/").slice(-3).join("-");
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+export function hasToken() {
+  return Boolean(token() || memoryToken);
+}
+
 export function modelPath(name, rest = "") {
   return "/v1/models/" + encodeURIComponent(name) + rest;
 }

@@ -1,7 +1,7 @@
 // The dashboard's entry point: a hash router (#/, #/models/NAME, #/events), the connection
 // indicator and the token prompt shown when the server requires authentication.
 
-import { get, onAuthNeeded, setToken, token } from "./api.js";
+import { get, hasRoute, onAuthNeeded, setToken, token } from "./api.js";
 import { eventsPage } from "./events.js";
 import { modelPage } from "./model.js";
 import { overview } from "./overview.js";
@@ -48,31 +48,52 @@ function route() {
   window.scrollTo(0, 0);
 }
 
+function askForToken(message) {
+  const error = document.getElementById("token-error");
+  error.hidden = !message;
+  error.textContent = message || "";
+  if (!dialog.open) dialog.showModal();
+}
+
 onAuthNeeded((error) => {
   ctx.setConn("auth", error.message);
-  const message = document.getElementById("token-error");
-  message.hidden = !token();
-  message.textContent = token() ? "The server refused this token: " + error.message : "";
-  if (!dialog.open) dialog.showModal();
+  askForToken(token() ? "The server refused this token: " + error.message : "");
 });
 
-document.getElementById("token-form").addEventListener("submit", () => {
+// Where the server has GET /v1/auth (public, never a 401), ask it whether a token is needed
+// and whether the one at hand is good, before any data request is made.
+async function checkToken() {
+  if (!(await hasRoute("GET", "/v1/auth"))) return true;
+  const status = await get("/v1/auth");
+  if (!status.auth || status.token) return true;
+  ctx.setConn("auth", "this server needs a token");
+  askForToken(token() && status.error ? "The server refused this token: " + status.error.message : "");
+  return false;
+}
+
+async function start() {
+  if (await checkToken().catch(() => true)) route();
+}
+
+document.getElementById("token-form").addEventListener("submit", (event) => {
   const input = document.getElementById("token-input");
   setToken(input.value.trim());
   input.value = "";
   signout.hidden = !token();
-  route();
+  if (dialog.open) dialog.close();
+  event.preventDefault();
+  start();
 });
 
 signout.hidden = !token();
 signout.addEventListener("click", () => {
   setToken("");
   signout.hidden = true;
-  route();
+  start();
 });
 
 window.addEventListener("hashchange", route);
-route();
+start();
 
 get("/health")
   .then((health) => {

@@ -78,11 +78,12 @@ export class LineChart {
     this.schedule();
   }
 
-  find(key) {
+  // The series `key`, added (with `label`) if it is new.
+  find(key, label = key) {
     let s = this.series.find((x) => x.key === key);
     if (!s) {
       const i = this.series.length;
-      s = { key, label: key, color: PALETTE[i % PALETTE.length], dash: null, points: [] };
+      s = { key, label, color: PALETTE[i % PALETTE.length], dash: null, points: [] };
       this.series.push(s);
       this.drawLegend();
     }
@@ -96,8 +97,8 @@ export class LineChart {
     this.schedule();
   }
 
-  push(key, x, y) {
-    const s = this.find(key);
+  push(key, x, y, label = key) {
+    const s = this.find(key, label);
     const last = s.points[s.points.length - 1];
     if (last && x < last[0]) return; // out of order: ignore
     if (last && x === last[0]) last[1] = y;

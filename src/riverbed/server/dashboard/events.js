@@ -5,7 +5,7 @@ import { follow, get } from "./api.js";
 import { brief, clear, clock, h, modelHref, replace } from "./util.js";
 
 const KEPT = 500;
-const TYPES = ["predict", "learn", "model"];
+const TYPES = ["predict", "learn", "model"]; // more boxes appear as other kinds show up
 
 function summary(event) {
   const d = event.data || {};
@@ -31,7 +31,7 @@ export function eventsPage(main, query, ctx) {
   const state = {
     model: query.get("model") || "",
     text: query.get("q") || "",
-    types: new Set((query.get("types") || TYPES.join(",")).split(",").filter(Boolean)),
+    hidden: new Set((query.get("hide") || "").split(",").filter(Boolean)),
     paused: false,
   };
   let stopStream = null;
@@ -42,9 +42,21 @@ export function eventsPage(main, query, ctx) {
   if (state.model) model.append(h("option", { value: state.model }, state.model));
   model.value = state.model;
   const text = h("input", { id: "event-text", type: "search", placeholder: "Filter by text (id, feature, value)", value: state.text, "aria-label": "text filter" });
-  const boxes = TYPES.map((t) =>
-    h("label", { class: "check" }, h("input", { type: "checkbox", value: t, checked: state.types.has(t) }), t),
-  );
+  const checks = h("span", { class: "checks" });
+  const families = new Set();
+  const ensureBox = (name) => {
+    if (families.has(name)) return;
+    families.add(name);
+    const box = h("input", { type: "checkbox", value: name, checked: !state.hidden.has(name) });
+    box.addEventListener("change", () => {
+      if (box.checked) state.hidden.delete(name);
+      else state.hidden.add(name);
+      refilter();
+    });
+    checks.append(h("label", { class: "check" }, box, name));
+  };
+  for (const t of TYPES) ensureBox(t);
+  for (const t of state.hidden) ensureBox(t);
   const pause = h("button", { type: "button", id: "pause" }, "Pause");
   const counter = h("span", { class: "muted", id: "event-rate" }, "");
   const body = h("tbody", { id: "event-rows" });
@@ -52,7 +64,7 @@ export function eventsPage(main, query, ctx) {
 
   replace(main, 
     h("div", { class: "page-head" }, h("h1", {}, "Events"), counter),
-    h("form", { class: "filters", onsubmit: (e) => e.preventDefault() }, model, text, h("span", { class: "checks" }, boxes), pause),
+    h("form", { class: "filters", onsubmit: (e) => e.preventDefault() }, model, text, checks, pause),
     hint,
     h(
       "div",
@@ -62,7 +74,7 @@ export function eventsPage(main, query, ctx) {
   );
 
   const visible = (event) =>
-    state.types.has(family(event.type)) &&
+    !state.hidden.has(family(event.type)) &&
     (!state.text || JSON.stringify(event).toLowerCase().includes(state.text.toLowerCase()));
 
   const row = (event) => {
@@ -90,7 +102,7 @@ export function eventsPage(main, query, ctx) {
     const query = new URLSearchParams();
     if (state.model) query.set("model", state.model);
     if (state.text) query.set("q", state.text);
-    if (state.types.size !== TYPES.length) query.set("types", [...state.types].join(","));
+    if (state.hidden.size) query.set("hide", [...state.hidden].join(","));
     const q = query.toString();
     history.replaceState(null, "", "#/events" + (q ? "?" + q : ""));
   };
@@ -104,6 +116,7 @@ export function eventsPage(main, query, ctx) {
       onEvent: (type, event) => {
         if (!event || typeof event !== "object" || !event.type) return;
         rate.push(Date.now());
+        ensureBox(family(event.type));
         if (!state.paused) show(event);
         else if (held.push(event) > KEPT) held.shift();
       },
@@ -119,13 +132,6 @@ export function eventsPage(main, query, ctx) {
     state.text = text.value.trim();
     refilter();
   });
-  for (const box of boxes) {
-    box.querySelector("input").addEventListener("change", (e) => {
-      if (e.target.checked) state.types.add(e.target.value);
-      else state.types.delete(e.target.value);
-      refilter();
-    });
-  }
   pause.addEventListener("click", () => {
     state.paused = !state.paused;
     pause.textContent = state.paused ? "Resume" : "Pause";

@@ -1,25 +1,38 @@
-// One model: live charts of each metric, latency and throughput, the last events, its
-// versions and its spec. The event stream of the model drives the refreshes; a slow poll
-// keeps latency and throughput moving when the stream is quiet.
+// One model: live charts of each metric (running and rolling windows), latency and
+// throughput, the last events, its versions and its spec.
+//
+// Metrics: the stored history is drawn first (so a reload shows the past), then the server's
+// metrics stream adds a point whenever the model learns. A server without those routes is
+// followed through its event stream instead: each learn triggers a (throttled) read of the
+// metrics. Latency and throughput come from a poll of the model's stats.
 
-import { ApiError, follow, get, modelPath } from "./api.js";
+import { ApiError, follow, get, hasRoute, modelPath } from "./api.js";
 import { LineChart } from "./charts.js";
-import { brief, clear, clock, count, dateTime, h, metric, replace, seconds, throttle } from "./util.js";
+import { brief, clock, count, h, metric, replace, seconds, throttle } from "./util.js";
+import { renderVersions } from "./versions.js";
 
 const STATS_MS = 2000;
 const EVENTS_KEPT = 50;
 const RATE_WINDOW_S = 10;
+const HISTORY_SECONDS = 6 * 3600;
+const HISTORY_PAGES = 5;
+
+export function windowLabel(w) {
+  if (w.seconds) return `last ${w.seconds} s`;
+  if (w.size) return `last ${count(w.size)}`;
+  return "window " + w.window;
+}
 
 export function modelPage(main, name, ctx) {
   let stopped = false;
-  let stopStream = null;
+  const stops = [];
   let timer = null;
   const charts = [];
   replace(main, h("p", { class: "muted" }, "Loading ", name, "…"));
 
   const cleanup = () => {
     stopped = true;
-    if (stopStream) stopStream();
+    for (const stop of stops) stop();
     if (timer) clearTimeout(timer);
     for (const c of charts) c.destroy();
   };
@@ -27,7 +40,8 @@ export function modelPage(main, name, ctx) {
   start().catch((error) => {
     if (stopped) return;
     if (error instanceof ApiError && error.status === 404) {
-      replace(main, 
+      replace(
+        main,
         h("h1", {}, "No such model"),
         h("p", {}, `There is no model named “${name}”. `, h("a", { href: "#/" }, "See every model.")),
       );
@@ -43,7 +57,11 @@ export function modelPage(main, name, ctx) {
     // Ask the list first: a request for a missing model would log a 404 in the console.
     const { models } = await get("/v1/models");
     if (!models.some((m) => m.name === name)) throw new ApiError(404, "model_not_found", "no such model");
-    const info = await get(modelPath(name));
+    const [info, hasHistory, hasMetricStream] = await Promise.all([
+      get(modelPath(name)),
+      hasRoute("GET", "/v1/models/{name}/metrics/history"),
+      hasRoute("GET", "/v1/models/{name}/metrics/stream"),
+    ]);
     if (stopped) return;
     const counters = {
       predictions: h("dd", { id: "n-predictions" }, count(info.n_predictions)),
@@ -53,11 +71,13 @@ export function modelPage(main, name, ctx) {
       learnLatency: h("dd", {}, "—"),
     };
     const metricsGrid = h("div", { class: "chart-grid", id: "metric-charts" });
+    const metricsNote = h("p", { class: "muted small", id: "metrics-note" }, "Progressive validation: each prediction is scored before the model learns from its ground truth.");
     const perfGrid = h("div", { class: "chart-grid", id: "perf-charts" });
     const eventsBody = h("tbody", { id: "model-events" });
     const versions = h("div", { id: "versions" });
 
-    replace(main, 
+    replace(
+      main,
       h(
         "div",
         { class: "page-head" },
@@ -76,10 +96,10 @@ export function modelPage(main, name, ctx) {
         fact("scored", counters.scored),
         fact("predict latency", counters.predictLatency),
         fact("learn latency", counters.learnLatency),
-        fact("version", h("dd", {}, "v" + info.version)),
+        fact("version", h("dd", {}, info.version === undefined ? "—" : "v" + info.version)),
       ),
       h("h2", {}, "Metrics"),
-      h("p", { class: "muted small" }, "Progressive validation: each prediction is scored before the model learns from its ground truth."),
+      metricsNote,
       metricsGrid,
       h("h2", {}, "Latency and throughput"),
       perfGrid,
@@ -87,28 +107,63 @@ export function modelPage(main, name, ctx) {
       h(
         "div",
         { class: "table-wrap scroll" },
-        h("table", { class: "events model-events" }, h("thead", {}, h("tr", {}, h("th", {}, "time"), h("th", {}, "event"), h("th", {}, "prediction id"), h("th", {}, "prediction"), h("th", {}, "ground truth"))), eventsBody),
+        h(
+          "table",
+          { class: "events model-events" },
+          h("thead", {}, h("tr", {}, h("th", {}, "time"), h("th", {}, "event"), h("th", {}, "prediction id"), h("th", {}, "prediction"), h("th", {}, "ground truth"))),
+          eventsBody,
+        ),
       ),
       h("h2", {}, "Versions"),
       versions,
       h("h2", {}, "Spec"),
-      h("pre", { class: "spec", id: "spec" }, info.spec === null || info.spec === undefined ? "(this model was created from an object that has no declarative spec)" : JSON.stringify(info.spec, null, 2)),
+      h(
+        "pre",
+        { class: "spec", id: "spec" },
+        info.spec === null || info.spec === undefined ? "(this model was made from an object that has no declarative spec)" : JSON.stringify(info.spec, null, 2),
+      ),
     );
 
-    // One chart per metric; "running" is the value over every scored sample.
+    // One chart per metric, created as the metric first shows up (a forecaster's metrics
+    // are per step ahead: "+1 MAE", "+2 MAE", ...). Series: running, then each window.
     const metricCharts = new Map();
-    for (const m of info.metrics || []) {
-      const chart = new LineChart(metricsGrid, {
-        id: m,
-        title: m,
-        label: `${m} of ${info.name}`,
-        series: [{ key: "running", label: "running" }],
-        yFormat: metric,
-        empty: "no scored sample yet",
-      });
-      charts.push(chart);
-      metricCharts.set(m, chart);
+    const chartFor = (key) => {
+      let chart = metricCharts.get(key);
+      if (!chart) {
+        chart = new LineChart(metricsGrid, {
+          id: key,
+          title: key,
+          label: `${key} of ${info.name}`,
+          series: [{ key: "running", label: "running" }],
+          yFormat: metric,
+          empty: "no scored sample yet",
+        });
+        charts.push(chart);
+        metricCharts.set(key, chart);
+      }
+      return chart;
+    };
+    for (const key of info.metrics || []) chartFor(key);
+    let lastScored = -1;
+    const addPoint = (t, body) => {
+      if (!body || !body.metrics || !(body.n > 0)) return;
+      for (const [key, value] of Object.entries(body.metrics)) {
+        if (typeof value === "number") chartFor(key).push("running", t, value);
+      }
+      for (const w of body.windows || []) {
+        for (const [key, value] of Object.entries(w.metrics || {})) {
+          if (typeof value === "number") {
+            chartFor(key).push("w:" + w.window, t, value, windowLabel(w));
+          }
+        }
+      }
+      counters.scored.textContent = count(body.n);
+      lastScored = body.n;
+    };
+    if (Array.isArray(info.metrics) && info.metrics.length === 0) {
+      metricsNote.textContent = "Metrics are turned off for this model.";
     }
+
     const latency = new LineChart(perfGrid, {
       id: "latency",
       title: "Latency (model call)",
@@ -129,58 +184,82 @@ export function modelPage(main, name, ctx) {
       yMin: 0,
     });
     charts.push(latency, throughput);
-    renderVersions(versions, info);
+    renderVersions(versions, info).catch((error) => {
+      replace(versions, h("p", { class: "error" }, "Could not load the versions: ", error.message));
+    });
 
-    const window = [];
-    let lastScored = -1;
-    const refresh = async () => {
+    if (hasHistory) {
+      let after = null;
+      const since = Date.now() / 1000 - HISTORY_SECONDS;
+      for (let page = 0; page < HISTORY_PAGES && !stopped; page++) {
+        const query = after === null ? `since=${since}&limit=10000` : `after=${after}&limit=10000`;
+        const { points } = await get(modelPath(name, "/metrics/history?" + query));
+        for (const p of points) addPoint(p.time, p);
+        if (points.length < 10000) break;
+        after = points[points.length - 1].seq;
+      }
       if (stopped) return;
+    }
+
+    const stats = async () => {
+      const s = await get(modelPath(name, "/stats"));
+      if (stopped) return;
+      const now = Date.now() / 1000;
+      counters.predictions.textContent = count(s.n_predictions);
+      counters.learns.textContent = count(s.n_learns);
+      counters.predictLatency.textContent = seconds(s.predict.ewm_duration);
+      counters.learnLatency.textContent = seconds(s.learn.ewm_duration);
+      if (s.predict.n_calls) latency.push("predict", now, s.predict.ewm_duration);
+      if (s.learn.n_calls) latency.push("learn", now, s.learn.ewm_duration);
+      // Throughput over the last few seconds, so that bursts read as rates, not spikes.
+      rates.push({ t: now, p: s.n_predictions, l: s.n_learns });
+      while (rates.length > 2 && rates[1].t < now - RATE_WINDOW_S) rates.shift();
+      const first = rates[0];
+      if (now - first.t >= 1) {
+        const dt = now - first.t;
+        throughput.push("predictions", now, Math.max(0, s.n_predictions - first.p) / dt);
+        throughput.push("learns", now, Math.max(0, s.n_learns - first.l) / dt);
+      }
+    };
+    const rates = [];
+    const readMetrics = async () => {
+      const m = await get(modelPath(name, "/metrics"));
+      if (!stopped && m.n !== lastScored) addPoint(Date.now() / 1000, m);
+    };
+    const refreshSoon = throttle(() => readMetrics().catch(() => {}), 500);
+    const tick = async () => {
       try {
-        const [m, s] = await Promise.all([get(modelPath(name, "/metrics")), get(modelPath(name, "/stats"))]);
-        if (stopped) return;
-        const now = Date.now() / 1000;
-        if (m.n > 0 && m.n !== lastScored) {
-          for (const [key, value] of Object.entries(m.metrics)) {
-            const chart = metricCharts.get(key);
-            if (chart && typeof value === "number") chart.push("running", now, value);
-          }
-          lastScored = m.n;
-        }
-        counters.scored.textContent = count(m.n);
-        counters.predictions.textContent = count(s.n_predictions);
-        counters.learns.textContent = count(s.n_learns);
-        counters.predictLatency.textContent = seconds(s.predict.ewm_duration);
-        counters.learnLatency.textContent = seconds(s.learn.ewm_duration);
-        if (s.predict.n_calls) latency.push("predict", now, s.predict.ewm_duration);
-        if (s.learn.n_calls) latency.push("learn", now, s.learn.ewm_duration);
-        // Throughput over the last few seconds, so that bursts read as rates, not spikes.
-        window.push({ t: now, p: s.n_predictions, l: s.n_learns });
-        while (window.length > 2 && window[1].t < now - RATE_WINDOW_S) window.shift();
-        const first = window[0];
-        if (now - first.t >= 1) {
-          const dt = now - first.t;
-          throughput.push("predictions", now, Math.max(0, s.n_predictions - first.p) / dt);
-          throughput.push("learns", now, Math.max(0, s.n_learns - first.l) / dt);
-        }
+        await stats();
       } catch (error) {
         if (error.status === 404) ctx.setConn("offline", "this model was deleted");
       }
-    };
-    const refreshSoon = throttle(refresh, 500);
-    const tick = async () => {
-      await refresh();
       if (!stopped) timer = setTimeout(tick, STATS_MS);
     };
     tick();
 
-    stopStream = follow("/v1/events?model=" + encodeURIComponent(name), {
-      onState: (state) => ctx.setConn(state, "events of " + name),
-      onEvent: (type, event) => {
-        if (!event || typeof event !== "object") return;
-        addEvent(eventsBody, event);
-        if (type === "learn" || type === "predict") refreshSoon();
-      },
-    });
+    if (hasMetricStream) {
+      stops.push(
+        follow(modelPath(name, "/metrics/stream?interval=0.5"), {
+          onEvent: (type, data) => {
+            if (type === "metrics") addPoint(Date.now() / 1000, data);
+            else if (type === "point") addPoint(data.time, data);
+            else if (type === "deleted") metricsNote.textContent = "This model was deleted.";
+          },
+        }),
+      );
+    } else {
+      await readMetrics();
+    }
+    stops.push(
+      follow("/v1/events?model=" + encodeURIComponent(name), {
+        onState: (state) => ctx.setConn(state, "events of " + name),
+        onEvent: (type, event) => {
+          if (!event || typeof event !== "object" || !event.type) return;
+          addEvent(eventsBody, event);
+          if (!hasMetricStream && type !== "predict") refreshSoon();
+        },
+      }),
+    );
   }
 }
 
@@ -192,7 +271,7 @@ function addEvent(body, event) {
   const data = event.data || {};
   const row = h(
     "tr",
-    { class: "ev-" + event.type.replace(/\W/g, "-") },
+    { class: "ev-" + event.type.split(".")[0] },
     h("td", {}, clock(event.time)),
     h("td", {}, h("span", { class: "badge ev" }, event.type)),
     h("td", { class: "mono pid" }, brief(data.id ?? data.prediction_id ?? "", 24)),
@@ -201,19 +280,4 @@ function addEvent(body, event) {
   );
   body.prepend(row);
   while (body.rows.length > EVENTS_KEPT) body.deleteRow(body.rows.length - 1);
-}
-
-function renderVersions(el, info) {
-  replace(el, 
-    h(
-      "div",
-      { class: "table-wrap" },
-      h(
-        "table",
-        { class: "versions" },
-        h("thead", {}, h("tr", {}, h("th", {}, "version"), h("th", {}, "source"), h("th", {}, "created"))),
-        h("tbody", {}, h("tr", {}, h("td", {}, "v" + info.version), h("td", {}, info.source || "—"), h("td", {}, dateTime(info.created_at)))),
-      ),
-    ),
-  );
 }

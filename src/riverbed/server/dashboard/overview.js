@@ -1,9 +1,9 @@
 // The overview: every model with its task, latest metrics, predictions and learns per
 // minute and a sparkline of its first metric, with a search box and filters.
 
-import { get, modelPath } from "./api.js";
+import { get, hasRoute, modelPath } from "./api.js";
 import { sparkline } from "./charts.js";
-import { RateMeter, clear, replace, count, h, metric, modelHref, rate } from "./util.js";
+import { RateMeter, clear, count, h, metric, modelHref, rate, replace, throttle } from "./util.js";
 
 const POLL_MS = 2000;
 const SPARK_POINTS = 60;
@@ -56,6 +56,62 @@ export function matches(model, f) {
   return true;
 }
 
+// The registry's filter language (see docs): a quoted text, a possibly quoted key.
+function literal(text) {
+  return "'" + text.replace(/[\\']/g, "\\$&") + "'";
+}
+
+function keyed(prefix, key) {
+  return /^[A-Za-z_][A-Za-z0-9_.]*$/.test(key) ? `${prefix}.${key}` : `${prefix}."${key.replace(/["\\]/g, "\\$&")}"`;
+}
+
+// Search box text with an operator in it is a filter expression, passed as it is.
+export function isExpression(text) {
+  return /[=<>~]/.test(text);
+}
+
+// The filter for the registry's search, without the metric threshold.
+export function registryFilter(f) {
+  const clauses = [];
+  if (f.q) clauses.push(isExpression(f.q) ? f.q : "name ~ " + literal(f.q));
+  if (f.task) clauses.push("task = " + literal(f.task));
+  if (f.tag) {
+    const [key, ...rest] = f.tag.split("=");
+    if (key) clauses.push(keyed("tags", key) + (rest.length ? " = " + literal(rest.join("=")) : " ~ ''"));
+  }
+  return clauses.join(" and ");
+}
+
+// The model's metric names: those its metrics report (a forecaster's are per step ahead,
+// "+1 MAE"), else those it was created with.
+function metricNames(model) {
+  const live = model.metrics ? Object.keys(model.metrics.metrics) : [];
+  return live.length ? live : model.info.metrics || [];
+}
+
+function hasThreshold(f) {
+  return Boolean(f.metric) && f.value !== "" && Number.isFinite(Number(f.value));
+}
+
+function livePasses(model, f) {
+  const value = model.metrics ? model.metrics.metrics[f.metric] : undefined;
+  return typeof value === "number" && OPS[f.op](value, Number(f.value));
+}
+
+async function searchNames(filter) {
+  const names = new Set();
+  let token = null;
+  do {
+    const query = new URLSearchParams({ page_size: "1000" });
+    if (filter) query.set("filter", filter);
+    if (token) query.set("page_token", token);
+    const page = await get("/v1/search/models?" + query);
+    for (const m of page.models) names.add(m.name);
+    token = page.next_page_token;
+  } while (token);
+  return names;
+}
+
 export function overview(main, query, ctx) {
   const filters = readFilters(query);
   const models = new Map(); // name -> {info, metrics, stats, predictions, learns, spark, card}
@@ -65,7 +121,7 @@ export function overview(main, query, ctx) {
   const search = h("input", {
     type: "search",
     id: "search",
-    placeholder: "Search by name, description or tag",
+    placeholder: "Search by name, or a filter: metrics.accuracy > 0.9 and tags.team = 'risk'",
     value: filters.q,
     "aria-label": "search models",
   });
@@ -76,6 +132,10 @@ export function overview(main, query, ctx) {
   op.value = filters.op;
   const threshold = h("input", { id: "metric-value", type: "number", step: "any", placeholder: "value", value: filters.value, "aria-label": "threshold" });
   const summary = h("p", { class: "muted", id: "model-count" });
+  const searchError = h("p", { class: "error search-error", id: "search-error", hidden: true });
+  // With the registry's search: the names its filter passes (`base`), and those whose logged
+  // metrics pass the threshold (`logged`); live metrics are checked here. Without: null.
+  let found = null;
   const grid = h("section", { class: "cards", id: "models" });
   const empty = h("div", { class: "empty-state", hidden: true });
 
@@ -90,6 +150,7 @@ export function overview(main, query, ctx) {
     });
     writeFilters(filters);
     render();
+    searchSoon();
   };
   for (const el of [search, tag, threshold]) el.addEventListener("input", onFilter);
   for (const el of [task, metricName, op]) el.addEventListener("change", onFilter);
@@ -103,6 +164,7 @@ export function overview(main, query, ctx) {
       task,
       tag,
       h("span", { class: "threshold" }, metricName, op, threshold),
+      searchError,
     ),
     empty,
     grid,
@@ -126,7 +188,7 @@ export function overview(main, query, ctx) {
   function fill(model) {
     const { info, metrics, stats } = model;
     const values = metrics ? metrics.metrics : {};
-    const names = info.metrics && info.metrics.length ? info.metrics : Object.keys(values);
+    const names = metricNames(model);
     const first = names[0];
     replace(
       model.card,
@@ -167,8 +229,13 @@ export function overview(main, query, ctx) {
   function render() {
     const all = [...models.values()];
     options(task, new Set(all.map((m) => m.info.task)), filters.task);
-    options(metricName, new Set(all.flatMap((m) => m.info.metrics || [])), filters.metric);
-    const shown = all.filter((m) => matches(m, filters));
+    options(metricName, new Set(all.flatMap(metricNames)), filters.metric);
+    const shown = all.filter((m) =>
+      found === null
+        ? matches(m, filters)
+        : found.base.has(m.info.name) &&
+          (!hasThreshold(filters) || found.logged.has(m.info.name) || livePasses(m, filters)),
+    );
     for (const m of all) m.card.hidden = !shown.includes(m);
     summary.textContent =
       all.length === shown.length ? `${all.length} model${all.length === 1 ? "" : "s"}` : `${shown.length} of ${all.length} models`;
@@ -192,8 +259,41 @@ export function overview(main, query, ctx) {
     }
   }
 
+
+  async function runSearch() {
+    if (!(await hasRoute("GET", "/v1/search/models"))) return;
+    const filter = registryFilter(filters);
+    const threshold = hasThreshold(filters)
+      ? [filter, `${keyed("metrics", filters.metric)} ${filters.op} ${Number(filters.value)}`].filter(Boolean).join(" and ")
+      : null;
+    try {
+      const [base, logged] = await Promise.all([searchNames(filter), threshold ? searchNames(threshold) : new Set()]);
+      found = { base, logged };
+      searchError.hidden = true;
+    } catch (error) {
+      if (error.status !== 400) throw error;
+      found = { base: new Set(), logged: new Set() };
+      searchError.textContent = error.message;
+      searchError.hidden = false;
+    }
+    render();
+  }
+  const searchSoon = throttle(() => {
+    runSearch().catch(() => {});
+  }, 300);
+
+  // The sparkline starts from the stored history when the server keeps one.
+  async function seed(model, first, nLearns) {
+    model.seeded = true;
+    const after = Math.max(0, nLearns - SPARK_POINTS * 100);
+    const { points } = await get(modelPath(model.info.name, `/metrics/history?after=${after}&limit=1000`));
+    const values = points.map((p) => p.metrics[first]).filter((v) => typeof v === "number");
+    model.spark = values.slice(-SPARK_POINTS);
+  }
+
   async function poll() {
     timer = null;
+    const hasHistory = await hasRoute("GET", "/v1/models/{name}/metrics/history");
     try {
       const { models: list } = await get("/v1/models");
       const seen = new Set();
@@ -214,8 +314,9 @@ export function overview(main, query, ctx) {
             model.stats = stats;
             model.predictions.add(now, stats.n_predictions);
             model.learns.add(now, stats.n_learns);
-            const names = info.metrics && info.metrics.length ? info.metrics : Object.keys(metrics.metrics);
-            const v = metrics.metrics[names[0]];
+            const first = metricNames(model)[0];
+            if (!model.seeded && hasHistory && first) await seed(model, first, stats.n_learns);
+            const v = metrics.metrics[first];
             if ((changed || model.spark.length === 0) && typeof v === "number" && metrics.n > 0) {
               model.spark.push(v);
               if (model.spark.length > SPARK_POINTS) model.spark.shift();
@@ -237,6 +338,7 @@ export function overview(main, query, ctx) {
         fill(model);
         grid.append(model.card); // append keeps them sorted, moving existing ones
       }
+      await runSearch();
       render();
       ctx.setConn("live", "updated every " + POLL_MS / 1000 + " s");
     } catch (error) {
@@ -248,6 +350,7 @@ export function overview(main, query, ctx) {
   poll();
   return () => {
     stopped = true;
+    searchSoon.cancel();
     if (timer) clearTimeout(timer);
   };
 }
