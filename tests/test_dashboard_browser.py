@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from river import datasets
 
+from riverbed import Engine
 from tests.helpers import Server
 
 pytestmark = pytest.mark.slow
@@ -106,12 +107,15 @@ def browser() -> Iterator[Browser]:
 
 
 def open_page(browser: Browser, request: pytest.FixtureRequest, **context: object) -> Page:
-    """A fresh page whose console errors (and uncaught exceptions) fail the test."""
+    """A fresh page whose console errors (and uncaught exceptions) fail the test, except
+    those a test expects (``expect_console_error(page, text)``)."""
     page = browser.new_page(**context)  # type: ignore[arg-type]
     errors: list[str] = []
+    expected: list[str] = []
+    page.expected_console_errors = expected  # type: ignore[attr-defined]
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
+        if message.type in ("error", "warning") and not any(e in message.text for e in expected):
             errors.append(f"console {message.type}: {message.text}")
 
     page.on("console", on_console)
@@ -123,6 +127,12 @@ def open_page(browser: Browser, request: pytest.FixtureRequest, **context: objec
 
     request.addfinalizer(check)
     return page
+
+
+def expect_console_error(page: Page, text: str) -> None:
+    """The browser reports every failed response in the console; a test that provokes one
+    on purpose names it here."""
+    page.expected_console_errors.append(text)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -145,6 +155,7 @@ def phone(browser: Browser, request: pytest.FixtureRequest) -> Page:
 def shot(page: Page, name: str, *, full_page: bool = True) -> None:
     """A screenshot to look at (the events page is shot as seen: it holds 500 rows)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
@@ -196,6 +207,20 @@ def test_overview_lists_every_model_and_the_filters_narrow_it(live: Live, page: 
     page.fill("#metric-value", "0.5")
     expect(cards).to_have_count(1)
     shot(page, "overview-filtered")
+    page.fill("#metric-value", "")
+
+    # The search box also takes an expression of the registry's filter language.
+    page.fill("#search", "tags.team = 'polls' and task = 'regression'")
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-model", "approval")
+    expect_console_error(page, "400 (Bad Request)")
+    page.fill("#search", "tags.team = ")
+    expect(page.locator("#search-error")).to_be_visible()
+    expect(page.locator("#search-error")).to_contain_text("filter")
+    expect(cards).to_have_count(0)
+    page.fill("#search", "")
+    expect(cards).to_have_count(2)
+    expect(page.locator("#search-error")).to_be_hidden()
 
     # A shared link keeps its filters.
     page.goto(live.url + "/#/?task=regression")
@@ -304,3 +329,84 @@ def test_the_filters_speak_the_registry_search_language(live: Live, page: Page) 
         "metrics.accuracy > 0.9",
         False,
     ]
+
+
+def test_versions_show_metadata_aliases_and_download_links(live: Live, page: Page) -> None:
+    snapshot = live.http.post(
+        "/v1/models/phishing/snapshot",
+        json={"description": "after the first samples", "dataset": {"name": "phishing"}},
+    )
+    assert snapshot.status_code == 201, snapshot.text
+    version = snapshot.json()["version"]
+    moved = live.http.put("/v1/models/phishing/aliases/production", json={"version": 1})
+    assert moved.status_code == 200, moved.text
+    page.goto(live.url + "/#/models/phishing")
+    row = page.locator(f'#versions tr[data-version="{version}"]')
+    expect(row).to_contain_text("snapshot")
+    expect(row).to_contain_text("after the first samples")
+    expect(row).to_contain_text("dataset phishing")
+    expect(row).to_contain_text("Accuracy")  # the live metrics the snapshot logged
+    expect(page.locator('#versions tr[data-version="1"]')).to_contain_text("@production")
+    expect(page.locator("#versions .aliases")).to_contain_text("@production → v1")
+    link = row.locator("a.download")
+    href = link.get_attribute("href")
+    assert href == f"/v1/models/phishing/versions/{version}/artifact"
+    with page.expect_download() as download:
+        link.click()
+    saved = Path(download.value.path()).read_bytes()
+    served = live.http.get(href)
+    assert served.status_code == 200 and saved == served.content and len(saved) > 100
+    shot(page, "model-versions")
+
+
+def test_with_auth_on_the_dashboard_asks_for_a_token(
+    browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Nothing is shown without a token; a wrong one is refused in the prompt (the page asks
+    the public GET /v1/auth, so no 401 reaches the console); a read token shows the models,
+    and the streams work with it."""
+    db = str(tmp_path / "auth.db")
+    with Engine(db) as engine:
+        engine.create_model("guarded", spec=REGRESSOR, tags={"team": "secret"})
+        for x, y in TRUMP[:20]:
+            engine.learn("guarded", x, y)
+        admin = engine.tokens.create_token(["admin"], name="operator")["token"]
+        read = engine.tokens.create_token(["read"], name="dashboard")["token"]
+    server = Server(db, None, "--auth", "on").start()
+    page = open_page(browser, request, viewport={"width": 1280, "height": 900})
+    try:
+        assert httpx.get(server.url + "/v1/models").status_code == 401
+        page.goto(server.url + "/")
+        dialog = page.locator("#token-dialog")
+        expect(dialog).to_be_visible()
+        expect(page.locator(".card")).to_have_count(0)
+        page.fill("#token-input", "rbt_nobody_" + "x" * 43)
+        page.click("#token-form button[type=submit]")
+        expect(page.locator("#token-error")).to_be_visible()
+        expect(page.locator("#token-error")).to_contain_text("refused")
+        shot(page, "auth-prompt")
+        page.fill("#token-input", read)
+        page.click("#token-form button[type=submit]")
+        expect(dialog).to_be_hidden()
+        expect(page.locator('[data-model="guarded"]')).to_be_visible()
+        page.goto(server.url + "/#/models/guarded")
+        page.wait_for_function(
+            "Number(document.querySelector('[data-chart=\"MAE\"] svg')?.dataset.points) >= 1"
+        )
+        expect(page.locator("#conn")).to_have_text("live")
+        x, y = TRUMP[30]
+        learned = httpx.post(
+            server.url + "/v1/models/guarded/learn",
+            json={"features": x, "ground_truth": y},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        assert learned.status_code == 200
+        expect(page.locator("#model-events tr.ev-learn")).to_have_count(
+            1
+        )  # the stream, with the token
+        page.click("#signout")
+        expect(dialog).to_be_visible()
+        expect(page.locator("main")).to_have_text("")
+    finally:
+        page.close()  # before the server goes: its streams would retry and log failures
+        server.stop()

@@ -72,7 +72,13 @@ async function checkToken() {
 }
 
 async function start() {
-  if (await checkToken().catch(() => true)) route();
+  if (await checkToken().catch(() => true)) {
+    route();
+    return;
+  }
+  if (cleanup) cleanup(); // no data on screen, no stream left running without a token
+  cleanup = null;
+  main.textContent = "";
 }
 
 document.getElementById("token-form").addEventListener("submit", (event) => {
