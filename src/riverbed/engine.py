@@ -24,10 +24,10 @@ import asyncio
 import collections
 import functools
 import math
+import os
 import re
 import threading
 import time
-import uuid
 from collections.abc import Generator, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -420,7 +420,7 @@ class Engine(Registry):
             live = self._get_live(name)
         x = self._check_features(self._cached_features(features, features_key))
         if id is None:
-            id = uuid.uuid4().hex
+            id = _new_id()
         else:
             id = self._check_id(id)
             if id in self._cache or self.store.get_prediction(id) is not None:
@@ -759,6 +759,25 @@ class Engine(Registry):
                 raise InvalidFeatures(f"feature {key!r} is not a finite number")
             x[key] = value
         return x
+
+
+class _Ids:
+    """Random 128-bit prediction ids, 32 hex characters, drawn from the OS in blocks of 256:
+    one ``os.urandom`` per id would release the GIL on every prediction."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: list[str] = []
+
+    def __call__(self) -> str:
+        with self._lock:
+            if not self._pool:
+                block = os.urandom(16 * 256).hex()
+                self._pool = [block[i : i + 32] for i in range(0, len(block), 32)]
+            return self._pool.pop()
+
+
+_new_id = _Ids()
 
 
 def _is_real(value: Any) -> bool:
