@@ -273,7 +273,12 @@ def dump(value: Any) -> bytes:
     >>> load(dump({True: 0.75, False: 0.25}))
     {True: 0.75, False: 0.25}
     """
-    return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
+    try:
+        # Most values (feature objects) have string keys only: orjson takes them as they are,
+        # and raises TypeError on any other key, which the general encoding handles.
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def load(data: bytes | str | None) -> Any:
