@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -96,6 +97,7 @@ LOCAL = Principal("local", frozenset(SCOPES))
 ANONYMOUS = Principal("anonymous", frozenset())
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost).
 
