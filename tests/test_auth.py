@@ -379,3 +379,38 @@ async def test_websocket_routes_go_through_the_guard_too(
         assert (await status_of(app, "WS", "/v1/test-socket", headers=bearer(predict)))[0] == 101
         query = f"token={read}".encode()
         assert (await status_of(app, "WS", "/v1/test-socket", query=query))[0] == 403
+
+
+async def test_the_client_sends_its_token_and_maps_auth_errors_back(public: Public) -> None:
+    from riverbed import AsyncClient, Forbidden, TokenRevoked, Unauthorized
+
+    transport = httpx.ASGITransport(app=public.app)
+
+    def client(token: str | None) -> AsyncClient:
+        return AsyncClient("http://testserver", transport=transport, token=token)
+
+    async with client(None) as anonymous:
+        with pytest.raises(Unauthorized):
+            await anonymous.list_models()
+    async with client(public.secrets["read"]) as reader:
+        assert [m["name"] for m in await reader.list_models()] == ["m"]
+        with pytest.raises(Forbidden):
+            await reader.create_token(["read"])
+    async with client(public.secrets["revoked"]) as revoked:
+        with pytest.raises(TokenRevoked):
+            await revoked.list_models()
+    async with client(public.secrets["admin"]) as admin:
+        made = await admin.create_token(["predict"], name="c", expires_in=60)
+        assert made["token"].startswith("rbt_")
+        assert made["id"] in [t["id"] for t in await admin.list_tokens()]
+        assert (await admin.revoke_token(made["id"]))["revoked"] is True
+        listed = await admin.list_tokens(include_inactive=True)
+        assert {t["id"]: t["status"] for t in listed}[made["id"]] == "revoked"
+
+
+def test_a_rate_limited_error_keeps_its_retry_after_through_the_wire() -> None:
+    from riverbed.exceptions import RateLimited, error_from_payload
+
+    sent = RateLimited("slow down", detail={"retry_after": 7}, retry_after=7)
+    received = error_from_payload(sent.to_payload())
+    assert isinstance(received, RateLimited) and received.retry_after == 7

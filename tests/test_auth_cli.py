@@ -98,6 +98,13 @@ def test_a_real_server_with_auth_on(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {admin}"},
         )
         assert minted.status_code == 201 and minted.json()["created_by"] is not None
+        remote = ("--url", server.url, "--token", admin)
+        over_http = run("tokens", "create", "--scope", "learn", *remote)
+        assert over_http.exit_code == 0, over_http.output
+        listed = run("tokens", "ls", "--json", *remote)
+        assert "learn" in [s for t in json.loads(listed.stdout) for s in t["scopes"]]
+        refused = run("tokens", "ls", "--url", server.url, "--token", over_http.stdout.strip())
+        assert refused.exit_code == 1 and "forbidden" in refused.output
         made = run("tokens", "create", "--scope", "read", "--database", db)
         secret = made.stdout.strip()
         headers = {"Authorization": f"Bearer {secret}"}

@@ -225,8 +225,11 @@ class RateLimited(RiverbedError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, *, detail: Any = None, retry_after: int = 1) -> None:
+    def __init__(self, message: str, *, detail: Any = None, retry_after: int | None = None) -> None:
         super().__init__(message, detail=detail)
+        if retry_after is None:  # rebuilt from a payload: the detail says it
+            given = detail.get("retry_after") if isinstance(detail, dict) else None
+            retry_after = given if isinstance(given, int) and given > 0 else 1
         self.retry_after = retry_after
 
 
