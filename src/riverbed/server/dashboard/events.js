@@ -5,7 +5,8 @@ import { follow, get } from "./api.js";
 import { brief, clear, clock, h, modelHref, replace } from "./util.js";
 
 const KEPT = 500;
-const TYPES = ["predict", "learn", "model"]; // more boxes appear as other kinds show up
+// More boxes appear as other kinds of events show up.
+const TYPES = ["predict", "learn", "label", "model", "alias"];
 
 function summary(event) {
   const d = event.data || {};
