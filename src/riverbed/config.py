@@ -159,6 +159,13 @@ SETTINGS: tuple[Setting, ...] = (
         "otherwise; true; false. skops files and specs are always accepted.",
     ),
     Setting(
+        "compat",
+        "chantilly,django-river-ml",
+        str,
+        "Comma-separated compatibility layers to serve (chantilly, django-river-ml), so "
+        "older clients work unchanged; empty turns them all off. See docs/migration/.",
+    ),
+    Setting(
         "max_artifact_bytes",
         268_435_456,
         int,
@@ -203,6 +210,7 @@ class Settings:
     max_candidates: int = 50
     prediction_cache_size: int = 100_000
     allow_pickle_uploads: str = "auto"
+    compat: str = "chantilly,django-river-ml"
     max_artifact_bytes: int = 268_435_456
     version_cache_size: int = 32
 
@@ -229,6 +237,10 @@ class Settings:
     @property
     def allowed_module_prefixes(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.allowed_modules.split(",") if p.strip())
+
+    @property
+    def compat_layers(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.compat.split(",") if p.strip())
 
     @property
     def pickle_uploads_allowed(self) -> bool:

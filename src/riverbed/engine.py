@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
 import functools
 import math
 import os
@@ -362,6 +363,12 @@ class Engine(Registry):
                 source=version.source if version else None,
             )
         )
+
+    def live_model(self, name: str) -> Any:
+        """A copy of the model object as it is now, with everything it has learned."""
+        live = self._get_live(name)
+        with live.lock:
+            return copy.deepcopy(live.model)
 
     def delete_model(self, name: str) -> dict[str, Any]:
         return self.submit_delete_model(name).wait()

@@ -60,11 +60,16 @@ def dumps_plain(obj: Any) -> bytes:
 
 
 def loads_plain(data: bytes, format: str) -> Any:
-    """Unpickle uploaded bytes written by ``pickle`` or ``joblib`` (format names which).
+    """Unpickle uploaded bytes written by ``pickle``, ``joblib`` or ``dill`` (format names
+    which).
 
     Only call this for uploads the caller was allowed to make: it runs code.
     """
     try:
+        if format == "dill":  # what chantilly's and django-river-ml's clients send
+            import dill
+
+            return dill.loads(data)
         if format == "joblib":
             import joblib
 

@@ -16,7 +16,17 @@ from riverbed import __version__
 from riverbed.config import Settings
 from riverbed.engine import Engine
 from riverbed.exceptions import RiverbedError
-from riverbed.server import api, cache_api, jobs_api, prometheus, registry_api, stream, tokens, web
+from riverbed.server import (
+    api,
+    cache_api,
+    compat,
+    jobs_api,
+    prometheus,
+    registry_api,
+    stream,
+    tokens,
+    web,
+)
 from riverbed.server.auth import AuthPolicy, bootstrap_admin, enabled_endpoints
 from riverbed.server.http import JSONResponse, error_headers, error_response, status_of
 from riverbed.server.routing import Endpoint, openapi_document, routes_of
@@ -27,7 +37,8 @@ log = logging.getLogger("riverbed.server")
 
 
 def endpoints() -> list[Endpoint]:
-    """Every endpoint the server answers, in the order they are matched."""
+    """Every endpoint the server can answer, in the order they are matched (with every
+    compatibility layer; the ``compat`` setting picks which of them a server mounts)."""
     return [
         *api.ENDPOINTS,
         *cache_api.ENDPOINTS,
@@ -40,6 +51,7 @@ def endpoints() -> list[Endpoint]:
         Endpoint(
             "GET", "/openapi.json", _openapi, "This OpenAPI document", "service", scope="public"
         ),
+        *compat.endpoints(),
     ]
 
 
@@ -98,7 +110,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                 app.state.engine.close()
 
     policy = AuthPolicy(settings)
-    all_endpoints = enabled_endpoints(endpoints(), settings.route_groups)
+    all_endpoints = enabled_endpoints(compat.enabled(endpoints(), settings), settings.route_groups)
     handlers: dict[Any, Any] = {
         RiverbedError: _riverbed_error,
         HTTPException: _http_error,
