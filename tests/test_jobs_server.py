@@ -31,28 +31,30 @@ def phishing_csv(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_riverbed_train_draws_progress_and_registers(
-    server: Server, phishing_csv: Path, tmp_path: Path
-) -> None:
+def test_riverbed_train_draws_progress_and_registers(phishing_csv: Path, tmp_path: Path) -> None:
+    """On a server with auth on, with a token from RIVERBED_TOKEN or --token."""
+    database = str(tmp_path / "auth.db")
+    made = CliRunner().invoke(cli, ["tokens", "create", "--scope", "admin", "--database", database])
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip()
+    server = Server(database, None, "--auth", "on").start()
+    try:
+        run_train_commands(server, secret, phishing_csv, tmp_path)
+    finally:
+        server.stop()
+
+
+def run_train_commands(server: Server, secret: str, phishing_csv: Path, tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
-    result = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            str(phishing_csv),
-            "--target",
-            "is_phishing",
-            "--spec",
-            str(spec),
-            "--url",
-            server.url,
-        ],
-    )
+    args = ["train", str(phishing_csv), "--target", "is_phishing", "--spec", str(spec)]
+    refused = CliRunner().invoke(cli, [*args, "--url", server.url])
+    assert refused.exit_code == 1 and "unauthorized" in refused.output
+    result = CliRunner(env={"RIVERBED_TOKEN": secret}).invoke(cli, [*args, "--url", server.url])
     assert result.exit_code == 0, result.output
-    assert "training" in result.output and "100%" in result.output  # the progress bar
+    assert "training" in result.output and "100%" in result.output  # the progress
     assert "phishing@1" in result.output and "Accuracy=0.8928" in result.output
-    with Client(server.url) as client:
+    with Client(server.url, token=secret) as client:
         (job,) = client.jobs.list(model="phishing")
         assert job["status"] == "succeeded" and job["data"]["rows"] == 1250
         events = list(client.jobs.follow(job["id"]))  # a finished job: what happened, the end
@@ -64,20 +66,24 @@ def test_riverbed_train_draws_progress_and_registers(
             "progress": 1.0,
         }
         assert client.jobs.logs(job["id"])[-1]["message"] == "succeeded"
-        runner = CliRunner()
+        runner = CliRunner(env={"RIVERBED_TOKEN": secret})
         listed = runner.invoke(cli, ["jobs", "ls", "--url", server.url])
         assert job["id"] in listed.output and "succeeded" in listed.output
         shown = runner.invoke(cli, ["jobs", "show", job["id"], "--url", server.url])
         assert json.loads(shown.output)["id"] == job["id"]
         logs = runner.invoke(cli, ["jobs", "logs", job["id"], "--url", server.url])
         assert "registered candidate-1 as phishing@1" in logs.output
-        cancelled = runner.invoke(cli, ["jobs", "cancel", job["id"], "--url", server.url])
+        cancelled = CliRunner().invoke(
+            cli, ["jobs", "cancel", job["id"], "--url", server.url, "--token", secret]
+        )
         assert cancelled.output.strip() == f"{job['id']}: succeeded"
         bad = runner.invoke(
             cli,
             ["train", str(phishing_csv), "-t", "nope", "--spec", str(spec), "--url", server.url],
         )
         assert bad.exit_code == 1 and "column 'nope'" in bad.output
+        put = runner.invoke(cli, ["cache", "put", "k", "1", "--url", server.url])
+        assert put.exit_code == 0, put.output
 
 
 @pytest.mark.slow

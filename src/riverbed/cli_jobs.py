@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from riverbed.cli_cache import url_option
+from riverbed.cli_cache import Server, url_option
 from riverbed.client import Client
 from riverbed.exceptions import RiverbedError
 
@@ -107,7 +107,7 @@ def train(
     test_size: float | None,
     keep_data: bool,
     no_wait: bool,
-    url: str,
+    server: Server,
 ) -> None:
     """Train on DATA (CSV, NDJSON or Parquet) and register the result, with a progress bar.
 
@@ -136,7 +136,7 @@ def train(
     }
     name = model or Path(data).stem
     try:
-        with Client(url, timeout=300) as client:
+        with Client(server[0], timeout=300, token=server[1]) as client:
             job = client.train(name, data, target=target, **options)
             if no_wait:
                 click.echo(json.dumps(job))
@@ -153,9 +153,9 @@ def jobs() -> None:
     """Training jobs on a server: list, show, logs, cancel."""
 
 
-def _run(url: str, call: Any) -> Any:
+def _run(server: Server, call: Any) -> Any:
     try:
-        with Client(url) as client:
+        with Client(server[0], token=server[1]) as client:
             return call(client)
     except RiverbedError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
@@ -164,9 +164,9 @@ def _run(url: str, call: Any) -> Any:
 @jobs.command("ls")
 @click.option("--model", help="Only this model's jobs.")
 @url_option
-def ls(model: str | None, url: str) -> None:
+def ls(model: str | None, server: Server) -> None:
     """List jobs, newest first."""
-    for job in _run(url, lambda c: c.jobs.list(model=model)):
+    for job in _run(server, lambda c: c.jobs.list(model=model)):
         click.echo(
             f"{job['id']}  {job['model']:<20} {job['status']:<11} {job['progress'] * 100:5.1f}%"
             f"  {job['data'].get('rows', '?')} rows"
@@ -176,24 +176,24 @@ def ls(model: str | None, url: str) -> None:
 @jobs.command()
 @click.argument("job_id")
 @url_option
-def show(job_id: str, url: str) -> None:
+def show(job_id: str, server: Server) -> None:
     """Print a job as JSON."""
-    click.echo(json.dumps(_run(url, lambda c: c.jobs.get(job_id)), indent=2))
+    click.echo(json.dumps(_run(server, lambda c: c.jobs.get(job_id)), indent=2))
 
 
 @jobs.command()
 @click.argument("job_id")
 @url_option
-def logs(job_id: str, url: str) -> None:
+def logs(job_id: str, server: Server) -> None:
     """Print a job's log lines."""
-    for line in _run(url, lambda c: c.jobs.logs(job_id)):
+    for line in _run(server, lambda c: c.jobs.logs(job_id)):
         click.echo(line["message"])
 
 
 @jobs.command()
 @click.argument("job_id")
 @url_option
-def cancel(job_id: str, url: str) -> None:
+def cancel(job_id: str, server: Server) -> None:
     """Cancel a queued or running job."""
-    job = _run(url, lambda c: c.jobs.cancel(job_id))
+    job = _run(server, lambda c: c.jobs.cancel(job_id))
     click.echo(f"{job['id']}: {job['status']}")
