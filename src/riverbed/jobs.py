@@ -29,9 +29,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from river import base as river_base
-
-from riverbed import training
+from riverbed import jobspec, training
 from riverbed.exceptions import InvalidData, InvalidInput, JobNotFound, RiverbedError
 from riverbed.stores.jobstore import JobRecord, JobStore
 from riverbed.tasks import get_task, make_metrics
@@ -46,7 +44,6 @@ log = logging.getLogger(__name__)
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 MAX_LOG_LINES = 1000
 SAVE_SECONDS = 1.0
-_VALIDATION = {"method", "test_size", "folds", "shuffle", "seed"}
 
 
 class _Running:
@@ -120,8 +117,8 @@ class JobRunner:
                 f"the target column is not in the data; columns: {', '.join(parsed.columns)}",
                 column=target,
             )
-        chosen = self._features(parsed, target, features)
-        validation = self._validation(validation)
+        chosen = jobspec.check_features(parsed, target, features)
+        validation = jobspec.check_validation(validation)
         found = training.candidates_of(
             spec=spec,
             candidates=candidates,
@@ -135,13 +132,13 @@ class JobRunner:
             found, parent = [self._warm_candidate(warm_start)], warm_start
         if not found:
             raise InvalidInput("name the model to train: spec, candidates, grid or warm_start")
-        task_name = self._task_of(model, found, task, parsed, target)
+        task_name = jobspec.task_of(engine, model, found, task, parsed, target)
         if metrics is not None:
             if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
                 raise InvalidInput("metrics must be an array of river metric class names")
             make_metrics(get_task(task_name), metrics)
         metric_names = list(metrics) if metrics else None
-        choice = self._select(select, task_name, metrics, len(found))
+        choice = jobspec.check_select(select, task_name, metrics, len(found))
         now = time.time()
         record = JobRecord(
             id=uuid.uuid4().hex[:16],
@@ -178,110 +175,6 @@ class JobRunner:
         self._publish("job.queued", record)
         self._queue.put(running)
         return Receipt(queued, _all(futures))
-
-    def _features(
-        self, dataset: training.Dataset, target: str, features: Sequence[str] | None
-    ) -> list[str]:
-        if features is None:
-            return [c for c in dataset.columns if c != target]
-        if isinstance(features, str) or not all(isinstance(f, str) for f in features):
-            raise InvalidInput("features must be an array of column names")
-        for name in features:
-            if name not in dataset.columns:
-                raise training.data_error("the feature column is not in the data", column=name)
-            if name == target:
-                raise training.data_error("the target cannot also be a feature", column=name)
-        if not features:
-            raise InvalidInput("features must name at least one column")
-        return list(features)
-
-    @staticmethod
-    def _validation(validation: Mapping[str, Any] | None) -> dict[str, Any]:
-        out = dict(validation or {})
-        unknown = set(out) - _VALIDATION
-        if unknown:
-            raise InvalidInput(f"unknown validation field(s) {sorted(unknown)}")
-        method = out.setdefault("method", "holdout")
-        if method not in ("holdout", "kfold"):
-            raise InvalidInput("validation method is holdout or kfold")
-        size = out.get("test_size", 0.25)
-        if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1:
-            raise InvalidInput("validation test_size is a fraction between 0 and 1")
-        folds = out.get("folds", 5)
-        if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 100:
-            raise InvalidInput("validation folds is an integer from 2 to 100")
-        seed = out.get("seed", 0)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise InvalidInput("validation seed is an integer")
-        if not isinstance(out.get("shuffle", True), bool):
-            raise InvalidInput("validation shuffle is true or false")
-        return out
-
-    def _task_of(
-        self,
-        model: str,
-        found: builtins.list[training.Candidate],
-        stated: str | None,
-        dataset: training.Dataset,
-        target: str,
-    ) -> str:
-        """The one task every candidate serves: stated, else the model's if it exists, else
-        regression or classification (binary for at most two distinct targets)."""
-        from sklearn.base import is_classifier, is_regressor
-
-        allowed = self.engine.settings.allowed_module_prefixes
-        existing = self.engine.store.get_model(model)
-        if stated is None and existing is not None:
-            stated = existing.task
-        kinds = set()
-        objects = [c.base if c.base is not None else training.build(c.spec, allowed) for c in found]
-        for obj in objects:
-            if training.flavor_of(obj) == "river":
-                kinds.add("regression" if isinstance(obj, river_base.Regressor) else "classifier")
-            elif is_regressor(obj):
-                kinds.add("regression")
-            elif is_classifier(obj):
-                kinds.add("classifier")
-        if stated is None:
-            if len(kinds) > 1:
-                raise InvalidInput(
-                    "the candidates mix regressors and classifiers; a job trains versions of "
-                    "one model, which serves one task"
-                )
-            if kinds == {"classifier"}:
-                labels = {row.get(target) for row in dataset.rows if target in row}
-                stated = "binary" if len(labels) <= 2 else "multiclass"
-            else:
-                stated = "regression"
-        task = get_task(stated)
-        for obj in objects:
-            if training.flavor_of(obj) == "river":
-                task.check_model(obj)
-        if existing is not None and existing.task != task.name:
-            raise InvalidInput(f"model {model!r} serves the {existing.task} task, not {task.name}")
-        return task.name
-
-    def _select(
-        self, select: Mapping[str, Any] | None, task: str, metrics: Any, n: int
-    ) -> dict[str, Any]:
-        select = dict(select or {})
-        unknown = set(select) - {"metric", "direction", "alias"}
-        if unknown:
-            raise InvalidInput(f"unknown select field(s) {sorted(unknown)}")
-        names = list(metrics) if metrics else list(get_task(task).default_metrics)
-        metric = select.get("metric", names[0])
-        if metric not in names:
-            raise InvalidInput(
-                f"select metric {metric!r} is not one of the job's metrics: {', '.join(names)}"
-            )
-        (built,) = make_metrics(get_task(task), [metric])
-        direction = select.get("direction", "max" if built.bigger_is_better else "min")
-        if direction not in ("min", "max"):
-            raise InvalidInput("select direction is min or max")
-        alias = select.get("alias", "champion" if n > 1 else None)
-        if alias is not None and (not isinstance(alias, str) or not alias):
-            raise InvalidInput("select alias is a name (or null: no alias)")
-        return {"metric": metric, "direction": direction, "alias": alias}
 
     def _warm_candidate(self, ref: str) -> training.Candidate:
         engine: Any = self.engine
