@@ -374,21 +374,25 @@ def test_warm_start_continues_from_a_version() -> None:
 def test_a_queued_job_is_cancelled_at_once_and_a_running_one_at_its_next_check() -> None:
     rows = rows_of_phishing(1250)
     spec = RIVER_SPECS[1]["spec"]
-    with Engine(":memory:") as engine:
-        cancelled_once = threading.Event()
+    with Engine(":memory:") as engine:  # one worker
+        started, release = threading.Event(), threading.Event()
 
-        def cancel_on_progress(event: Event) -> None:
-            # called on the worker thread: the job is cancelled before it trains further
-            if event.type == "job.progress" and not cancelled_once.is_set():
-                cancelled_once.set()
-                engine.jobs.cancel(event.data["job"])
+        def hold_the_worker(event: Event) -> None:
+            # listeners run on the publishing thread: the worker waits here, job 1 running
+            if event.type == "job.running" and not started.is_set():
+                started.set()
+                release.wait(30)
 
-        engine.events.subscribe(cancel_on_progress)
+        engine.events.subscribe(hold_the_worker)
         running = engine.train("c", rows, target=TARGET, spec=spec)
+        assert started.wait(30)
         queued = engine.train("c", rows, target=TARGET, spec=spec)
-        assert engine.jobs.get(queued["id"])["status"] in ("queued", "cancelled")
-        engine.jobs.cancel(queued["id"])
-        assert engine.jobs.wait(running["id"], 60)["status"] == "cancelled"
+        assert engine.jobs.get(running["id"])["status"] == "running"
+        assert engine.jobs.cancel(queued["id"])["status"] == "cancelled"  # at once
+        assert engine.jobs.cancel(running["id"])["status"] == "running"  # asked to stop
+        release.set()
+        job = engine.jobs.wait(running["id"], 60)
+        assert job["status"] == "cancelled" and job["progress"] < 0.05
         assert engine.jobs.wait(queued["id"], 60)["status"] == "cancelled"
         assert engine.list_models() == []
         with pytest.raises(JobNotFound):

@@ -100,13 +100,12 @@ def test_the_client_follows_progress_and_a_killed_job_comes_back_interrupted(
             progress = [e["progress"] for e in events if e["type"] == "job.progress"]
             assert progress == sorted(progress) and len(progress) >= 50  # about one a percent
             assert client.predict("p@1", {"https": 1.0})["version"] == 1
-            rows = [{**x, "y": y} for x, y in datasets.Phishing()] * 4
-            long_job = client.train(
-                "long",
-                rows,
-                target="y",
-                candidates=[SPEC, {"class": "river.tree.HoeffdingTreeClassifier"}],
-            )
+            # about 50,000 rows: long enough to be running when the server is killed
+            header, _, body = phishing_csv.read_bytes().partition(b"\n")
+            big = header + b"\n" + body * 40
+            two = [SPEC, {"class": "river.tree.HoeffdingTreeClassifier"}]
+            long_job = client.train("long", big, format="csv", target="is_phishing", candidates=two)
+            waiting = client.train("long", big, format="csv", target="is_phishing", spec=SPEC)
             for event in client.jobs.follow(long_job["id"]):
                 if event["type"] == "job.progress":
                     break  # it is running: kill the server under it
@@ -116,6 +115,9 @@ def test_the_client_follows_progress_and_a_killed_job_comes_back_interrupted(
             back = client.jobs.get(long_job["id"])
             assert back["status"] == "interrupted"
             assert back["error"]["detail"] == {"was": "running"}
+            behind = client.jobs.get(waiting["id"])  # one worker: it was still queued
+            assert behind["status"] == "interrupted"
+            assert behind["error"]["detail"] == {"was": "queued"}
             assert client.jobs.get(job["id"])["status"] == "succeeded"
     finally:
         server.stop()
