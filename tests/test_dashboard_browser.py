@@ -410,3 +410,29 @@ def test_with_auth_on_the_dashboard_asks_for_a_token(
     finally:
         page.close()  # before the server goes: its streams would retry and log failures
         server.stop()
+
+
+def test_chart_axes_fall_on_round_values(live: Live, page: Page) -> None:
+    page.goto(live.url + "/#/events")
+    got = page.evaluate(
+        """async () => {
+            const c = await import('/dashboard/charts.js');
+            const start = new Date(2026, 10, 22, 9, 7, 13).getTime() / 1000;  // local time
+            const hour = c.timeTicks(start, start + 3600, 4);
+            const minute = c.timeTicks(start, start + 50, 4);
+            const local = (t) => {
+                const d = new Date(t * 1000);
+                return [d.getHours(), d.getMinutes(), d.getSeconds()];
+            };
+            return {
+                hourStep: hour.step, hour: hour.values.map(local),
+                minuteStep: minute.step, minute: minute.values.map(local),
+                values: c.ticks(0.8312, 0.9021, 4),
+            };
+        }"""
+    )
+    assert got["hourStep"] == 900
+    assert got["hour"] == [[9, 15, 0], [9, 30, 0], [9, 45, 0], [10, 0, 0]]
+    assert got["minuteStep"] == 15
+    assert got["minute"] == [[9, 7, 15], [9, 7, 30], [9, 7, 45], [9, 8, 0]]
+    assert got["values"] == [0.84, 0.86, 0.88, 0.9]

@@ -27,6 +27,27 @@ function timeTick(t) {
   return new Date(t * 1000).toLocaleTimeString([], { hour12: false, hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+// About `count` ticks on round clock times (every 15 s, 5 min, 1 h, ...) over [lo, hi].
+export function timeTicks(lo, hi, count = 4) {
+  if (!(hi > lo)) return { values: [lo], step: 1 };
+  const raw = (hi - lo) / count;
+  const step = TIME_STEPS.find((s) => s >= raw) || Math.ceil(raw / 86400) * 86400;
+  // Round in local time, so that hours and days fall on the local clock.
+  const offset = -new Date(lo * 1000).getTimezoneOffset() * 60;
+  const values = [];
+  for (let v = Math.ceil((lo + offset) / step) * step - offset; v <= hi; v += step) values.push(v);
+  return { values, step };
+}
+
+function timeLabel(t, step) {
+  const d = new Date(t * 1000);
+  if (step >= 86400) return d.toLocaleDateString([], { month: "short", day: "numeric" });
+  if (step >= 60) return d.toLocaleTimeString([], { hour12: false, hour: "2-digit", minute: "2-digit" });
+  return timeTick(t);
+}
+
 function defaultFormat(v) {
   const abs = Math.abs(v);
   if (abs !== 0 && (abs >= 1e5 || abs < 1e-3)) return v.toExponential(1);
@@ -201,10 +222,12 @@ export class LineChart {
       label.textContent = this.yFormat(v);
       axes.append(label);
     }
-    const xticks = ticks(d.x0, d.x1, Math.max(2, Math.floor((width - m.left) / 110)));
-    for (const v of xticks) {
+    const xcount = Math.max(2, Math.floor((width - m.left) / 110));
+    const timed = !this.options.xFormat;
+    const xt = timed ? timeTicks(d.x0, d.x1, xcount) : { values: ticks(d.x0, d.x1, xcount), step: 0 };
+    for (const v of xt.values) {
       const label = svg("text", { x: sx(v), y: height - 6, "text-anchor": "middle" });
-      label.textContent = this.xFormat(v);
+      label.textContent = timed ? timeLabel(v, xt.step) : this.xFormat(v);
       axes.append(label);
     }
     root.append(axes);
