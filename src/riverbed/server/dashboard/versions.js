@@ -80,16 +80,17 @@ export async function renderVersions(el, info) {
     get(modelPath(info.name, "/versions")),
     (await hasRoute("GET", "/v1/models/{name}/aliases")) ? get(modelPath(info.name, "/aliases")) : { aliases: {}, history: [] },
   ]);
+  const cell = (label, attrs, ...children) => h("td", { ...attrs, "data-label": label }, ...children);
   const rows = [...versions].reverse().map((v) =>
     h(
       "tr",
       { dataset: { version: String(v.version) } },
-      h("td", {}, h("strong", {}, "v" + v.version), " ", (v.aliases || []).map((a) => h("span", { class: "badge alias" }, "@" + a))),
-      h("td", {}, dateTime(v.created_at), h("div", { class: "muted small" }, [v.source, v.format].filter(Boolean).join(" · "))),
-      h("td", { class: "small" }, provenance(v)),
-      h("td", { class: "small" }, pairs(v.metrics, metric) || "—"),
-      h("td", { class: "small" }, details(v)),
-      h("td", {}, download(v)),
+      cell("version", {}, h("strong", {}, "v" + v.version), " ", (v.aliases || []).map((a) => h("span", { class: "badge alias" }, "@" + a))),
+      cell("created", {}, dateTime(v.created_at), h("div", { class: "muted small" }, [v.source, v.format].filter(Boolean).join(" · "))),
+      cell("provenance", { class: "small" }, provenance(v)),
+      cell("logged metrics", { class: "small" }, pairs(v.metrics, metric) || "—"),
+      cell("metadata", { class: "small" }, details(v)),
+      cell("artifact", {}, download(v)),
     ),
   );
   const moves = (aliases.history || []).slice(-10).reverse();
