@@ -480,3 +480,53 @@ async def test_job_routes_and_errors(api: httpx.AsyncClient) -> None:
         assert response.status_code == status, (path, response.text)
         assert response.json()["error"]["code"] == code
     assert len((await api.get("/v1/jobs")).json()["jobs"]) == 2
+
+
+async def test_the_async_client_uploads_parquet_and_waits(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from riverbed import AsyncClient
+    from riverbed.server import create_app
+
+    rows = [{**r, TARGET: int(r[TARGET])} for r in rows_of_phishing(300)]
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), sink)
+    with Engine(str(tmp_path / "p.db")) as engine:
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with AsyncClient("http://t", transport=transport) as client:
+            job = await client.train(
+                "pq", sink.getvalue(), format="parquet", target=TARGET, spec=RIVER_SPECS[2]["spec"]
+            )
+            job = await client.jobs.wait(job["id"], 60)
+            assert job["status"] == "succeeded", job["error"]
+            assert job["data"]["format"] == "parquet" and job["data"]["rows"] == 300
+            direct = engine.jobs.wait(
+                engine.train("js", rows, target=TARGET, spec=RIVER_SPECS[2]["spec"])["id"], 60
+            )
+            assert job["data"]["hash"] == direct["data"]["hash"]
+            assert (
+                job["result"]["candidates"][0]["metrics"]
+                == direct["result"]["candidates"][0]["metrics"]
+            )
+            assert [j["id"] for j in await client.jobs.list(model="pq")] == [job["id"]]
+            assert (await client.jobs.logs(job["id"]))[-1]["message"] == "succeeded"
+
+
+def test_a_sklearn_warm_start_refits_from_the_version(tmp_path: Path) -> None:
+    data, _ = diabetes_csv()
+    spec = {
+        "class": "sklearn.linear_model.SGDRegressor",
+        "params": {"max_iter": 5, "tol": None, "random_state": 0},
+    }
+    with Engine(":memory:") as engine:
+        first = engine.jobs.wait(
+            engine.train("s", data, format="csv", target="progression", spec=spec)["id"], 60
+        )
+        assert first["status"] == "succeeded", first["error"]
+        again = engine.jobs.wait(
+            engine.train("s", data, format="csv", target="progression", warm_start="s@1")["id"], 60
+        )
+        assert again["status"] == "succeeded", again["error"]
+        version = engine.get_version("s", 2)
+        assert version["parent"] == 1 and version["hyperparameters"]["warm_start"] is True
