@@ -160,10 +160,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "compat",
-        "chantilly,django-river-ml",
+        "chantilly,django-river-ml,lrnstak,maisie",
         str,
-        "Comma-separated compatibility layers to serve (chantilly, django-river-ml), so "
-        "older clients work unchanged; empty turns them all off. See docs/migration/.",
+        "Comma-separated compatibility layers to serve (chantilly, django-river-ml, lrnstak, "
+        "maisie), so older clients work unchanged; empty turns them all off. See "
+        "docs/migration/.",
     ),
     Setting(
         "max_artifact_bytes",
@@ -210,7 +211,7 @@ class Settings:
     max_candidates: int = 50
     prediction_cache_size: int = 100_000
     allow_pickle_uploads: str = "auto"
-    compat: str = "chantilly,django-river-ml"
+    compat: str = "chantilly,django-river-ml,lrnstak,maisie"
     max_artifact_bytes: int = 268_435_456
     version_cache_size: int = 32
 

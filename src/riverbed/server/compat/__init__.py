@@ -25,7 +25,12 @@ from riverbed.server.routing import Endpoint
 __all__ = ["LAYERS", "enabled", "endpoints"]
 
 # layer name -> its module under riverbed.server.compat
-MODULES = {"chantilly": "chantilly", "django-river-ml": "django_river_ml"}
+MODULES = {
+    "chantilly": "chantilly",
+    "django-river-ml": "django_river_ml",
+    "lrnstak": "lrnstak",
+    "maisie": "maisie",
+}
 LAYERS = tuple(MODULES)
 
 

@@ -1,0 +1,308 @@
+"""lrnstak's HTTP APIs (its registry, predictions and cache services) over the engine.
+
+lrnstak ran one Flask service per concern behind nginx; a riverbed server answers their
+routes itself: the registry (``/models``), predictions (``/predict/model/{name}``) and the
+cache (``/cache/...``); ``/health`` is riverbed's own. lrnstak named versions with strings
+(``v1``); riverbed numbers them, and ``v3``, ``3``, ``latest`` and alias names all address
+a version here. ``docs/migration/lrnstak.md`` lists what differs and why.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from riverbed.exceptions import CacheKeyNotFound, InvalidInput, VersionNotFound
+from riverbed.server.compat.common import engine_of, legacy_errors
+from riverbed.server.http import JSONResponse, read_json
+from riverbed.server.routing import Endpoint
+
+__all__ = ["ENDPOINTS"]
+
+TAG_NAME = "lrnstak"
+_VERSION = re.compile(r"v?(\d+)")
+
+
+def _ref(name: str, version: Any) -> str:
+    """riverbed's address of lrnstak's ``{name}/{version}``."""
+    if version is None or version == "" or version == "latest":
+        return name
+    if not isinstance(version, str | int) or isinstance(version, bool):
+        raise InvalidInput(f"version must be a string such as 'v2' or 'latest', got {version!r}")
+    match = _VERSION.fullmatch(str(version))
+    return f"{name}@{match.group(1) if match else version}"
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return body
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+
+@legacy_errors
+async def list_models(request: Request) -> Response:
+    engine = engine_of(request)
+    listing = []
+    for model in engine.list_models():
+        try:
+            versions = [f"v{v['version']}" for v in engine.list_versions(model["name"])]
+        except VersionNotFound:  # deleted meanwhile
+            continue
+        listing.append({"model": model["name"], "versions": versions})
+    return JSONResponse(listing)
+
+
+@legacy_errors
+async def get_model(request: Request) -> Response:
+    name, version = request.path_params["name"], request.path_params["version"]
+    data, info = engine_of(request).get_artifact(_ref(name, version))
+    return JSONResponse(
+        {
+            "model": base64.b64encode(data).decode(),
+            "format": info["format"],
+            "version": f"v{info['version']}",
+            "parameters": info["params"],
+        }
+    )
+
+
+@legacy_errors
+async def model_info(request: Request) -> Response:
+    name, version = request.path_params["name"], request.path_params["version"]
+    info = engine_of(request).get_version(_ref(name, version))
+    return JSONResponse(
+        {
+            "version": f"v{info['version']}",
+            "parameters": info["params"],
+            "hyperparameters": info["hyperparameters"],
+            "training_scores": info["metrics"],
+        }
+    )
+
+
+# -- predictions -------------------------------------------------------------------------------
+
+
+@legacy_errors
+async def predict(request: Request) -> Response:
+    """``{"data": [rows], "version": "latest"}`` -> one ``{"prediction", ...row}`` per row."""
+    body = _object(await read_json(request))
+    unknown = sorted(set(body) - {"data", "version"})
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; accepted: data, version")
+    rows = body.get("data")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise InvalidInput("data must be a non-empty array of rows (objects)")
+    ref = _ref(request.path_params["name"], body.get("version"))
+    result = await engine_of(request).submit_predict_rows(ref, rows)
+    answers = [
+        {**row, **{k: v for k, v in p.items() if k != "id"}}
+        for row, p in zip(rows, result["predictions"], strict=True)
+    ]
+    return JSONResponse(answers)
+
+
+# -- cache -------------------------------------------------------------------------------------
+
+
+def _key(request: Request) -> str:
+    key: str = request.path_params["key"]
+    return key
+
+
+@legacy_errors
+async def cache_put(request: Request) -> Response:
+    body = _object(await read_json(request))
+    if "value" not in body:
+        raise InvalidInput("Key and Value are required", detail={"fields": ["value"]})
+    await engine_of(request).cache.submit_put(_key(request), body["value"], ttl=body.get("ttl"))
+    return JSONResponse({"message": "OK"})
+
+
+@legacy_errors
+async def cache_get(request: Request) -> Response:
+    try:
+        value = engine_of(request).cache.get(_key(request))
+    except CacheKeyNotFound as error:
+        error.legacy_message = "not found"  # type: ignore[attr-defined]
+        raise
+    return JSONResponse(value)
+
+
+@legacy_errors
+async def cache_delete(request: Request) -> Response:
+    result = await engine_of(request).cache.submit_delete(_key(request))
+    return JSONResponse({"message": "OK", "value": 1 if result["deleted"] else None})
+
+
+@legacy_errors
+async def cache_push(request: Request) -> Response:
+    body = _object(await read_json(request))
+    if "value" not in body:
+        raise InvalidInput("Key and Value are required", detail={"fields": ["value"]})
+    result = await engine_of(request).cache.submit_push(
+        _key(request), body["value"], ttl=body.get("ttl") or None
+    )
+    return JSONResponse({"message": "OK", "length": result["length"]})
+
+
+@legacy_errors
+async def cache_peek(request: Request) -> Response:
+    raw = request.query_params.get("pos", "0")
+    try:
+        position = int(raw)
+    except ValueError:
+        raise InvalidInput(f"pos must be an integer, got {raw!r}") from None
+    return JSONResponse(engine_of(request).cache.peek(_key(request), position))
+
+
+@legacy_errors
+async def cache_pop(request: Request) -> Response:
+    return JSONResponse(await engine_of(request).cache.submit_pop(_key(request)))
+
+
+@legacy_errors
+async def cache_ttl(request: Request) -> Response:
+    body = _object(await read_json(request))
+    await engine_of(request).cache.submit_expire(_key(request), body.get("ttl"))
+    return JSONResponse({"message": "OK"})
+
+
+_ROW = {"type": "object", "additionalProperties": True}
+_CACHE_BODY = {
+    "type": "object",
+    "properties": {"value": {}, "ttl": {"type": "number", "minimum": 0}},
+    "required": ["value"],
+}
+_OK = {"type": "object", "properties": {"message": {"type": "string"}}}
+_ANY: dict[str, Any] = {}
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "GET",
+        "/models",
+        list_models,
+        "lrnstak: every model and its versions",
+        TAG_NAME,
+        response={"type": "array", "items": {"type": "object"}},
+    ),
+    Endpoint(
+        "GET",
+        "/models/{name}/{version}",
+        get_model,
+        "lrnstak: a version's artifact (base64) and parameters",
+        TAG_NAME,
+        errors=(404,),
+        response={"type": "object", "properties": {"model": {"type": "string"}}},
+    ),
+    Endpoint(
+        "GET",
+        "/models/{name}/{version}/info",
+        model_info,
+        "lrnstak: a version's parameters and training scores",
+        TAG_NAME,
+        errors=(404,),
+        response={"type": "object"},
+    ),
+    Endpoint(
+        "POST",
+        "/predict/model/{name}",
+        predict,
+        "lrnstak: predict rows with a version (default latest)",
+        TAG_NAME,
+        scope="predict",
+        errors=(404, 409),
+        body={
+            "type": "object",
+            "properties": {"data": {"type": "array", "items": _ROW}, "version": {"type": "string"}},
+            "required": ["data"],
+        },
+        response={"type": "array", "items": _ROW},
+    ),
+    Endpoint(
+        "PUT",
+        "/cache/{key}",
+        cache_put,
+        "lrnstak: store a JSON value with a ttl",
+        TAG_NAME,
+        scope="learn",
+        body=_CACHE_BODY,
+        response=_OK,
+    ),
+    Endpoint(
+        "POST",
+        "/cache/{key}",
+        cache_put,
+        "lrnstak: store a JSON value with a ttl",
+        TAG_NAME,
+        scope="learn",
+        body=_CACHE_BODY,
+        response=_OK,
+    ),
+    Endpoint(
+        "GET",
+        "/cache/{key}",
+        cache_get,
+        "lrnstak: a stored value (404 when absent or expired)",
+        TAG_NAME,
+        errors=(404,),
+        response=_ANY,
+    ),
+    Endpoint(
+        "DELETE",
+        "/cache/{key}",
+        cache_delete,
+        "lrnstak: delete a key",
+        TAG_NAME,
+        scope="learn",
+        response=_OK,
+    ),
+    Endpoint(
+        "PUT",
+        "/cache/push/{key}",
+        cache_push,
+        "lrnstak: push onto the front of a list",
+        TAG_NAME,
+        scope="learn",
+        errors=(409,),
+        body=_CACHE_BODY,
+        response=_OK,
+    ),
+    Endpoint(
+        "GET",
+        "/cache/peek/{key}",
+        cache_peek,
+        "lrnstak: the list item at ?pos= (0: front)",
+        TAG_NAME,
+        errors=(404, 409),
+        response=_ANY,
+    ),
+    Endpoint(
+        "GET",
+        "/cache/pop/{key}",
+        cache_pop,
+        "lrnstak: remove and return a list's front item",
+        TAG_NAME,
+        scope="learn",
+        errors=(404, 409),
+        response=_ANY,
+    ),
+    Endpoint(
+        "PUT",
+        "/cache/ttl/{key}",
+        cache_ttl,
+        "lrnstak: a new ttl for a key",
+        TAG_NAME,
+        scope="learn",
+        errors=(404,),
+        body={"type": "object", "properties": {"ttl": {"type": "number", "minimum": 0}}},
+        response=_OK,
+    ),
+]
