@@ -530,3 +530,28 @@ def test_a_sklearn_warm_start_refits_from_the_version(tmp_path: Path) -> None:
         assert again["status"] == "succeeded", again["error"]
         version = engine.get_version("s", 2)
         assert version["parent"] == 1 and version["hyperparameters"]["warm_start"] is True
+
+
+def test_riverbed_train_in_process_on_a_database(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from riverbed.cli import cli
+
+    data, _ = diabetes_csv()
+    (tmp_path / "diabetes.csv").write_bytes(data)
+    (tmp_path / "three.json").write_text(orjson.dumps(SKLEARN_SPECS).decode())
+    database = str(tmp_path / "local.db")
+    args = ["train", str(tmp_path / "diabetes.csv"), "-t", "progression", "--database", database]
+    result = CliRunner().invoke(
+        cli, [*args, "--candidates", str(tmp_path / "three.json"), "--select", "MAE"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "training: 100%" in result.output and "diabetes@champion -> version" in result.output
+    with Engine(database) as engine:
+        assert len(engine.list_versions("diabetes")) == 3
+        (job,) = engine.jobs.list()
+        assert job["status"] == "succeeded" and job["data"]["name"] == "diabetes.csv"
+        best = job["result"]["best"]["version"]
+    assert f"* diabetes@{best}" in result.output
+    bad = CliRunner().invoke(cli, [*args, "--spec", str(tmp_path / "three.json")])
+    assert bad.exit_code == 1 and "invalid_spec" in bad.output

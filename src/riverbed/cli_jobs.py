@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import click
 from riverbed.cli_cache import Server, url_option
 from riverbed.client import Client
 from riverbed.exceptions import RiverbedError
+from riverbed.jobs import FINISHED
 
 __all__ = ["jobs", "train"]
 
@@ -88,6 +90,10 @@ def _draw_progress(events: Any) -> None:
 @click.option("--test-size", type=float, help="Holdout fraction.")
 @click.option("--keep-data", is_flag=True, help="Keep the data with the job.")
 @click.option("--no-wait", is_flag=True, help="Print the job and return at once.")
+@click.option(
+    "--database",
+    help="Train in-process on this database (an SQLite file) instead of on a server.",
+)
 @url_option
 def train(
     data: str,
@@ -107,6 +113,7 @@ def train(
     test_size: float | None,
     keep_data: bool,
     no_wait: bool,
+    database: str | None,
     server: Server,
 ) -> None:
     """Train on DATA (CSV, NDJSON or Parquet) and register the result, with a progress bar.
@@ -114,6 +121,7 @@ def train(
     \b
         riverbed train houses.csv --target price --spec spec.json
         riverbed train houses.csv -t price --candidates three.json --select MAE
+        riverbed train houses.csv -t price --spec spec.json --database riverbed.db
     """
     select = {
         k: v
@@ -135,6 +143,10 @@ def train(
         "keep_data": keep_data or None,
     }
     name = model or Path(data).stem
+    if database is not None:
+        options = {k: v for k, v in options.items() if v is not None}
+        _train_in_process(database, name, Path(data), target, options, no_wait)
+        return
     try:
         with Client(server[0], timeout=300, token=server[1]) as client:
             job = client.train(name, data, target=target, **options)
@@ -144,6 +156,39 @@ def train(
             click.echo(f"job {job['id']}: training {name} on {Path(data).name}", err=True)
             _draw_progress(client.jobs.follow(job["id"]))
             _show_result(client.jobs.get(job["id"]))
+    except RiverbedError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+def _train_in_process(
+    database: str, name: str, path: Path, target: str, options: dict[str, Any], no_wait: bool
+) -> None:
+    from riverbed.engine import Engine
+
+    events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    try:
+        with Engine(database) as engine:
+            engine.events.subscribe(
+                lambda e: events.put(e.data) if e.type.startswith("job.") else None
+            )
+            job = engine.train(name, path.read_bytes(), target=target, dataset=path.name, **options)
+            if no_wait:  # in-process, the job ends with the process: wait for it anyway
+                engine.jobs.wait(job["id"])
+                click.echo(json.dumps(engine.jobs.get(job["id"])))
+                return
+            click.echo(f"job {job['id']}: training {name} on {path.name}", err=True)
+
+            def follow() -> Any:
+                while True:
+                    event = events.get()
+                    if event.get("job") != job["id"]:
+                        continue
+                    yield event
+                    if event["status"] in FINISHED:
+                        return
+
+            _draw_progress(follow())
+            _show_result(engine.jobs.wait(job["id"]))
     except RiverbedError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
 

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from riverbed import specs
-from riverbed.exceptions import InvalidData, InvalidInput
+from riverbed.exceptions import InvalidData, InvalidInput, InvalidSpec
 from riverbed.tasks import Task, get_task, make_metrics
 
 __all__ = [
@@ -341,7 +341,10 @@ def flavor_of(obj: Any) -> str:
     module = type(obj).__module__
     if module.startswith("sklearn") or hasattr(obj, "fit") and hasattr(obj, "get_params"):
         return "sklearn"
-    raise InvalidInput(f"a {type(obj).__name__} is neither a river model nor an estimator")
+    raise InvalidSpec(
+        f"a spec must build a river model or a scikit-learn estimator; this one built a "
+        f"{type(obj).__name__}"
+    )
 
 
 # -- fitting ----------------------------------------------------------------------------------
