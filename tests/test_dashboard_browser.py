@@ -183,7 +183,9 @@ def test_overview_lists_every_model_and_the_filters_narrow_it(live: Live, page: 
         "Number(document.querySelector('[data-model=\"phishing\"] .learn-rate')"
         ".textContent.replace(/,/g, '')) > 0"
     )
-    expect(phishing.locator(".spark")).to_have_attribute("data-points", "2")
+    page.wait_for_function(
+        "Number(document.querySelector('[data-model=\"phishing\"] .spark').dataset.points) >= 2"
+    )
     shot(page, "overview")
 
     page.fill("#search", "phish")
@@ -436,3 +438,45 @@ def test_chart_axes_fall_on_round_values(live: Live, page: Page) -> None:
     assert got["minuteStep"] == 15
     assert got["minute"] == [[9, 7, 15], [9, 7, 30], [9, 7, 45], [9, 8, 0]]
     assert got["values"] == [0.84, 0.86, 0.88, 0.9]
+
+
+def test_a_reload_draws_the_stored_history_first(live: Live, page: Page) -> None:
+    """The model page draws the stored metrics history before anything new happens, with
+    the rolling window beside the running value; a reload shows the same past."""
+    created = live.http.post(
+        "/v1/models",
+        json={
+            "name": "remembered",
+            "spec": CLASSIFIER,
+            "options": {"windows": [{"size": 50}], "history_every": 10},
+        },
+    )
+    assert created.status_code == 201, created.text
+    for x, y in PHISHING[:120]:
+        assert live.http.post(
+            "/v1/models/remembered/learn", json={"features": x, "ground_truth": y}
+        ).is_success
+    history = live.http.get("/v1/models/remembered/metrics/history").json()["points"]
+    assert len(history) >= 12
+    for _ in range(2):
+        if page.url.endswith("/#/models/remembered"):
+            page.reload()
+        else:
+            page.goto(live.url + "/#/models/remembered")
+        page.wait_for_function(
+            "Number(document.querySelector('[data-chart=\"Accuracy\"] svg')?.dataset.points)"
+            f" >= {len(history)}"
+        )
+        legend = page.locator('[data-chart="Accuracy"] .legend')
+        expect(legend).to_contain_text("running")
+        expect(legend).to_contain_text("last 50")
+    shot(page, "model-history")
+
+
+def test_a_model_deleted_while_on_screen_says_so(live: Live, page: Page) -> None:
+    assert live.http.post("/v1/models", json={"name": "doomed", "spec": REGRESSOR}).is_success
+    page.goto(live.url + "/#/models/doomed")
+    expect(page.locator("#metrics-note")).to_contain_text("Progressive validation")
+    expect_console_error(page, "404 (Not Found)")  # the next read of its stats
+    assert live.http.delete("/v1/models/doomed").is_success
+    expect(page.locator("#metrics-note")).to_have_text("This model was deleted.")

@@ -40,6 +40,10 @@ _FAMILIES = {
         "gauge",
         "Running progressive-validation metric of a model (predict, then learn).",
     ),
+    "riverbed_metric_window": (
+        "gauge",
+        "Progressive-validation metric over a rolling window (the last n samples or seconds).",
+    ),
 }
 
 
@@ -72,8 +76,17 @@ def _samples(engine: Engine) -> Iterable[tuple[str, dict[str, str], float]]:
         yield "riverbed_predict_seconds_mean", labels, stats["predict"]["mean_duration"]
         yield "riverbed_learn_seconds_mean", labels, stats["learn"]["mean_duration"]
         for metric, value in metrics["metrics"].items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if _is_number(value):
                 yield "riverbed_metric", {"model": name, "metric": metric}, value
+        for window in metrics.get("windows", ()):
+            for metric, value in window.get("metrics", {}).items():
+                if _is_number(value):
+                    labels = {"model": name, "metric": metric, "window": str(window["window"])}
+                    yield "riverbed_metric_window", labels, value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def exposition(engine: Engine) -> str:

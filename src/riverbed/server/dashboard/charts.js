@@ -226,6 +226,7 @@ export class LineChart {
     const timed = !this.options.xFormat;
     const xt = timed ? timeTicks(d.x0, d.x1, xcount) : { values: ticks(d.x0, d.x1, xcount), step: 0 };
     for (const v of xt.values) {
+      if (sx(v) < m.left + 16 || sx(v) > width - 26) continue; // a label there would be cut
       const label = svg("text", { x: sx(v), y: height - 6, "text-anchor": "middle" });
       label.textContent = timed ? timeLabel(v, xt.step) : this.xFormat(v);
       axes.append(label);

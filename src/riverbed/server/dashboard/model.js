@@ -231,7 +231,13 @@ export function modelPage(main, name, ctx) {
       try {
         await stats();
       } catch (error) {
-        if (error.status === 404) ctx.setConn("offline", "this model was deleted");
+        if (error.status === 404) {
+          // Deleted while on screen: say so and stop asking (each 404 is a console error).
+          metricsNote.textContent = "This model was deleted.";
+          metricsNote.className = "error";
+          for (const stop of stops) stop();
+          return;
+        }
       }
       if (!stopped) timer = setTimeout(tick, STATS_MS);
     };
@@ -243,7 +249,10 @@ export function modelPage(main, name, ctx) {
           onEvent: (type, data) => {
             if (type === "metrics") addPoint(Date.now() / 1000, data);
             else if (type === "point") addPoint(data.time, data);
-            else if (type === "deleted") metricsNote.textContent = "This model was deleted.";
+            else if (type === "deleted") {
+              metricsNote.textContent = "This model was deleted.";
+              metricsNote.className = "error";
+            }
           },
         }),
       );
