@@ -440,39 +440,6 @@ def test_chart_axes_fall_on_round_values(live: Live, page: Page) -> None:
     assert got["values"] == [0.84, 0.86, 0.88, 0.9]
 
 
-def test_a_reload_draws_the_stored_history_first(live: Live, page: Page) -> None:
-    """The model page draws the stored metrics history before anything new happens, with
-    the rolling window beside the running value; a reload shows the same past."""
-    created = live.http.post(
-        "/v1/models",
-        json={
-            "name": "remembered",
-            "spec": CLASSIFIER,
-            "options": {"windows": [{"size": 50}], "history_every": 10},
-        },
-    )
-    assert created.status_code == 201, created.text
-    for x, y in PHISHING[:120]:
-        assert live.http.post(
-            "/v1/models/remembered/learn", json={"features": x, "ground_truth": y}
-        ).is_success
-    history = live.http.get("/v1/models/remembered/metrics/history").json()["points"]
-    assert len(history) >= 12
-    for _ in range(2):
-        if page.url.endswith("/#/models/remembered"):
-            page.reload()
-        else:
-            page.goto(live.url + "/#/models/remembered")
-        page.wait_for_function(
-            "Number(document.querySelector('[data-chart=\"Accuracy\"] svg')?.dataset.points)"
-            f" >= {len(history)}"
-        )
-        legend = page.locator('[data-chart="Accuracy"] .legend')
-        expect(legend).to_contain_text("running")
-        expect(legend).to_contain_text("last 50")
-    shot(page, "model-history")
-
-
 def test_a_model_deleted_while_on_screen_says_so(live: Live, page: Page) -> None:
     assert live.http.post("/v1/models", json={"name": "doomed", "spec": REGRESSOR}).is_success
     page.goto(live.url + "/#/models/doomed")
