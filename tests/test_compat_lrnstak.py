@@ -116,3 +116,27 @@ async def test_cache_lists_and_ttl_updates(api: httpx.AsyncClient) -> None:
     api.clock.now += 11  # type: ignore[attr-defined]
     assert (await api.get("/cache/pop/jobs")).status_code == 404
     assert (await api.put("/cache/ttl/jobs", json={"ttl": 10})).status_code == 404
+
+
+async def test_the_trainer_registers_candidates_and_aliases_the_best(
+    api: httpx.AsyncClient,
+) -> None:
+    rows = [{"a": float(i), "b": float(i % 7), "y": 3.0 * i - 2.0 * (i % 7)} for i in range(40)]
+    body = {
+        "version": "v1",
+        "parameters": {"target_label": "y", "feature_labels": ["a", "b"], "split": 0.25},
+        "training_data": rows,
+    }
+    trained = await api.post("/train/prices", json=body)
+    assert trained.status_code == 201, trained.text
+    result = trained.json()
+    assert set(result["training_scores"]) == {"linear", "ridge", "forest"}
+    best = min(result["training_scores"], key=lambda c: result["training_scores"][c]["MSE"])
+    assert result["best"]["name"] == best == "linear"  # an exact linear relation
+    assert (await api.get("/models/prices/best/info")).json()["version"] == result["version"]
+    predicted = await api.post(
+        "/predict/model/prices", json={"data": [{"a": 10.0, "b": 3.0}], "version": "best"}
+    )
+    assert predicted.json()[0]["prediction"] == pytest.approx(24.0)
+    missing = await api.post("/train/prices", json={**body, "parameters": {"target_label": "z"}})
+    assert missing.status_code == 400

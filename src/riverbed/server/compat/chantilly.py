@@ -335,7 +335,6 @@ TAG_NAME = "chantilly"
 _ANY: dict[str, Any] = {}
 _SCALAR = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
 _ID = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
-_MESSAGE = {"type": "object", "properties": {"message": {}}}
 _UPLOAD = "Upload a pickled (dill) model; it becomes the default (admin; pickle uploads on)"
 
 ENDPOINTS: list[Endpoint] = [

@@ -109,6 +109,71 @@ async def predict(request: Request) -> Response:
     return JSONResponse(answers)
 
 
+# -- trainer -----------------------------------------------------------------------------------
+
+# lrnstak's trainer fit scikit-learn regressors and kept the one with the lowest MSE.
+CANDIDATES = [
+    {"name": "linear", "spec": {"class": "sklearn.linear_model.LinearRegression"}},
+    {"name": "ridge", "spec": {"class": "sklearn.linear_model.Ridge"}},
+    {
+        "name": "forest",
+        "spec": {
+            "class": "sklearn.ensemble.RandomForestRegressor",
+            "params": {"n_estimators": 50, "random_state": 0},
+        },
+    },
+]
+TRAIN_TIMEOUT_SECONDS = 600.0
+
+
+@legacy_errors
+async def train(request: Request) -> Response:
+    """``{"parameters": {"target_label", "feature_labels", "split"?}, "training_data":
+    [rows]}``: a training job over lrnstak's candidate regressors, each registered as a
+    version, the lowest held-out MSE aliased ``best``; answered once the job has ended."""
+    from starlette.concurrency import run_in_threadpool
+
+    body = _object(await read_json(request))
+    params = body.get("parameters")
+    if not isinstance(params, dict):
+        raise InvalidInput("parameters must be an object with target_label and feature_labels")
+    rows = body.get("training_data", body.get("data"))
+    if not isinstance(rows, list) or not rows:
+        raise InvalidInput("training_data must be a non-empty array of rows (objects)")
+    split = params.get("split", 0.25)
+    engine = engine_of(request)
+    name = request.path_params["name"]
+    job = await engine.submit_train(
+        name,
+        rows,
+        target=params.get("target_label"),
+        features=params.get("feature_labels"),
+        candidates=CANDIDATES,
+        metrics=["MSE"],
+        select={"metric": "MSE", "direction": "min", "alias": "best"},
+        validation={"method": "holdout", "test_size": split},
+        description=str(body.get("version", "")),
+    )
+    done = await run_in_threadpool(engine.jobs.wait, job["id"], TRAIN_TIMEOUT_SECONDS)
+    if done["status"] != "succeeded":
+        error = done.get("error") or {}
+        raise InvalidInput(
+            f"training {done['status']}: {error.get('message', 'see the job logs')}",
+            detail={"job": done["id"], "error": error},
+        )
+    result = done["result"]
+    return JSONResponse(
+        {
+            "model": name,
+            "version": f"v{result['best']['version']}",
+            "best": result["best"],
+            "training_scores": {c["name"]: c["metrics"] for c in result["candidates"]},
+            "job": done["id"],
+        },
+        status_code=201,
+    )
+
+
 # -- cache -------------------------------------------------------------------------------------
 
 
@@ -185,6 +250,26 @@ _OK = {"type": "object", "properties": {"message": {"type": "string"}}}
 _ANY: dict[str, Any] = {}
 
 ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "POST",
+        "/train/{name}",
+        train,
+        "lrnstak: train candidate regressors on rows; the lowest MSE is aliased best",
+        TAG_NAME,
+        scope="admin",
+        status=201,
+        errors=(404, 409),
+        body={
+            "type": "object",
+            "properties": {
+                "version": {"type": "string"},
+                "parameters": {"type": "object"},
+                "training_data": {"type": "array", "items": _ROW},
+            },
+            "required": ["parameters", "training_data"],
+        },
+        response={"type": "object"},
+    ),
     Endpoint(
         "GET",
         "/models",
