@@ -41,6 +41,16 @@ def test_the_embedded_quickstart_runs(
     assert (tmp_path / "quickstart.db").exists()
 
 
+def test_the_registry_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = next(c for c in blocks("python") if "snapshot(" in c)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("{") and out[1] == "tree"
+
+
 def test_the_http_quickstart_runs_against_a_real_server(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -162,6 +162,14 @@ async def test_edits_over_http(api: httpx.AsyncClient) -> None:
         ({"artifact": b64(b"x"), "format": "onnx"}, 400, "invalid_input"),
         ({"artifact": b64(b"x"), "colour": "red"}, 400, "invalid_input"),
         ({}, 400, "invalid_input"),
+        (
+            {"artifact": b64(b"x"), "format": "file", "git": {"commit": {"x": 1}}},
+            400,
+            "invalid_input",
+        ),
+        ({"artifact": b64(b"x"), "format": "file", "git": {"sha": "abc"}}, 400, "invalid_input"),
+        ({"artifact": b64(b"x"), "format": "file", "dataset": 5}, 400, "invalid_input"),
+        ({"artifact": b64(b"x"), "format": "file", "parent": 0}, 400, "invalid_input"),
         ({"artifact": b64(b"x"), "spec": SPEC}, 400, "invalid_input"),
         (
             {"artifact": b64(sio.dumps(fitted())), "format": "skops", "metrics": {"a": "b"}},
@@ -192,6 +200,9 @@ async def test_unknown_versions_and_aliases_are_404(api: httpx.AsyncClient) -> N
     assert bad.status_code == 404
     bad = await api.put("/v1/models/m/aliases/latest", json={"version": 1})
     assert bad.status_code == 400
+    bad = await api.delete("/v1/models/m/versions/latest")
+    assert bad.status_code == 400 and "by its number" in bad.json()["error"]["message"]
+    assert (await api.get("/v1/models/m/versions/1")).status_code == 200
 
 
 @pytest.fixture

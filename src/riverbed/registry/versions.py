@@ -291,6 +291,12 @@ class Versions(RegistryBase):
         unknown = set(git) - {"commit", "branch", "remote", "dirty"}
         if unknown:
             raise InvalidInput(f"unknown git field(s) {sorted(unknown)}: commit, branch, remote")
+        for key, value in git.items():
+            expected = bool if key == "dirty" else str
+            if value is not None and not isinstance(value, expected):
+                raise InvalidInput(f"git {key} must be a {expected.__name__}")
+            if isinstance(value, str):
+                self._check_text(f"git {key}", value)
         if parent is not None and (
             isinstance(parent, bool) or not isinstance(parent, int) or parent < 1
         ):

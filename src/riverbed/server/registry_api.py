@@ -163,9 +163,11 @@ async def update_version(request: Request) -> Response:
 
 
 async def delete_version(request: Request) -> Response:
-    engine = _engine(request)
-    resolved = engine.resolve(_ref(request))
-    return JSONResponse(await engine.submit_delete_version(resolved["model"], resolved["version"]))
+    raw = request.path_params["version"]
+    if not raw.isdigit():
+        raise InvalidInput(f"delete a version by its number, not by {raw!r}")
+    receipt = _engine(request).submit_delete_version(request.path_params["name"], int(raw))
+    return JSONResponse(await receipt)
 
 
 async def download(request: Request) -> Response:
