@@ -77,13 +77,15 @@ def serve(**options: Any) -> None:
 
 @cli.command()
 def routes() -> None:
-    """List every HTTP route the server answers."""
+    """List every HTTP route the server answers, with the scope a token needs for it and its
+    route group (see docs/auth.md)."""
     from riverbed.server.app import endpoints
 
-    rows = [(e.method, e.path, e.summary) for e in endpoints()]
-    width = max(len(path) for _, path, _ in rows)
-    for method, path, summary in rows:
-        click.echo(f"{method:<7} {path:<{width}}  {summary}")
+    rows = [(e.method, e.path, e.scope, e.tag, e.summary) for e in endpoints()]
+    width = max(len(row[1]) for row in rows)
+    groups = max(len(row[3]) for row in rows)
+    for method, path, scope, tag, summary in rows:
+        click.echo(f"{method:<7} {path:<{width}}  {scope:<7} {tag:<{groups}}  {summary}")
 
 
 def _add_commands() -> None:

@@ -101,24 +101,29 @@ ANONYMOUS = Principal("anonymous", frozenset())
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost).
 
-    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
+    >>> is_loopback("127.0.0.1"), is_loopback("::ffff:127.0.0.2"), is_loopback("0.0.0.0")
     (True, True, False)
     """
     host = host.strip().strip("[]").lower()
     if host in ("localhost", "ip6-localhost", "ip6-loopback"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-def _is_ip(host: Any) -> bool:
+@functools.lru_cache(maxsize=256)
+def _public_ip(host: str) -> bool:
+    """Whether ``host`` is an IP address that is not a loopback one (a connection's local
+    address: cached, as it is looked at on every request)."""
     try:
-        ipaddress.ip_address(str(host).strip("[]"))
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
-    return True
+    return not is_loopback(host)
 
 
 class AuthPolicy:
@@ -146,7 +151,7 @@ class AuthPolicy:
         if self._check_connection:
             server = scope.get("server")
             if server:
-                return _is_ip(server[0]) and not is_loopback(str(server[0]))
+                return _public_ip(str(server[0]))
         return False
 
     def banner(self) -> tuple[int, str]:
