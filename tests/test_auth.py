@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,30 +86,92 @@ async def answer(app: Any, endpoint: Endpoint, secret: str | None, **kwargs: Any
     return status
 
 
+Ask = Callable[[Endpoint, "str | None"], Awaitable[int]]
+
+
+async def mismatches(
+    endpoints: list[Endpoint], secrets: dict[str, str], ask: Ask
+) -> list[tuple[str, ...]]:
+    """Every (route, credential) whose answer is not what the route's scope says."""
+    wrong: list[tuple[str, ...]] = []
+    for e in endpoints:
+        denied = e.scope != "public"
+        got = await ask(e, None)
+        if (got == 401) != denied or got == 403 or got >= 500:
+            wrong.append((e.method, e.path, e.scope, "no token", str(got)))
+        for scope in SCOPES:
+            got = await ask(e, secrets[scope])
+            expected_ok = grants({scope}, e.scope)
+            if expected_ok and (got in (401, 403) or got >= 500):
+                wrong.append((e.method, e.path, e.scope, scope, str(got)))
+            if not expected_ok and got != 403:
+                wrong.append((e.method, e.path, e.scope, scope, str(got)))
+        for bad in ("revoked", "expired"):
+            got = await ask(e, secrets[bad])
+            if (got == 401) != denied or got >= 500:
+                wrong.append((e.method, e.path, e.scope, bad, str(got)))
+        got = await ask(e, "rbt_000000000000_" + "A" * 43)
+        if (got == 401) != denied:
+            wrong.append((e.method, e.path, e.scope, "forged", str(got)))
+    return wrong
+
+
 async def test_every_route_answers_exactly_as_its_scope_says(public: Public) -> None:
     endpoints: list[Endpoint] = public.app.state.endpoints
     assert len(endpoints) >= 10
-    wrong = []
-    for e in endpoints:
-        denied = e.scope != "public"
-        got = await answer(public.app, e, None)
-        if (got == 401) != denied or got == 403 or got >= 500:
-            wrong.append((e.method, e.path, e.scope, "no token", got))
-        for scope in SCOPES:
-            got = await answer(public.app, e, public.secrets[scope])
-            expected_ok = grants({scope}, e.scope)
-            if expected_ok and (got in (401, 403) or got >= 500):
-                wrong.append((e.method, e.path, e.scope, scope, got))
-            if not expected_ok and got != 403:
-                wrong.append((e.method, e.path, e.scope, scope, got))
-        for bad in ("revoked", "expired"):
-            got = await answer(public.app, e, public.secrets[bad])
-            if (got == 401) != denied or got >= 500:
-                wrong.append((e.method, e.path, e.scope, bad, got))
-        got = await answer(public.app, e, "rbt_000000000000_" + "A" * 43)
-        if (got == 401) != denied:
-            wrong.append((e.method, e.path, e.scope, "forged", got))
-    assert wrong == [], "routes that do not answer as their scope says"
+
+    async def ask(endpoint: Endpoint, secret: str | None) -> int:
+        return await answer(public.app, endpoint, secret)
+
+    assert await mismatches(endpoints, public.secrets, ask) == []
+
+
+@pytest.mark.slow
+async def test_a_real_server_answers_every_route_as_its_scope_says(tmp_path: Path) -> None:
+    """The same walk against a real `riverbed serve --auth on` over sockets."""
+    import time
+
+    from riverbed.server.app import endpoints as declared
+    from riverbed.stores import open_store
+    from riverbed.tokens import Tokens
+    from tests.helpers import Server
+
+    db = str(tmp_path / "real.db")
+    store = open_store(db)
+    tokens = Tokens(store.token_store())
+    secrets = {s: tokens.create_token([s])["token"] for s in SCOPES}
+    revoked = tokens.create_token(list(SCOPES))
+    tokens.revoke_token(revoked["id"])
+    secrets["revoked"] = revoked["token"]
+    an_hour_ago = Tokens(store.token_store(), clock=lambda: time.time() - 3600)
+    secrets["expired"] = an_hour_ago.create_token(["admin"], expires_in=60)["token"]
+    store.close()
+    server = Server(db, None, "--auth", "on").start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            created = await client.post(
+                "/v1/models",
+                json={"name": "m", "spec": SPEC},
+                headers={"Authorization": f"Bearer {secrets['admin']}"},
+            )
+            assert created.status_code == 201, created.text
+
+            async def ask(endpoint: Endpoint, secret: str | None) -> int:
+                headers, body = body_for(endpoint)
+                sent = {k.decode(): v.decode() for k, v in headers}
+                if secret is not None:
+                    sent["Authorization"] = f"Bearer {secret}"
+                request = client.build_request(
+                    endpoint.method, concrete(endpoint), headers=sent, content=body or None
+                )
+                response = await client.send(request, stream=True)  # streams never end
+                await response.aclose()
+                return response.status_code
+
+            http = [e for e in declared() if e.method.upper() not in WEBSOCKET_METHODS]
+            assert await mismatches(http, secrets, ask) == []
+    finally:
+        server.stop()
 
 
 async def test_the_openapi_document_declares_every_route_and_its_scope(public: Public) -> None:
