@@ -18,9 +18,17 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from river import datasets
 
 from riverbed import Engine
+from riverbed.server.app import endpoints
 from tests.helpers import Server
 
 pytestmark = pytest.mark.slow
+
+# The metrics history and rolling windows come with the tasks work (issue 4); until the
+# server declares the route, the test that reloads a page with a stored past waits.
+HISTORY = pytest.mark.skipif(
+    not any(e.path == "/v1/models/{name}/metrics/history" for e in endpoints()),
+    reason="this server has no metrics history route yet",
+)
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "dashboard"
 CHROMIUM_ARGS = [
@@ -447,3 +455,37 @@ def test_a_model_deleted_while_on_screen_says_so(live: Live, page: Page) -> None
     expect_console_error(page, "404 (Not Found)")  # the next read of its stats
     assert live.http.delete("/v1/models/doomed").is_success
     expect(page.locator("#metrics-note")).to_have_text("This model was deleted.")
+
+
+@HISTORY
+def test_a_reload_draws_the_stored_history_first(live: Live, page: Page) -> None:
+    """The model page draws the stored metrics history before anything new happens, with
+    the rolling window beside the running value; a reload shows the same past."""
+    created = live.http.post(
+        "/v1/models",
+        json={
+            "name": "remembered",
+            "spec": CLASSIFIER,
+            "options": {"windows": [{"size": 50}], "history_every": 10},
+        },
+    )
+    assert created.status_code == 201, created.text
+    for x, y in PHISHING[:120]:
+        assert live.http.post(
+            "/v1/models/remembered/learn", json={"features": x, "ground_truth": y}
+        ).is_success
+    history = live.http.get("/v1/models/remembered/metrics/history").json()["points"]
+    assert len(history) >= 12
+    for _ in range(2):
+        if page.url.endswith("/#/models/remembered"):
+            page.reload()
+        else:
+            page.goto(live.url + "/#/models/remembered")
+        page.wait_for_function(
+            "Number(document.querySelector('[data-chart=\"Accuracy\"] svg')?.dataset.points)"
+            f" >= {len(history)}"
+        )
+        legend = page.locator('[data-chart="Accuracy"] .legend')
+        expect(legend).to_contain_text("running")
+        expect(legend).to_contain_text("last 50")
+    shot(page, "model-history")
