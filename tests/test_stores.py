@@ -61,6 +61,27 @@ def test_a_duplicate_model_fails_alone(store: Store) -> None:
     assert len(store.list_models()) == 1
 
 
+def test_a_bad_write_among_many_in_flight_fails_alone(store: Store) -> None:
+    """Writes submitted together share a commit; the one that fails takes none with it."""
+    store.create_model(*model()).result()
+    store.add_prediction(PredictionRecord("taken", "m", 1, {"a": 1}, 0.5, 1.0)).result()
+    ids = [f"p{i}" for i in range(60)]
+    ids[30] = "taken"
+    futures = [
+        store.add_prediction(PredictionRecord(i, "m", n + 2, {"a": n}, 0.5, 1.0))
+        for n, i in enumerate(ids)
+    ]
+    failed = []
+    for i, future in zip(ids, futures, strict=True):
+        try:
+            future.result()
+        except PredictionExists:
+            failed.append(i)
+    assert failed == ["taken"]
+    assert all(store.get_prediction(i) is not None for i in ids)
+    assert store.get_prediction("taken").seq == 1  # type: ignore[union-attr]
+
+
 def test_predictions_keep_their_key_types(store: Store) -> None:
     store.create_model(*model()).result()
     record = PredictionRecord("p1", "m", 1, {"a": 1.5, "b": "x"}, {True: 0.7, False: 0.3}, 2.0)

@@ -139,7 +139,12 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 
 class _Writer(threading.Thread):
-    """Applies queued writes in batches, one commit per batch."""
+    """Applies queued writes in batches, one commit per batch.
+
+    A write is a function of the connection and must not change anything else: when one
+    write of a batch fails, the batch is rolled back and applied again with a savepoint per
+    write, so that the others still commit.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(name="riverbed-sqlite-writer", daemon=True)
@@ -173,20 +178,11 @@ class _Writer(threading.Thread):
 
     def _apply(self, batch: list[tuple[_Op, Future[Any]]]) -> None:
         conn = self.conn
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] | None
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op, future in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = op(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    outcomes.append((future, None, exc))
-                else:
-                    outcomes.append((future, result, None))
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
+            outcomes = self._together(batch)
+            if outcomes is None:
+                outcomes = self._one_by_one(batch)
         except Exception as exc:  # the commit itself failed: nothing in the batch is durable
             log.exception("SQLite commit failed")
             if conn.in_transaction:
@@ -198,6 +194,45 @@ class _Writer(threading.Thread):
                 future.set_exception(error)
             else:
                 future.set_result(result)
+
+    def _together(
+        self, batch: list[tuple[_Op, Future[Any]]]
+    ) -> list[tuple[Future[Any], Any, BaseException | None]] | None:
+        """The batch in one transaction, no savepoints: the common case, where every write
+        succeeds. If one fails, everything is rolled back and None says to apply the batch
+        again one savepoint per write (writes only touch the connection, so they can)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        results = []
+        for op, _ in batch:
+            try:
+                results.append(op(conn))
+            except Exception:
+                conn.execute("ROLLBACK")
+                return None
+        conn.execute("COMMIT")
+        return [(future, result, None) for (_, future), result in zip(batch, results, strict=True)]
+
+    def _one_by_one(
+        self, batch: list[tuple[_Op, Future[Any]]]
+    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
+        """The batch in one transaction, each write in its own savepoint: one bad write
+        fails alone."""
+        conn = self.conn
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for op, future in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                result = op(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                outcomes.append((future, None, exc))
+            else:
+                outcomes.append((future, result, None))
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+        return outcomes
 
 
 class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
