@@ -237,11 +237,13 @@ def test_events_are_published_after_each_change(engine: Engine) -> None:
     engine.create_model("p", phishing_model())
     p = engine.predict("p", {"a": 1.0})
     engine.learn("p", ground_truth=True, id=p["id"])
+    engine.learn("p", {"a": 2.0}, False)
     engine.delete_model("p")
     assert seen == [
         ("model.created", "p"),
         ("predict", "p"),
-        ("learn", "p"),
+        ("label", "p"),  # ground truth for a prediction id
+        ("learn", "p"),  # a learn with its own features
         ("model.deleted", "p"),
     ]
     assert [e.type for e in engine.events.recent(model="p")][-1] == "model.deleted"

@@ -323,3 +323,37 @@ def test_writes_from_many_threads_share_commits(tmp_path: Path) -> None:
 )
 def test_stored_values_round_trip(value: object) -> None:
     assert load(dump(value)) == value
+
+
+def test_metric_points_are_kept_in_order_once_per_seq(store: Store) -> None:
+    from riverbed.stores.base import MetricPoint
+
+    store.create_model(*model())
+    store.sync()
+    for seq in (100, 200, 300):
+        store.add_metric_point(MetricPoint("m", seq, float(seq), {"n": seq})).result()
+    # a second point for the same learn keeps the first
+    store.add_metric_point(MetricPoint("m", 200, 9.0, {"n": -1})).result()
+    assert [p.seq for p in store.metric_history("m")] == [100, 200, 300]
+    assert store.metric_history("m", after=100)[0] == MetricPoint("m", 200, 200.0, {"n": 200})
+    assert [p.seq for p in store.metric_history("m", since=250.0)] == [300]
+    assert [p.seq for p in store.metric_history("m", limit=1)] == [100]
+    assert store.metric_history("other") == []
+    store.delete_model("m").result()
+    assert store.metric_history("m") == []
+
+
+def test_batches_of_predictions_and_learns_are_all_or_nothing(store: Store) -> None:
+    store.create_model(*model()).result()
+    store.add_prediction(PredictionRecord("taken", "m", 1, {}, 1, 1.0)).result()
+    batch = [PredictionRecord(f"b{i}", "m", i + 2, {"i": i}, i, 1.0) for i in range(3)]
+    with pytest.raises(PredictionExists):
+        store.add_predictions([*batch, PredictionRecord("taken", "m", 9, {}, 1, 1.0)]).result()
+    assert store.get_prediction("b0") is None
+    store.add_predictions(batch).result()
+    assert store.get_prediction("b2") == batch[2]
+    learns = [LearnRecord("m", i, {"a": i}, i, None, "b1" if i == 2 else None, 1.0) for i in (1, 2)]
+    store.add_learns(learns).result()
+    assert list(store.learns_after("m", 0)) == learns
+    labelled = store.get_prediction("b1")
+    assert labelled is not None and labelled.labelled

@@ -17,10 +17,12 @@ A server with auth on needs a token: ``Client(url, token="rbt_...")``; without `
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 
 from riverbed import specs
 from riverbed.client_registry import RAW, RegistryMethods
@@ -97,6 +99,7 @@ class _Methods(RegistryMethods):
         description: str = "",
         tags: dict[str, str] | None = None,
         metrics: list[str] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Any:
         """Create a model from a river object (sent as its spec) or from a spec."""
         if (model is None) == (spec is None):
@@ -107,7 +110,13 @@ class _Methods(RegistryMethods):
             "POST",
             "/v1/models",
             _body(
-                name=name, spec=spec, task=task, description=description, tags=tags, metrics=metrics
+                name=name,
+                spec=spec,
+                task=task,
+                description=description,
+                tags=tags,
+                metrics=metrics,
+                options=options,
             ),
         )
 
@@ -127,11 +136,13 @@ class _Methods(RegistryMethods):
         *,
         id: str | None = None,
         features_key: str | None = None,
+        **inputs: Any,
     ) -> Any:
+        """``inputs``: ``user``/``item`` (recommender), ``arms`` (bandit), ``value``."""
         return self._request(
             "POST",
             _path("models", name, "predict"),
-            _body(features=features, id=id, features_key=features_key),
+            _body(features=features, id=id, features_key=features_key, **inputs),
         )
 
     def learn(
@@ -141,8 +152,9 @@ class _Methods(RegistryMethods):
         ground_truth: Any = _MISSING,
         *,
         id: str | None = None,
+        **inputs: Any,
     ) -> Any:
-        body = _body(features=features, id=id)
+        body = _body(features=features, id=id, **inputs)
         if ground_truth is not _MISSING:
             body["ground_truth"] = ground_truth
         return self._request("POST", _path("models", name, "learn"), body)
@@ -152,8 +164,38 @@ class _Methods(RegistryMethods):
         """The key-value cache: ``client.cache.put(key, value, ttl=60)``, as ``engine.cache``."""
         return CacheMethods(self._request)
 
+    def predict_many(self, name: str, items: list[dict[str, Any]]) -> Any:
+        """Many predictions in one request, in order: each item is a predict body."""
+        return self._request(
+            "POST", _path("models", name, "predict", "many"), {"items": items}, pick="items"
+        )
+
+    def learn_many(self, name: str, items: list[dict[str, Any]]) -> Any:
+        """Many learns in one request, in order, all or none: each item is a learn body."""
+        return self._request("POST", _path("models", name, "learn", "many"), {"items": items})
+
+    def forecast(self, name: str, horizon: int = 1, xs: list[dict[str, Any]] | None = None) -> Any:
+        return self._request(
+            "POST", _path("models", name, "forecast"), _body(horizon=horizon, xs=xs)
+        )
+
+    def rank(
+        self, name: str, user: Any, items: list[Any], features: dict[str, Any] | None = None
+    ) -> Any:
+        return self._request(
+            "POST",
+            _path("models", name, "rank"),
+            _body(user=user, items=items, features=features),
+        )
+
     def metrics(self, name: str) -> Any:
         return self._request("GET", _path("models", name, "metrics"))
+
+    def metrics_history(
+        self, name: str, *, after: int = 0, since: float | None = None, limit: int = 1000
+    ) -> Any:
+        query = f"?after={after}&limit={limit}" + (f"&since={since}" if since is not None else "")
+        return self._request("GET", _path("models", name, "metrics", "history") + query)
 
     def stats(self, name: str) -> Any:
         return self._request("GET", _path("models", name, "stats"))
@@ -241,6 +283,76 @@ class Client(_Methods):
         from riverbed.client_jobs import SyncJobs
 
         return SyncJobs(self._request, self._http)
+
+    def learn_stream(
+        self,
+        name: str,
+        rows: Iterable[dict[str, Any]],
+        *,
+        chunk_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Learn from a stream of learn bodies sent as one NDJSON upload; yields the
+        server's progress reports (``{"n_learned": ...}``), the last with ``"done": true``."""
+
+        def body() -> Iterator[bytes]:
+            for row in rows:
+                yield orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+
+        path = _path("models", name, "learn", "stream") + f"?chunk_size={chunk_size}"
+        headers = {"content-type": "application/x-ndjson"}
+        with self._http.stream(
+            "POST", path, content=body(), headers=headers, timeout=None
+        ) as response:
+            if not response.is_success:
+                response.read()
+                _result(response)
+            for line in response.iter_lines():
+                if line.strip():
+                    yield orjson.loads(line)
+
+    def events(
+        self,
+        model: str | None = None,
+        *,
+        types: Iterable[str] | None = None,
+        last_event_id: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Follow the event feed (server-sent events) for ever, as event dicts."""
+        query = _body(model=model, types=",".join(types) if types else None)
+        headers = {"last-event-id": str(last_event_id)} if last_event_id else {}
+        yield from self._sse("/v1/events", query, headers)
+
+    def metrics_stream(
+        self, name: str, *, interval: float = 1.0, last_event_id: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Follow a model's metrics: ``{"event": "metrics"|"point", "id", "data"}``."""
+        headers = {"last-event-id": str(last_event_id)} if last_event_id else {}
+        path = _path("models", name, "metrics", "stream")
+        yield from self._sse(path, {"interval": interval}, headers, raw=True)
+
+    def _sse(
+        self, path: str, query: dict[str, Any], headers: dict[str, str], *, raw: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        with self._http.stream(
+            "GET", path, params=query, headers=headers, timeout=httpx.Timeout(None)
+        ) as response:
+            if not response.is_success:
+                response.read()
+                _result(response)
+            message: dict[str, Any] = {}
+            for line in response.iter_lines():
+                if not line:
+                    if "data" in message:
+                        data = orjson.loads(message["data"])
+                        yield (
+                            {"event": message.get("event"), "id": message.get("id"), "data": data}
+                            if raw
+                            else data
+                        )
+                    message = {}
+                elif not line.startswith(":"):
+                    key, _, value = line.partition(":")
+                    message[key] = value.removeprefix(" ")
 
     def close(self) -> None:
         self._http.close()

@@ -109,7 +109,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body accepted, in bytes; larger ones get 413.",
     ),
     Setting("max_features", 10_000, int, "Most features one sample may have."),
-    Setting("max_batch_size", 10_000, int, "Most samples one batch request may carry."),
+    Setting(
+        "max_batch_size",
+        10_000,
+        int,
+        "Most samples one batch request may carry (predict many, learn many, rank).",
+    ),
     Setting(
         "max_json_depth",
         32,

@@ -48,17 +48,24 @@ from riverbed.exceptions import (
     PredictionExists,
     PredictionNotFound,
 )
+from riverbed.metrics import (
+    DEFAULT_HISTORY_EVERY,
+    DEFAULT_HISTORY_SECONDS,
+    Tracker,
+    parse_windows,
+)
 from riverbed.registry import Registry
 from riverbed.stores import open_store
 from riverbed.stores.base import (
     Checkpoint,
     LearnRecord,
+    MetricPoint,
     ModelRecord,
     PredictionRecord,
     Store,
     VersionRecord,
 )
-from riverbed.tasks import Task, detect_task, get_task, make_metrics
+from riverbed.tasks import MISSING, Task, detect_task, get_task
 from riverbed.tokens import Tokens
 
 if TYPE_CHECKING:
@@ -68,7 +75,8 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "Receipt"]
 
 T = TypeVar("T")
-_MISSING: Any = object()
+_MISSING: Any = MISSING
+_METRIC_OPTIONS = {"windows", "history_every", "history_seconds"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _EWM_ALPHA = 0.3
 
@@ -127,7 +135,7 @@ class _Live:
         self.version = version
         self.lock = threading.RLock()
         self.model: Any = None
-        self.metric: Any = None
+        self.metric: Tracker = None  # type: ignore[assignment]
         self.n_scored = 0
         self.n_learns = 0
         self.n_predictions = 0
@@ -264,14 +272,24 @@ class Engine(Registry):
         description: str = "",
         tags: Mapping[str, str] | None = None,
         metrics: list[str] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a model from a river object or a declarative spec (see :mod:`riverbed.specs`).
 
-        The task is detected from the object unless stated; ``metrics`` names river metric
-        classes and defaults to the task's own.
+        The task is detected from the object unless stated; ``metrics`` names river metrics
+        and defaults to the task's own (``[]`` turns metrics off). ``options`` holds the
+        metric options (``windows``, ``history_every``, ``history_seconds``) and the task's
+        own (see docs/tasks.md).
         """
         return self.submit_create_model(
-            name, model, spec=spec, task=task, description=description, tags=tags, metrics=metrics
+            name,
+            model,
+            spec=spec,
+            task=task,
+            description=description,
+            tags=tags,
+            metrics=metrics,
+            options=options,
         ).wait()
 
     def submit_create_model(
@@ -284,8 +302,13 @@ class Engine(Registry):
         description: str = "",
         tags: Mapping[str, str] | None = None,
         metrics: list[str] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Receipt[dict[str, Any]]:
         name = self._check_name(name)
+        if options is not None and not isinstance(options, Mapping):
+            raise InvalidInput("options must be an object")
+        options = dict(options or {})
+        task_options = {k: v for k, v in options.items() if k not in _METRIC_OPTIONS}
         if (model is None) == (spec is None):
             raise InvalidInput("give either a model object or a spec, not both or neither")
         if spec is not None:
@@ -296,12 +319,18 @@ class Engine(Registry):
                 spec = specs.to_spec(model)
             except InvalidSpec:
                 spec = None
-        task_ = get_task(task) if task is not None else detect_task(obj)
+        task_ = get_task(task, task_options) if task is not None else detect_task(obj, task_options)
         task_.check_model(obj)
-        metric = make_metrics(task_, metrics)
-        for m in metric:
-            if not m.works_with(obj):
-                raise InvalidInput(f"metric {type(m).__name__} does not fit a {task_.name} model")
+        obj = task_.prepare(obj)
+        if metrics is not None and (
+            not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)
+        ):
+            raise InvalidInput("metrics must be a list of river metric names")
+        metric_names = list(task_.metrics_for(obj) if metrics is None else metrics)
+        metric = self._tracker(task_, metric_names, options)
+        misfits = metric.works_with(obj)
+        if misfits:
+            raise InvalidInput(f"metric {misfits[0]} does not fit a {task_.name} model")
         description = self._check_text("description", description)
         tags = self._check_tags(tags)
         now = time.time()
@@ -310,9 +339,10 @@ class Engine(Registry):
             task=task_.name,
             description=description,
             tags=tags,
-            metrics=[type(m).__name__ for m in metric],
+            metrics=metric_names,
             created_at=now,
             updated_at=now,
+            options=options,
         )
         artifact = serialization.dumps(obj)
         version = VersionRecord(
@@ -395,6 +425,7 @@ class Engine(Registry):
         id: str | None = None,
         features_key: str | None = None,
         version: int | None = None,
+        **inputs: Any,
     ) -> dict[str, Any]:
         """Predict for one sample; the prediction is stored under ``id`` (generated if None)
         so that its ground truth can be given later with ``learn(name, ..., id=id)``.
@@ -404,9 +435,12 @@ class Engine(Registry):
 
         ``name`` may be ``name@alias`` or ``name@3`` (or give ``version``): a version
         answers as it was frozen; a bare name is the live model (a batch model's latest).
+
+        ``inputs`` are the task's other fields: ``user`` and ``item`` for a recommender,
+        ``arms`` for a bandit, ``value`` for a supervised anomaly detector.
         """
         return self.submit_predict(
-            name, features, id=id, features_key=features_key, version=version
+            name, features, id=id, features_key=features_key, version=version, **inputs
         ).wait()
 
     def submit_predict(
@@ -417,6 +451,7 @@ class Engine(Registry):
         id: str | None = None,
         features_key: str | None = None,
         version: int | None = None,
+        **inputs: Any,
     ) -> Receipt[dict[str, Any]]:
         live = self._live.get(name)
         if live is None or version is not None:
@@ -425,38 +460,54 @@ class Engine(Registry):
                 features = self._cached_features(features, features_key)
                 return self._submit_predict_version(target, features, id)
             live = self._get_live(name)
-        x = self._check_features(self._cached_features(features, features_key))
+        if features_key is not None:
+            features = self._cached_features(features, features_key)
+        with live.lock:
+            record = self._predict_one(live, features, id, inputs)
+            self._remember(record)
+            future = self.store.add_prediction(record)
+        result = {"id": record.id, "model": name, **live.task.wire(record.prediction)}
+
+        def stored(f: Future[None]) -> None:
+            if f.exception() is not None:
+                with self._lock:
+                    if self._cache.get(record.id) is record:
+                        del self._cache[record.id]
+            else:
+                self.events.publish("predict", name, {"features": record.features, **result})
+
+        future.add_done_callback(stored)
+        return Receipt(result, future)
+
+    def _predict_one(
+        self, live: _Live, features: Any, id: str | None, inputs: Mapping[str, Any]
+    ) -> PredictionRecord:
+        # The caller holds live.lock. Nothing is stored or remembered here.
+        if features is None and not live.task.features_optional:
+            raise InvalidInput("missing field 'features'", detail={"field": "features"})
+        sample = live.task.sample(
+            self._check_features({} if features is None else features), inputs
+        )
         if id is None:
             id = _new_id()
         else:
             id = self._check_id(id)
             if id in self._cache or self.store.get_prediction(id) is not None:
                 raise PredictionExists(f"prediction id {id!r} is taken; use a new id")
-        with live.lock:
-            start = time.perf_counter()
-            try:
-                y_pred = live.task.predict(live.model, x, live.metric)
-            except Exception as exc:
-                raise InvalidFeatures(
-                    f"the model could not predict from these features: {type(exc).__name__}: {exc}"
-                ) from None
-            live.predict_stats.add(time.perf_counter() - start)
-            live.n_predictions += 1
-            record = PredictionRecord(id, name, live.n_predictions, x, y_pred, time.time())
-            self._remember(record)
-            future = self.store.add_prediction(record)
-        result = {"id": id, "model": name, **live.task.wire(y_pred)}
-
-        def stored(f: Future[None]) -> None:
-            if f.exception() is not None:
-                with self._lock:
-                    if self._cache.get(id) is record:
-                        del self._cache[id]
-            else:
-                self.events.publish("predict", name, {"id": id, "features": x, **result})
-
-        future.add_done_callback(stored)
-        return Receipt(result, future)
+        start = time.perf_counter()
+        try:
+            y_pred = live.task.predict(live.model, sample, live.metric)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            raise InvalidFeatures(
+                f"the model could not predict from these features: {type(exc).__name__}: {exc}"
+            ) from None
+        live.predict_stats.add(time.perf_counter() - start)
+        live.n_predictions += 1
+        return PredictionRecord(
+            id, live.record.name, live.n_predictions, sample, y_pred, time.time()
+        )
 
     def learn(
         self,
@@ -465,14 +516,17 @@ class Engine(Registry):
         ground_truth: Any = _MISSING,
         *,
         id: str | None = None,
+        **inputs: Any,
     ) -> dict[str, Any]:
         """Learn from a sample: from ``features`` and ``ground_truth``, or from the stored
         features and prediction of the prediction ``id`` and its ``ground_truth``.
 
         The metrics are updated with the prediction made before learning (progressive
-        validation), exactly as ``river.evaluate.progressive_val_score`` does.
+        validation), exactly as ``river.evaluate.progressive_val_score`` does. Tasks that
+        learn without a target (clustering, anomaly detection) take no ``ground_truth``; when
+        one is given it feeds the metrics.
         """
-        return self.submit_learn(name, features, ground_truth, id=id).wait()
+        return self.submit_learn(name, features, ground_truth, id=id, **inputs).wait()
 
     def submit_learn(
         self,
@@ -481,75 +535,167 @@ class Engine(Registry):
         ground_truth: Any = _MISSING,
         *,
         id: str | None = None,
+        **inputs: Any,
     ) -> Receipt[dict[str, Any]]:
         if name not in self._live:
             name = self._learner_of(name)
         live = self._get_live(name)
+        with live.lock:
+            record, labelled = self._learn_one(live, features, ground_truth, id, inputs)
+            try:
+                self._apply(live, record)
+            except BaseException:
+                if labelled is not None:
+                    labelled.labelled = False
+                raise
+            future = self.store.add_learn(record)
+            self._after_learn(live, record)
+        future.add_done_callback(self._publisher(*self._learn_event(live, record)))
+        return Receipt({"model": name, "id": record.prediction_id, "n_learns": record.seq}, future)
+
+    def _learn_one(
+        self,
+        live: _Live,
+        features: Any,
+        ground_truth: Any,
+        id: str | None,
+        inputs: Mapping[str, Any],
+    ) -> tuple[LearnRecord, PredictionRecord | None]:
+        """Check a learn and make its record (the caller holds live.lock; nothing changes
+        but the prediction's ``labelled`` mark, returned so that it can be undone)."""
+        task = live.task
         if ground_truth is _MISSING or ground_truth is None:
-            raise InvalidTarget("ground_truth is required to learn")
-        y = live.task.check_target(ground_truth)
-        if isinstance(y, str):
-            self._check_text("ground_truth", y)
+            if task.requires_target and ground_truth is None:
+                raise InvalidTarget(f"a {task.name} model cannot learn from a null ground truth")
+            if task.requires_target:
+                raise InvalidInput(
+                    f"missing field 'ground_truth': a {task.name} model learns from one",
+                    detail={"field": "ground_truth"},
+                )
+            y = None
+        else:
+            y = task.check_target(ground_truth)
+            if isinstance(y, str):
+                self._check_text("ground_truth", y)
+        name = live.record.name
         if id is not None:
             id = self._check_id(id)
-            with live.lock:
-                prediction = self._find_prediction(id)
-                if prediction is None or prediction.model != name:
-                    raise PredictionNotFound(
-                        f"no prediction with id {id!r} for model {name!r}; predict with "
-                        "that id first, or learn with features instead"
-                    )
-                if prediction.labelled:
-                    raise AlreadyLabelled(f"prediction {id!r} has already been learned from")
-                prediction.labelled = True
-                try:
-                    return self._learn(live, prediction.features, y, prediction.prediction, id)
-                except BaseException:
-                    prediction.labelled = False
-                    raise
-        if features is None:
-            raise InvalidFeatures("give the features to learn from, or the id of a prediction")
-        x = self._check_features(features)
-        with live.lock:
-            try:
-                y_pred = live.task.predict(live.model, x, live.metric)
-            except Exception as exc:
-                raise InvalidFeatures(
-                    f"the model could not predict from these features: {type(exc).__name__}: {exc}"
-                ) from None
-            return self._learn(live, x, y, y_pred, None)
-
-    def _learn(
-        self, live: _Live, x: dict[str, Any], y: Any, y_pred: Any, prediction_id: str | None
-    ) -> Receipt[dict[str, Any]]:
-        # The caller holds live.lock: learns are applied and logged in one order.
-        start = time.perf_counter()
-        scored = live.task.update_metric(live.metric, y, y_pred)
+            prediction = self._find_prediction(id)
+            if prediction is None or prediction.model != name:
+                raise PredictionNotFound(
+                    f"no prediction with id {id!r} for model {name!r}; predict with "
+                    "that id first, or learn with features instead"
+                )
+            if prediction.labelled:
+                raise AlreadyLabelled(f"prediction {id!r} has already been learned from")
+            sample, stored = prediction.features, prediction.prediction
+        else:
+            if features is None and not task.features_optional:
+                raise InvalidFeatures("give the features to learn from, or the id of a prediction")
+            sample = task.sample(self._check_features({} if features is None else features), inputs)
+            prediction, stored = None, _MISSING
         try:
-            live.task.learn(live.model, x, y)
+            y_pred = task.learn_prediction(live.model, sample, live.metric, stored)
+        except InvalidInput:
+            raise
         except Exception as exc:
-            # learn_one may have changed part of the model before failing: rebuild the model
-            # from its checkpoint and log, which do not hold this sample.
+            raise InvalidFeatures(
+                f"the model could not predict from these features: {type(exc).__name__}: {exc}"
+            ) from None
+        if prediction is not None:
+            prediction.labelled = True
+        record = LearnRecord(name, live.n_learns + 1, sample, y, y_pred, id, time.time())
+        return record, prediction
+
+    def _apply(self, live: _Live, record: LearnRecord) -> None:
+        """Score and learn one record (the caller holds live.lock); a sample that makes the
+        model fail rebuilds the model from its checkpoint and log, which do not hold it."""
+        start = time.perf_counter()
+        task = live.task
+        scored = task.score(
+            live.metric,
+            live.model,
+            record.features,
+            record.target,
+            record.prediction,
+            record.created_at,
+        )
+        try:
+            task.learn(live.model, record.features, record.target, record.prediction)
+        except Exception as exc:
             self._reload(live)
             raise InvalidInput(
                 f"the model could not learn from this sample: {type(exc).__name__}: {exc}"
             ) from None
         live.learn_stats.add(time.perf_counter() - start)
         live.n_scored += scored
-        live.n_learns += 1
-        name = live.record.name
-        record = LearnRecord(name, live.n_learns, x, y, y_pred, prediction_id, time.time())
-        future = self.store.add_learn(record)
+        live.n_learns = record.seq
+
+    def _after_learn(self, live: _Live, record: LearnRecord) -> None:
+        # The caller holds live.lock and has queued the learn(s): history point, checkpoint.
+        tracker = live.metric
+        if tracker.point_due(record.created_at):
+            values = tracker.values()
+            self.store.add_metric_point(
+                MetricPoint(live.record.name, record.seq, record.created_at, values)
+            )
         if live.n_learns - live.checkpoint_seq >= self.settings.checkpoint_every:
             self._checkpoint(live)
+
+    def _learn_event(self, live: _Live, record: LearnRecord) -> tuple[str, str, dict[str, Any]]:
         data = {
-            "features": x,
-            "ground_truth": y,
-            "prediction_id": prediction_id,
-            **live.task.wire(y_pred),
+            "features": record.features,
+            "ground_truth": record.target,
+            "prediction_id": record.prediction_id,
+            "n_learns": record.seq,
+            **live.task.wire(record.prediction),
         }
-        future.add_done_callback(self._publisher("learn", name, data))
-        return Receipt({"model": name, "id": prediction_id, "n_learns": live.n_learns}, future)
+        kind = "label" if record.prediction_id is not None else "learn"
+        return kind, live.record.name, data
+
+    # -- task-specific reads -----------------------------------------------------------------
+
+    def forecast(
+        self, name: str, horizon: int = 1, xs: list[Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Forecast the next ``horizon`` values of a forecasting model (``xs``: the features
+        of each future step, when the model uses some)."""
+        live = self._get_live(name)
+        if live.task.name != "forecasting":
+            raise InvalidInput(f"model {name!r} is a {live.task.name} model, not a forecaster")
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= 10_000:
+            raise InvalidInput(f"horizon must be an integer from 1 to 10000, got {horizon!r}")
+        checked = None
+        if xs is not None:
+            if not isinstance(xs, list) or len(xs) != horizon:
+                raise InvalidInput(f"xs must be a list of {horizon} feature objects, one a step")
+            checked = [self._check_features(x) for x in xs]
+        with live.lock:
+            try:
+                values = live.task.forecast(live.model, horizon, checked)  # type: ignore[attr-defined]
+            except Exception as exc:
+                raise InvalidFeatures(
+                    f"the model could not forecast: {type(exc).__name__}: {exc}"
+                ) from None
+        return {"model": name, "horizon": horizon, "forecast": [_finite(v) for v in values]}
+
+    def rank(
+        self,
+        name: str,
+        user: Any,
+        items: list[Any],
+        features: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Order ``items`` by the preference a recommender predicts for ``user``."""
+        live = self._get_live(name)
+        if live.task.name != "recommendation":
+            raise InvalidInput(f"model {name!r} is a {live.task.name} model, not a recommender")
+        if isinstance(items, list) and len(items) > self.settings.max_batch_size:
+            raise InvalidInput(f"at most {self.settings.max_batch_size} items can be ranked")
+        x = self._check_features({} if features is None else features)
+        with live.lock:
+            ranking = live.task.rank(live.model, user, items, x)  # type: ignore[attr-defined]
+        return {"model": name, "user": user, "ranking": ranking}
 
     # -- training jobs ----------------------------------------------------------------------
 
@@ -564,11 +710,33 @@ class Engine(Registry):
     # -- metrics and stats ------------------------------------------------------------------
 
     def metrics(self, name: str) -> dict[str, Any]:
-        """Progressive-validation metrics: every prediction scored before learning."""
+        """Progressive-validation metrics: every prediction scored before learning.
+
+        ``metrics`` holds the running values, ``windows`` the same metrics over each rolling
+        window; ``n`` counts the scored samples and ``n_learns`` the learns.
+        """
         live = self._get_live(name)
         with live.lock:
-            values = {type(m).__name__: _finite(m.get()) for m in live.metric}
-            return {"model": name, "n": live.n_scored, "metrics": values}
+            return {"model": name, "n_learns": live.n_learns, **live.metric.values()}
+
+    def metrics_history(
+        self,
+        name: str,
+        *,
+        after: int = 0,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> dict[str, Any]:
+        """Stored metric snapshots, oldest first: ``{"seq", "time", "n", "metrics",
+        "windows"}`` for the learns after ``after`` (a ``seq``) and at or after ``since``."""
+        self._get_live(name)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidInput(f"limit must be an integer from 1 to 10000, got {limit!r}")
+        points = self.store.metric_history(name, after=after, since=since, limit=limit)
+        return {
+            "model": name,
+            "points": [{"seq": p.seq, "time": p.time, **p.values} for p in points],
+        }
 
     def stats(self, name: str) -> dict[str, Any]:
         """Counts and latency (seconds spent in the model call) of predict and learn."""
@@ -608,7 +776,8 @@ class Engine(Registry):
                         f"model {name!r} is a {record.flavor} model: it has versions, not a "
                         "live learning state (address a version, e.g. name@latest)"
                     )
-                live = _Live(record, get_task(record.task), version=1)
+                task = get_task(record.task, self._task_options(record.options))
+                live = _Live(record, task, version=1)
                 self._load(live)
                 self._live[name] = live
             return live
@@ -629,14 +798,17 @@ class Engine(Registry):
             if version is None:  # pragma: no cover - a model is always created with a version
                 raise ModelNotFound(f"model {name!r} has no version")
             live.model = self._object_of(version)
-            live.metric = make_metrics(live.task, live.record.metrics)
+            live.metric = self._tracker(live.task, live.record.metrics, live.record.options)
             live.n_scored = live.n_learns = live.n_predictions = 0
             live.predict_stats, live.learn_stats = _OpStats(), _OpStats()
+        live.task.bind(live.model)
         live.checkpoint_seq = live.n_learns
         live.checkpoint_time = time.monotonic()
+        task, model, tracker = live.task, live.model, live.metric
         for record in self.store.learns_after(name, live.n_learns):
-            live.n_scored += live.task.update_metric(live.metric, record.target, record.prediction)
-            live.task.learn(live.model, record.features, record.target)
+            x, y, y_pred = record.features, record.target, record.prediction
+            live.n_scored += task.score(tracker, model, x, y, y_pred, record.created_at)
+            task.learn(model, x, y, y_pred)
             live.learn_stats.n_calls += 1
             live.n_learns = record.seq
         live.n_predictions = max(live.n_predictions, self.store.max_prediction_seq(name))
@@ -655,6 +827,25 @@ class Engine(Registry):
         if features is None:
             return cached
         return {**cached, **features} if isinstance(features, Mapping) else features
+
+    @staticmethod
+    def _task_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in options.items() if k not in _METRIC_OPTIONS}
+
+    @staticmethod
+    def _tracker(task: Task, names: list[str], options: Mapping[str, Any]) -> Tracker:
+        every = options.get("history_every", DEFAULT_HISTORY_EVERY)
+        seconds = options.get("history_seconds", DEFAULT_HISTORY_SECONDS)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise InvalidInput(f"history_every must be a positive integer, got {every!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise InvalidInput(f"history_seconds must be a positive number, got {seconds!r}")
+        return task.tracker(
+            list(names),
+            windows=parse_windows(options.get("windows")),
+            history_every=every,
+            history_seconds=float(seconds),
+        )
 
     def _reload(self, live: _Live) -> None:
         self.store.sync()
@@ -692,6 +883,7 @@ class Engine(Registry):
             "description": record.description,
             "tags": dict(record.tags),
             "metrics": list(record.metrics),
+            "options": dict(record.options),
             "created_at": record.created_at,
             "updated_at": record.updated_at,
         }

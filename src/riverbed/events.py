@@ -47,7 +47,9 @@ class EventBus:
     def __init__(self, keep: int = 1000) -> None:
         self._listeners: list[Listener] = []
         self._recent: collections.deque[Event] = collections.deque(maxlen=keep)
-        self._ids = itertools.count(1)
+        # Ids start from the clock (microseconds), so that they keep growing across restarts
+        # and a client resuming with Last-Event-ID never skips the events of a new process.
+        self._ids = itertools.count(int(time.time() * 1_000_000))
         self._lock = threading.Lock()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:

@@ -170,9 +170,8 @@ class RegistryBase:
         obj = self._object_of(record)
         metric = None
         if model.flavor == "river":
-            from riverbed.tasks import make_metrics
-
-            metric = make_metrics(get_task(model.task), model.metrics)
+            task = get_task(model.task, self._task_options(model.options))  # type: ignore[attr-defined]
+            metric = self._tracker(task, model.metrics, model.options)  # type: ignore[attr-defined]
         loaded = _Loaded(record, obj, model.flavor, metric)
         with self._lock:
             self._loaded[key] = loaded

@@ -198,7 +198,7 @@ class Versions(RegistryBase):
                 spec = specs.to_spec(live.model)
             except InvalidSpec:
                 spec = None
-            learned = {type(m).__name__: m.get() for m in live.metric} if live.n_scored else {}
+            learned = live.metric.values()["metrics"] if live.n_scored else {}
             n_learns = live.n_learns
         measured = {k: float(v) for k, v in learned.items() if isinstance(v, int | float)}
         metadata = self._metadata(

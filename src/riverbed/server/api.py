@@ -19,6 +19,7 @@ from riverbed.server.http import (
     reject_unknown,
 )
 from riverbed.server.routing import Endpoint
+from riverbed.tasks import MISSING, TASKS
 
 __all__ = ["ENDPOINTS"]
 
@@ -29,6 +30,13 @@ _FEATURES = {
     "additionalProperties": _SCALAR,
     "description": "feature name -> finite number, string or boolean",
 }
+_ID = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+_INPUTS = {
+    "user": {**_ID, "description": "recommendation: the user"},
+    "item": {**_ID, "description": "recommendation: the item"},
+    "arms": {"type": "array", "items": _ID, "description": "bandit: the arms to pull from"},
+    "value": {"type": "number", "description": "supervised anomaly detection: the value"},
+}
 _MODEL = {
     "type": "object",
     "properties": {
@@ -37,6 +45,7 @@ _MODEL = {
         "description": {"type": "string"},
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
         "metrics": {"type": "array", "items": {"type": "string"}},
+        "options": {"type": "object"},
         "created_at": {"type": "number"},
         "updated_at": {"type": "number"},
         "version": {"type": "integer"},
@@ -81,7 +90,7 @@ async def list_models(request: Request) -> Response:
 
 async def create_model(request: Request) -> Response:
     body = await read_json(request)
-    reject_unknown(body, {"name", "spec", "task", "description", "tags", "metrics"})
+    reject_unknown(body, {"name", "spec", "task", "description", "tags", "metrics", "options"})
     name = field(body, "name", is_str, "a string", required=True)
     spec = field(body, "spec", required=True)
     receipt = _engine(request).submit_create_model(
@@ -91,6 +100,7 @@ async def create_model(request: Request) -> Response:
         description=field(body, "description", is_str, "a string", default=""),
         tags=field(body, "tags", is_object, "an object of strings"),
         metrics=field(body, "metrics", is_str_list, "an array of metric names"),
+        options=field(body, "options", is_object, "an object"),
     )
     return JSONResponse(await receipt, status_code=201)
 
@@ -103,29 +113,38 @@ async def delete_model(request: Request) -> Response:
     return JSONResponse(await _engine(request).submit_delete_model(request.path_params["name"]))
 
 
+# Fields some tasks take besides the features (recommenders, bandits, supervised detectors).
+TASK_INPUTS = frozenset({"user", "item", "arms", "value"})
+
+
+def task_inputs(body: Any) -> dict[str, Any]:
+    return {k: body[k] for k in TASK_INPUTS if k in body}
+
+
 async def predict(request: Request) -> Response:
     body = await read_json(request)
-    reject_unknown(body, {"features", "id", "features_key"})
+    reject_unknown(body, {"features", "id", "features_key", *TASK_INPUTS})
     features_key = field(body, "features_key", is_str, "a string (a cache key)")
     receipt = _engine(request).submit_predict(
         request.path_params["name"],
-        field(
-            body, "features", is_object, "an object of feature values", required=not features_key
-        ),
+        field(body, "features", is_object, "an object of feature values"),
         id=field(body, "id", is_str, "a string"),
         features_key=features_key,
+        **task_inputs(body),
     )
     return JSONResponse(await receipt)
 
 
 async def learn(request: Request) -> Response:
     body = await read_json(request)
-    reject_unknown(body, {"features", "ground_truth", "id"})
+    reject_unknown(body, {"features", "ground_truth", "id", *TASK_INPUTS})
+    features = field(body, "features", is_object, "an object of feature values")
     receipt = _engine(request).submit_learn(
         request.path_params["name"],
-        field(body, "features", is_object, "an object of feature values"),
-        field(body, "ground_truth", required=True),
+        features,
+        body.get("ground_truth", MISSING),
         id=field(body, "id", is_str, "a string"),
+        **task_inputs(body),
     )
     return JSONResponse(await receipt)
 
@@ -187,10 +206,19 @@ ENDPOINTS: list[Endpoint] = [
             {
                 "name": _NAME,
                 "spec": {"description": "see docs/specs.md"},
-                "task": {"type": "string", "enum": ["regression", "binary", "multiclass"]},
+                "task": {"type": "string", "enum": list(TASKS)},
                 "description": {"type": "string"},
                 "tags": {"type": "object", "additionalProperties": {"type": "string"}},
-                "metrics": {"type": "array", "items": {"type": "string"}},
+                "metrics": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "river metric names; [] turns metrics off",
+                },
+                "options": {
+                    "type": "object",
+                    "description": "windows, history_every, history_seconds and the task's "
+                    "options (see docs/tasks.md)",
+                },
             },
             ["name", "spec"],
         ),
@@ -233,10 +261,10 @@ ENDPOINTS: list[Endpoint] = [
                     "type": "string",
                     "description": "a cache key holding the features; given features override",
                 },
+                **_INPUTS,
             },
             [],
-        )
-        | {"anyOf": [{"required": ["features"]}, {"required": ["features_key"]}]},
+        ),
         response=_PREDICTION,
     ),
     Endpoint(
@@ -250,10 +278,14 @@ ENDPOINTS: list[Endpoint] = [
         body=_obj(
             {
                 "features": _FEATURES,
-                "ground_truth": _SCALAR,
+                "ground_truth": {
+                    "description": "a number, label or boolean; an object for multi-output; "
+                    "optional for clustering and anomaly detection"
+                },
                 "id": {"type": "string", "minLength": 1},
+                **_INPUTS,
             },
-            ["ground_truth"],
+            [],
         ),
         response=_obj(
             {
@@ -272,7 +304,25 @@ ENDPOINTS: list[Endpoint] = [
         "learning",
         errors=(404,),
         response=_obj(
-            {"model": {"type": "string"}, "n": {"type": "integer"}, "metrics": {"type": "object"}},
+            {
+                "model": {"type": "string"},
+                "n_learns": {"type": "integer"},
+                "n": {"type": "integer", "description": "samples scored"},
+                "metrics": {"type": "object", "description": "running values by metric name"},
+                "windows": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "window": {"type": "string"},
+                            "size": {"type": "integer"},
+                            "seconds": {"type": "number"},
+                            "n": {"type": "integer"},
+                            "metrics": {"type": "object"},
+                        },
+                    },
+                },
+            },
             ["model", "n", "metrics"],
         ),
     ),

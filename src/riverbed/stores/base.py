@@ -27,6 +27,7 @@ __all__ = [
     "AliasRecord",
     "Checkpoint",
     "LearnRecord",
+    "MetricPoint",
     "ModelRecord",
     "PredictionRecord",
     "Store",
@@ -47,6 +48,8 @@ class ModelRecord:
     created_at: float = 0.0
     updated_at: float = 0.0
     flavor: str = "river"  # river (served live), sklearn (batch, served) or file (kept only)
+    # task and metric options chosen at creation (windows, horizon, custom methods...)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -111,6 +114,16 @@ class LearnRecord:
     prediction: Any  # what the model predicted before learning, for the metrics
     prediction_id: str | None
     created_at: float
+
+
+@dataclasses.dataclass
+class MetricPoint:
+    """A snapshot of a model's metrics after its ``seq``-th learn, for charts."""
+
+    model: str
+    seq: int
+    time: float
+    values: dict[str, Any]
 
 
 @dataclasses.dataclass
@@ -209,6 +222,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
         """The learns of a model with a sequence number above ``seq``, in order."""
+
+    @abc.abstractmethod
+    def add_predictions(self, records: list[PredictionRecord]) -> Future[None]:
+        """Append many predictions atomically: all are stored or none is."""
+
+    @abc.abstractmethod
+    def add_learns(self, records: list[LearnRecord]) -> Future[None]:
+        """Append many learns atomically (all or none), as :meth:`add_learn` does each."""
+
+    # metric history
+    @abc.abstractmethod
+    def add_metric_point(self, point: MetricPoint) -> Future[None]:
+        """Store a point; a point for a (model, seq) already stored is left as it is."""
+
+    @abc.abstractmethod
+    def metric_history(
+        self, name: str, *, after: int = 0, since: float | None = None, limit: int = 1000
+    ) -> list[MetricPoint]:
+        """Points of a model with ``seq > after`` (and ``time >= since``), oldest first."""
 
     # checkpoints of live models
     @abc.abstractmethod

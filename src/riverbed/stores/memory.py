@@ -24,6 +24,7 @@ from riverbed.stores.base import (
     AliasRecord,
     Checkpoint,
     LearnRecord,
+    MetricPoint,
     ModelRecord,
     PredictionRecord,
     Store,
@@ -50,6 +51,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
         self._last_version: dict[str, int] = {}
         self._aliases: dict[str, dict[str, AliasRecord]] = {}
         self._alias_history: dict[str, list[AliasChange]] = {}
+        self._points: dict[str, dict[int, MetricPoint]] = {}
         self._tokens = MemoryTokenStore()
 
     def token_store(self) -> TokenStore:
@@ -76,6 +78,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
             self._last_version.pop(name, None)
             self._aliases.pop(name, None)
             self._alias_history.pop(name, None)
+            self._points.pop(name, None)
             self._predictions = {k: p for k, p in self._predictions.items() if p.model != name}
         return done()
 
@@ -220,6 +223,35 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
             if record.prediction_id in self._predictions:
                 self._predictions[record.prediction_id].labelled = True
         return done()
+
+    def add_predictions(self, records: list[PredictionRecord]) -> Future[None]:
+        with self._lock:
+            ids = [r.id for r in records]
+            taken = [i for i in ids if i in self._predictions]
+            if taken or len(set(ids)) != len(ids):
+                first = taken[0] if taken else ids[0]
+                return done(error=PredictionExists(f"prediction id {first!r} is taken"))
+            for record in records:
+                self._predictions[record.id] = copy.copy(record)
+        return done()
+
+    def add_learns(self, records: list[LearnRecord]) -> Future[None]:
+        for record in records:
+            self.add_learn(record)
+        return done()
+
+    def add_metric_point(self, point: MetricPoint) -> Future[None]:
+        with self._lock:
+            if point.model in self._models:
+                self._points.setdefault(point.model, {}).setdefault(point.seq, point)
+        return done()
+
+    def metric_history(
+        self, name: str, *, after: int = 0, since: float | None = None, limit: int = 1000
+    ) -> list[MetricPoint]:
+        with self._lock:
+            points = sorted(self._points.get(name, {}).values(), key=lambda p: p.seq)
+        return [p for p in points if p.seq > after and (since is None or p.time >= since)][:limit]
 
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
         with self._lock:

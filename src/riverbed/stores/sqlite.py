@@ -30,6 +30,7 @@ from riverbed.stores.base import (
     AliasRecord,
     Checkpoint,
     LearnRecord,
+    MetricPoint,
     ModelRecord,
     PredictionRecord,
     Store,
@@ -55,7 +56,8 @@ CREATE TABLE IF NOT EXISTS models (
     tags TEXT NOT NULL DEFAULT '{}',
     metrics TEXT NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    options TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS versions (
     model TEXT NOT NULL REFERENCES models(name) ON DELETE CASCADE,
@@ -85,6 +87,13 @@ CREATE TABLE IF NOT EXISTS learns (
     prediction TEXT,
     prediction_id TEXT,
     created_at REAL NOT NULL,
+    PRIMARY KEY (model, seq)
+);
+CREATE TABLE IF NOT EXISTS metric_points (
+    model TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time REAL NOT NULL,
+    "values" TEXT NOT NULL,
     PRIMARY KEY (model, seq)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -119,6 +128,7 @@ CREATE INDEX IF NOT EXISTS alias_history_model ON alias_history (model);
 # Columns added after the first release of a table: (table, column, definition).
 COLUMNS = (
     ("models", "flavor", "TEXT NOT NULL DEFAULT 'river'"),
+    ("models", "options", "TEXT NOT NULL DEFAULT '{}'"),
     ("versions", "format", "TEXT NOT NULL DEFAULT 'riverbed'"),
     ("versions", "description", "TEXT NOT NULL DEFAULT ''"),
     ("versions", "tags", "TEXT NOT NULL DEFAULT '{}'"),
@@ -293,7 +303,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             try:
                 conn.execute(
                     "INSERT INTO models (name, task, description, tags, metrics, created_at,"
-                    " updated_at, flavor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " updated_at, flavor, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         model.name,
                         model.task,
@@ -303,6 +313,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
                         model.created_at,
                         model.updated_at,
                         model.flavor,
+                        dump(model.options),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -349,6 +360,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
                 ("aliases", "model"),
                 ("alias_history", "model"),
                 ("version_numbers", "model"),
+                ("metric_points", "model"),
                 ("versions", "model"),
                 ("models", "name"),
             ):
@@ -367,6 +379,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             created_at=row[5],
             updated_at=row[6],
             flavor=row[7],
+            options=load(row[8]),
         )
 
     def get_model(self, name: str) -> ModelRecord | None:
@@ -374,7 +387,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             self._read()
             .execute(
                 "SELECT name, task, description, tags, metrics, created_at, updated_at,"
-                " flavor FROM models WHERE name = ?",
+                " flavor, options FROM models WHERE name = ?",
                 (name,),
             )
             .fetchone()
@@ -386,7 +399,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             self._read()
             .execute(
                 "SELECT name, task, description, tags, metrics, created_at, updated_at,"
-                " flavor FROM models ORDER BY name"
+                " flavor, options FROM models ORDER BY name"
             )
             .fetchall()
         )
@@ -566,6 +579,24 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
 
         return self._writer.submit(op)
 
+    def add_predictions(self, records: list[PredictionRecord]) -> Future[None]:
+        rows = [
+            (r.id, r.model, r.seq, dump(r.features), dump(r.prediction), r.created_at)
+            for r in records
+        ]
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany(
+                    "INSERT INTO predictions (id, model, seq, features, prediction, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except sqlite3.IntegrityError:
+                raise PredictionExists("a prediction id of the batch is taken") from None
+
+        return self._writer.submit(op)
+
     def get_prediction(self, prediction_id: str) -> PredictionRecord | None:
         row = (
             self._read()
@@ -619,6 +650,32 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
 
         return self._writer.submit(op)
 
+    def add_learns(self, records: list[LearnRecord]) -> Future[None]:
+        rows = [
+            (
+                r.model,
+                r.seq,
+                dump(r.features),
+                dump(r.target),
+                dump(r.prediction),
+                r.prediction_id,
+                r.created_at,
+            )
+            for r in records
+        ]
+        labelled = [(r.prediction_id,) for r in records if r.prediction_id is not None]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO learns (model, seq, features, target, prediction, prediction_id,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            if labelled:
+                conn.executemany("UPDATE predictions SET labelled = 1 WHERE id = ?", labelled)
+
+        return self._writer.submit(op)
+
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
         cursor = self._read().execute(
             "SELECT model, seq, features, target, prediction, prediction_id, created_at"
@@ -635,6 +692,34 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
                 prediction_id=row[5],
                 created_at=row[6],
             )
+
+    # -- metric history ------------------------------------------------------------------
+
+    def add_metric_point(self, point: MetricPoint) -> Future[None]:
+        params = (point.model, point.seq, point.time, dump(point.values), point.model)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                'INSERT OR IGNORE INTO metric_points (model, seq, time, "values")'
+                " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM models WHERE name = ?)",
+                params,
+            )
+
+        return self._writer.submit(op)
+
+    def metric_history(
+        self, name: str, *, after: int = 0, since: float | None = None, limit: int = 1000
+    ) -> list[MetricPoint]:
+        rows = (
+            self._read()
+            .execute(
+                'SELECT model, seq, time, "values" FROM metric_points'
+                " WHERE model = ? AND seq > ? AND time >= ? ORDER BY seq LIMIT ?",
+                (name, after, -1.0 if since is None else since, limit),
+            )
+            .fetchall()
+        )
+        return [MetricPoint(r[0], r[1], r[2], load(r[3])) for r in rows]
 
     # -- checkpoints ---------------------------------------------------------------------
 
