@@ -261,7 +261,7 @@ def test_model_page_charts_move_while_the_model_learns(live: Live, page: Page) -
     n_learns = live.http.get("/v1/models/phishing/stats").json()["n_learns"]
     expect(page.locator("#n-learns")).to_have_text(f"{n_learns:,}")
     expect(page.locator("#model-events tr").first).to_be_visible()
-    expect(page.locator("#model-events")).to_contain_text("learn")
+    expect(page.locator("#model-events")).to_contain_text("label")  # ground truth by id
     expect(page.locator("#spec")).to_contain_text("river.linear_model.LogisticRegression")
     expect(page.locator("#versions")).to_contain_text("v1")
     page.locator('[data-chart="Accuracy"] svg').hover()
@@ -289,7 +289,7 @@ def test_events_page_streams_and_filters(live: Live, page: Page) -> None:
     page.select_option("#event-model", "approval")
     live.learn_phishing(2)
     live.http.post("/v1/models/approval/learn", json={"id": "watch-me-1", "ground_truth": 40.0})
-    learned = page.locator("#event-rows tr[data-type=learn]", has_text="watch-me-1")
+    learned = page.locator("#event-rows tr[data-type=label]", has_text="watch-me-1")
     expect(learned).to_have_count(1)
     expect(page.locator("#event-rows tr[data-model=phishing]")).to_have_count(0)
     expect(page.locator("#event-rows tr[data-model=approval]").first).to_be_visible()
