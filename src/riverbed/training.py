@@ -31,7 +31,7 @@ import orjson
 
 from riverbed import specs
 from riverbed.exceptions import InvalidData, InvalidInput, InvalidSpec
-from riverbed.tasks import Task, get_task, make_metrics
+from riverbed.tasks import MISSING, Task, get_task, make_metrics
 
 __all__ = [
     "FORMATS",
@@ -397,7 +397,9 @@ def train_river(
     progress: Progress,
     cancelled: Callable[[], bool],
 ) -> Outcome:
-    metric = make_metrics(task, metric_names)
+    names = list(task.default_metrics if metric_names is None else metric_names)
+    tracker = task.tracker(names, history_every=1, history_seconds=math.inf)
+    metric = [m for _, _, m in tracker.running]
     n = len(dataset.rows)
     every = max(1, n // HISTORY_POINTS)
     tick = max(1, n // 200)
@@ -406,9 +408,9 @@ def train_river(
         y = _target(task, row, target, i)
         x = _features_of(row, features)
         try:
-            y_pred = task.predict(model, x, metric)
-            task.update_metric(metric, y, y_pred)
-            task.learn(model, x, y)
+            y_pred = task.learn_prediction(model, x, tracker, MISSING)
+            task.score(tracker, model, x, y, y_pred, 0.0)
+            task.learn(model, x, y, y_pred)
         except Exception as exc:
             raise data_error(
                 f"the model could not learn from it: {type(exc).__name__}: {exc}", row=i

@@ -22,16 +22,19 @@ custom             the methods named in the options           ``prediction``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from river import metrics
+
 from riverbed.exceptions import InvalidInput, InvalidSpec
+from riverbed.metrics import build_metric
 from riverbed.tasks.base import MISSING, Task
 from riverbed.tasks.sequential import Bandit, Custom, Forecasting, Recommendation
 from riverbed.tasks.supervised import Binary, Multiclass, MultiOutput, Regression
 from riverbed.tasks.unsupervised import AnomalyDetection, Clustering
 
-__all__ = ["MISSING", "TASKS", "Task", "detect_task", "get_task"]
+__all__ = ["MISSING", "TASKS", "Task", "detect_task", "get_task", "make_metrics"]
 
 TASKS: dict[str, type[Task]] = {
     t.name: t
@@ -69,6 +72,13 @@ def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
     if options is not None and not isinstance(options, Mapping):
         raise InvalidInput("task options must be an object")
     return cls(options)
+
+
+def make_metrics(task: Task, names: Sequence[str] | None = None) -> metrics.base.Metrics:
+    """River metrics by name (the task's defaults when None) in one river ``Metrics``, for
+    code that scores outside a live model (training jobs)."""
+    chosen = task.default_metrics if names is None else tuple(names)
+    return metrics.base.Metrics([build_metric(name) for name in chosen])
 
 
 def detect_task(model: Any, options: Mapping[str, Any] | None = None) -> Task:
