@@ -16,6 +16,7 @@ def test_exported_members() -> None:
         "Engine",
         "Forbidden",
         "InvalidArtifact",
+        "InvalidBatch",
         "InvalidFeatures",
         "InvalidFilter",
         "InvalidInput",

@@ -4,10 +4,13 @@ filters and Last-Event-ID, and a model's metrics stream with its history replay.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from river import datasets
 
@@ -96,3 +99,78 @@ def test_the_metrics_stream_sends_changes_and_replays_history(client: Client) ->
     assert again[1]["data"]["metrics"] == seen["data"]["metrics"]
     with pytest.raises(ModelNotFound):
         next(client.metrics_stream("nope"))
+
+
+def test_the_websocket_and_the_upload_over_a_real_server(server: Server, client: Client) -> None:
+    from websockets.sync.client import connect
+
+    client.create_model("p", spec=SPEC)
+    rows = list(datasets.Phishing().take(40))
+    ws_url = server.url.replace("http://", "ws://") + "/v1/ws"
+    with connect(ws_url) as ws:
+        for i, (x, y) in enumerate(rows[:20]):
+            ws.send(
+                orjson.dumps(
+                    {"id": i, "op": "learn", "model": "p", "features": x, "ground_truth": y}
+                )
+            )
+        answers = [orjson.loads(ws.recv(timeout=30)) for _ in range(20)]
+    assert sorted(a["id"] for a in answers) == list(range(20))
+    assert max(a["result"]["n_learns"] for a in answers) == 20
+    bodies = [{"features": x, "ground_truth": y} for x, y in rows[20:]]
+    reports = list(client.learn_stream("p", bodies, chunk_size=8))
+    assert [r["n_learned"] for r in reports] == [8, 16, 20]
+    assert reports[-1]["done"] and reports[-1]["n_learns"] == 40
+
+
+def test_the_learn_forecast_and_tail_commands(
+    server: Server, client: Client, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from riverbed.cli import cli
+
+    runner = CliRunner()
+    data = tmp_path / "airline.csv"
+    with data.open("w") as f:
+        f.write("month,passengers\n")
+        for x, y in datasets.AirlinePassengers():
+            f.write(f"{x['month']:%Y-%m},{y}\n")
+    client.create_model(
+        "airline", spec={"class": "river.time_series.HoltWinters", "params": {"alpha": 0.3}}
+    )
+    url = ["--url", server.url]
+    learned = runner.invoke(
+        cli,
+        [
+            "learn",
+            str(data),
+            "--model",
+            "airline",
+            "--target",
+            "passengers",
+            "--chunk-size",
+            "50",
+            *url,
+        ],
+    )
+    assert learned.exit_code == 0, learned.output
+    assert "learned 144 rows" in learned.output
+    forecast = runner.invoke(cli, ["forecast", "airline", "--horizon", "3", *url])
+    assert forecast.exit_code == 0, forecast.output
+    assert [line.split("\t")[0] for line in forecast.output.splitlines()] == ["+1", "+2", "+3"]
+    assert [float(line.split("\t")[1]) for line in forecast.output.splitlines()] == client.forecast(
+        "airline", 3
+    )["forecast"]
+    tail = runner.invoke(
+        cli, ["tail", "airline", "--types", "learn", "--since", "1", "--limit", "2", *url]
+    )
+    assert tail.exit_code == 0, tail.output
+    events = [json.loads(line) for line in tail.output.splitlines()]
+    assert [e["data"]["ground_truth"] for e in events] == [112, 118]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("month,passengers\n1949-01,112\n1949-02,lots\n")
+    failed = runner.invoke(
+        cli, ["learn", str(bad), "--model", "airline", "--target", "passengers", *url]
+    )
+    assert failed.exit_code == 1 and "line 2" in failed.output

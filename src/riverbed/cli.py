@@ -91,6 +91,7 @@ def routes() -> None:
 def _add_commands() -> None:
     from riverbed.cli_cache import cache
     from riverbed.cli_jobs import jobs, train
+    from riverbed.cli_learning import forecast, learn, tail
     from riverbed.cli_models import models
     from riverbed.cli_tokens import tokens
 
@@ -99,6 +100,9 @@ def _add_commands() -> None:
     cli.add_command(tokens)
     cli.add_command(train)
     cli.add_command(jobs)
+    cli.add_command(learn)
+    cli.add_command(forecast)
+    cli.add_command(tail)
 
 
 _add_commands()

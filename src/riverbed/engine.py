@@ -29,11 +29,12 @@ import os
 import re
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from riverbed import artifacts, serialization, specs
+from riverbed.bulk import BulkOps
 from riverbed.config import Settings
 from riverbed.events import EventBus
 from riverbed.exceptions import (
@@ -160,7 +161,7 @@ def vars_of(stats: _OpStats) -> tuple[int, float, float]:
     return (stats.n_calls, stats.total, stats.ewm)
 
 
-class Engine(Registry):
+class Engine(Registry, BulkOps):
     """riverbed's core, usable in-process. Thread-safe; close it (or use ``with``).
 
     The model registry's operations (versions, aliases, search, artifacts) are the methods
@@ -328,7 +329,7 @@ class Engine(Registry):
             raise InvalidInput("metrics must be a list of river metric names")
         metric_names = list(task_.metrics_for(obj) if metrics is None else metrics)
         metric = self._tracker(task_, metric_names, options)
-        misfits = metric.works_with(obj)
+        misfits = metric.works_with(obj) if task_.checks_metric_fit else []
         if misfits:
             raise InvalidInput(f"metric {misfits[0]} does not fit a {task_.name} model")
         description = self._check_text("description", description)
@@ -563,6 +564,18 @@ class Engine(Registry):
     ) -> tuple[LearnRecord, PredictionRecord | None]:
         """Check a learn and make its record (the caller holds live.lock; nothing changes
         but the prediction's ``labelled`` mark, returned so that it can be undone)."""
+        sample, y, prediction, stored = self._check_learn(live, features, ground_truth, id, inputs)
+        return self._make_learn(live, sample, y, prediction, stored), prediction
+
+    def _check_learn(
+        self,
+        live: _Live,
+        features: Any,
+        ground_truth: Any,
+        id: str | None,
+        inputs: Mapping[str, Any],
+    ) -> tuple[Any, Any, PredictionRecord | None, Any]:
+        """Validate a learn without changing anything: ``(sample, y, prediction, stored)``."""
         task = live.task
         if ground_truth is _MISSING or ground_truth is None:
             if task.requires_target and ground_truth is None:
@@ -588,14 +601,24 @@ class Engine(Registry):
                 )
             if prediction.labelled:
                 raise AlreadyLabelled(f"prediction {id!r} has already been learned from")
-            sample, stored = prediction.features, prediction.prediction
-        else:
-            if features is None and not task.features_optional:
-                raise InvalidFeatures("give the features to learn from, or the id of a prediction")
-            sample = task.sample(self._check_features({} if features is None else features), inputs)
-            prediction, stored = None, _MISSING
+            return prediction.features, y, prediction, prediction.prediction
+        if task.learns_by_id_only:
+            raise InvalidInput(
+                f"a {task.name} model learns the reward of a pull: predict (pull) first, then "
+                "learn with the pull's id"
+            )
+        if features is None and not task.features_optional:
+            raise InvalidFeatures("give the features to learn from, or the id of a prediction")
+        sample = task.sample(self._check_features({} if features is None else features), inputs)
+        return sample, y, None, _MISSING
+
+    def _make_learn(
+        self, live: _Live, sample: Any, y: Any, prediction: PredictionRecord | None, stored: Any
+    ) -> LearnRecord:
+        """The record of a checked learn, with the prediction its metrics score (made now
+        unless stored); marks the prediction labelled."""
         try:
-            y_pred = task.learn_prediction(live.model, sample, live.metric, stored)
+            y_pred = live.task.learn_prediction(live.model, sample, live.metric, stored)
         except InvalidInput:
             raise
         except Exception as exc:
@@ -604,8 +627,10 @@ class Engine(Registry):
             ) from None
         if prediction is not None:
             prediction.labelled = True
-        record = LearnRecord(name, live.n_learns + 1, sample, y, y_pred, id, time.time())
-        return record, prediction
+        prediction_id = prediction.id if prediction is not None else None
+        return LearnRecord(
+            live.record.name, live.n_learns + 1, sample, y, y_pred, prediction_id, time.time()
+        )
 
     def _apply(self, live: _Live, record: LearnRecord) -> None:
         """Score and learn one record (the caller holds live.lock); a sample that makes the
@@ -858,6 +883,13 @@ class Engine(Registry):
             if record is not None:
                 self._remember(record)
         return record
+
+    def _forget_predictions(self, records: Sequence[PredictionRecord]) -> None:
+        """Drop predictions whose write failed from the in-memory cache."""
+        with self._lock:
+            for record in records:
+                if self._cache.get(record.id) is record:
+                    del self._cache[record.id]
 
     def _remember(self, record: PredictionRecord) -> None:
         with self._lock:

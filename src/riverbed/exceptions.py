@@ -5,6 +5,7 @@
      │    ├── InvalidSpec              a model spec names a forbidden or unknown class
      │    ├── InvalidFeatures          features are not a flat mapping of finite scalars
      │    ├── InvalidTarget            the ground truth does not fit the model's task
+     │    ├── InvalidBatch             items of a batch are bad (detail["errors"]); none applied
      │    ├── InvalidData              training data unusable; detail names the row and column
      │    ├── MalformedJSON            the body is not JSON
      │    ├── InvalidFilter            a registry search filter or order_by does not parse
@@ -48,6 +49,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "InvalidArtifact",
+    "InvalidBatch",
     "InvalidFeatures",
     "InvalidFilter",
     "InvalidData",
@@ -108,6 +110,10 @@ class InvalidFeatures(InvalidInput):
 
 class InvalidTarget(InvalidInput):
     code = "invalid_target"
+
+
+class InvalidBatch(InvalidInput):
+    code = "invalid_batch"
 
 
 class InvalidData(InvalidInput):

@@ -27,6 +27,7 @@ from riverbed.server import (
     stream,
     tokens,
     web,
+    ws,
 )
 from riverbed.server.auth import AuthPolicy, bootstrap_admin, enabled_endpoints
 from riverbed.server.http import JSONResponse, error_headers, error_response, status_of
@@ -46,6 +47,7 @@ def endpoints() -> list[Endpoint]:
         *registry_api.ENDPOINTS,
         *jobs_api.ENDPOINTS,
         *learning.ENDPOINTS,
+        *ws.ENDPOINTS,
         *stream.ENDPOINTS,
         *prometheus.ENDPOINTS,
         *web.ENDPOINTS,

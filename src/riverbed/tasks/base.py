@@ -50,6 +50,10 @@ class Task:
     option_names: ClassVar[frozenset[str]] = frozenset()
     # whether a learn may come without features (a forecaster's x is optional)
     features_optional: ClassVar[bool] = False
+    # whether a learn must name a prediction (a bandit's reward is for a pull)
+    learns_by_id_only: ClassVar[bool] = False
+    # whether river's metric.works_with(model) applies (it knows regressors and classifiers)
+    checks_metric_fit: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})

@@ -67,7 +67,10 @@ class Forecasting(Task):
         # Always the forecast of the next `horizon` values made now, even when learning by id.
         if tracker.horizon is None or not tracker.horizon.ready:
             return None
-        return [float(v) for v in model.forecast(horizon=self.horizon)]
+        try:
+            return [float(v) for v in model.forecast(horizon=self.horizon)]
+        except Exception:  # a model that cannot forecast yet (still warming up) is not scored
+            return None
 
     def score(
         self, tracker: Tracker, model: Any, sample: Any, y: Any, y_pred: Any, t: float
@@ -129,6 +132,7 @@ class Bandit(Task):
     default_metrics = ("Mean", "Sum")
     inputs = frozenset({"arms"})
     features_optional = True
+    learns_by_id_only = True
 
     def matches(self, model: Any) -> bool:
         return isinstance(model, bandit.base.Policy)

@@ -18,6 +18,7 @@ __all__ = ["Binary", "Multiclass", "MultiOutput", "Regression"]
 class Regression(Task):
     name = "regression"
     default_metrics = ("MAE", "RMSE", "R2")
+    checks_metric_fit = True
 
     def matches(self, model: Any) -> bool:
         return isinstance(model, base.Regressor)
@@ -37,6 +38,8 @@ def check_label(y: Any) -> Any:
 
 
 class _Classification(Task):
+    checks_metric_fit = True
+
     def matches(self, model: Any) -> bool:
         return isinstance(model, base.Classifier)
 

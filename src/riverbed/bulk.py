@@ -1,0 +1,242 @@
+"""Many predictions or learns in one operation: one lock, one commit, all or nothing.
+
+The rule for a bad item, the same over HTTP, the WebSocket and the embedded engine:
+
+1. every item is checked first (its fields, features, ground truth, prediction id and, for
+   a batch of learns, that no id comes twice); if any item is bad, the batch is refused with
+   :class:`~riverbed.exceptions.InvalidBatch`, whose ``detail["errors"]`` lists each bad item
+   as ``{"index", "code", "message", "detail"}``, and nothing is applied;
+2. otherwise the items are applied in order under the model's lock -- a learn is scored with
+   the prediction the model makes after the items before it, exactly as one learn after the
+   other would be -- and written in one atomic store write (one commit);
+3. if the model itself fails on an item (``learn_one`` raises), the model is rebuilt from its
+   checkpoint and log, which hold no item of the batch, and the batch is refused naming that
+   item: again nothing is applied.
+
+So a batch is never half applied, and the model state after a batch equals the state after
+the same items sent one at a time (the tests check both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from riverbed.exceptions import (
+    AlreadyLabelled,
+    InvalidBatch,
+    InvalidInput,
+    PayloadTooLarge,
+    PredictionExists,
+    RiverbedError,
+)
+from riverbed.stores.base import done
+from riverbed.tasks import MISSING
+
+if TYPE_CHECKING:
+    from riverbed.config import Settings
+    from riverbed.engine import Receipt, _Live
+    from riverbed.events import EventBus
+    from riverbed.stores.base import LearnRecord, PredictionRecord, Store
+
+__all__ = ["BulkOps", "item_error"]
+
+_PREDICT_FIELDS = frozenset({"features", "id"})
+_LEARN_FIELDS = frozenset({"features", "id", "ground_truth"})
+
+
+def item_error(index: int, exc: RiverbedError) -> dict[str, Any]:
+    return {"index": index, "code": exc.code, "message": exc.message, "detail": exc.detail}
+
+
+class BulkOps:
+    """Batch operations of the engine (mixed into :class:`~riverbed.engine.Engine`)."""
+
+    if TYPE_CHECKING:  # what the engine provides
+        settings: Settings
+        store: Store
+        events: EventBus
+        _live: dict[str, _Live]
+
+        def _get_live(self, name: str) -> _Live: ...
+        def _learner_of(self, ref: str) -> str: ...
+        def _remember(self, record: PredictionRecord) -> None: ...
+        def _forget_predictions(self, records: Sequence[PredictionRecord]) -> None: ...
+        def _reload(self, live: _Live) -> None: ...
+        def _predict_one(
+            self, live: _Live, features: Any, id: str | None, inputs: Mapping[str, Any]
+        ) -> PredictionRecord: ...
+        def _check_learn(
+            self,
+            live: _Live,
+            features: Any,
+            ground_truth: Any,
+            id: str | None,
+            inputs: Mapping[str, Any],
+        ) -> tuple[Any, Any, PredictionRecord | None, Any]: ...
+        def _make_learn(
+            self, live: _Live, sample: Any, y: Any, prediction: PredictionRecord | None, stored: Any
+        ) -> LearnRecord: ...
+        def _apply(self, live: _Live, record: LearnRecord) -> None: ...
+        def _after_learn(self, live: _Live, record: LearnRecord) -> None: ...
+        def _learn_event(
+            self, live: _Live, record: LearnRecord
+        ) -> tuple[str, str, dict[str, Any]]: ...
+
+    # -- predict many ------------------------------------------------------------------------
+
+    def predict_many(self, name: str, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Predict for many samples, in order; each item is a predict body (``features``,
+        ``id`` and the task's fields). All are stored, or none (see the module docstring)."""
+        return self.submit_predict_many(name, items).wait()
+
+    def submit_predict_many(
+        self, name: str, items: Sequence[Mapping[str, Any]]
+    ) -> Receipt[list[dict[str, Any]]]:
+        from riverbed.engine import Receipt
+
+        live = self._get_live(name)
+        items = self._check_batch(items)
+        allowed = _PREDICT_FIELDS | live.task.inputs
+        errors: list[dict[str, Any]] = []
+        records: list[PredictionRecord] = []
+        with live.lock:
+            before = live.n_predictions
+            ids: set[str] = set()
+            for index, item in enumerate(items):
+                try:
+                    fields = _fields(item, allowed)
+                    features, id = fields.pop("features", None), fields.pop("id", None)
+                    if id is not None and id in ids:
+                        raise PredictionExists(f"prediction id {id!r} comes twice in the batch")
+                    record = self._predict_one(live, features, id, fields)
+                except RiverbedError as exc:
+                    errors.append(item_error(index, exc))
+                    continue
+                ids.add(record.id)
+                records.append(record)
+            if errors:
+                live.n_predictions = before
+                raise _refused(errors, len(items))
+            for record in records:
+                self._remember(record)
+            future = self.store.add_predictions(records) if records else done()
+        wire = live.task.wire
+        results = [{"id": r.id, "model": name, **wire(r.prediction)} for r in records]
+
+        def stored(f: Future[None]) -> None:
+            if f.exception() is not None:
+                self._forget_predictions(records)
+                return
+            for record, result in zip(records, results, strict=True):
+                self.events.publish("predict", name, {"features": record.features, **result})
+
+        future.add_done_callback(stored)
+        return Receipt(results, future)
+
+    # -- learn many --------------------------------------------------------------------------
+
+    def learn_many(self, name: str, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Learn from many samples, in order; each item is a learn body (``features`` and
+        ``ground_truth``, or ``id`` and ``ground_truth``). All are learned, or none."""
+        return self.submit_learn_many(name, items).wait()
+
+    def submit_learn_many(
+        self, name: str, items: Sequence[Mapping[str, Any]]
+    ) -> Receipt[dict[str, Any]]:
+        from riverbed.engine import Receipt
+
+        if name not in self._live:
+            name = self._learner_of(name)
+        live = self._get_live(name)
+        items = self._check_batch(items)
+        allowed = _LEARN_FIELDS | live.task.inputs
+        with live.lock:
+            # 1. check every item; nothing changes
+            checked = []
+            errors: list[dict[str, Any]] = []
+            ids: set[str] = set()
+            for index, item in enumerate(items):
+                try:
+                    fields = _fields(item, allowed)
+                    features, id = fields.pop("features", None), fields.pop("id", None)
+                    ground_truth = fields.pop("ground_truth", MISSING)
+                    if id is not None and id in ids:
+                        raise AlreadyLabelled(f"prediction id {id!r} comes twice in the batch")
+                    checked.append(self._check_learn(live, features, ground_truth, id, fields))
+                    if id is not None:
+                        ids.add(id)
+                except RiverbedError as exc:
+                    errors.append(item_error(index, exc))
+            if errors:
+                raise _refused(errors, len(items))
+            # 2. apply in order; a model failure undoes the whole batch
+            applied: list[LearnRecord] = []
+            marked: list[PredictionRecord] = []
+            for index, (sample, y, prediction, stored) in enumerate(checked):
+                try:
+                    record = self._make_learn(live, sample, y, prediction, stored)
+                    if prediction is not None:
+                        marked.append(prediction)
+                    self._apply(live, record)
+                except RiverbedError as exc:
+                    for p in marked:
+                        p.labelled = False
+                    if applied:
+                        self._reload(live)
+                    raise _refused([item_error(index, exc)], len(items)) from None
+                applied.append(record)
+            if not applied:
+                return Receipt({"model": name, "n_learns": live.n_learns, "items": []}, done())
+            future = self.store.add_learns(applied)
+            self._after_learn(live, applied[-1])
+            events = [self._learn_event(live, record) for record in applied]
+        result = {
+            "model": name,
+            "n_learns": applied[-1].seq,
+            "items": [{"id": r.prediction_id, "n_learns": r.seq} for r in applied],
+        }
+
+        def learned(f: Future[None]) -> None:
+            if f.exception() is None:
+                for event in events:
+                    self.events.publish(*event)
+
+        future.add_done_callback(learned)
+        return Receipt(result, future)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _check_batch(self, items: Any) -> list[Mapping[str, Any]]:
+        if isinstance(items, Mapping) or not isinstance(items, Sequence) or isinstance(items, str):
+            raise InvalidInput("items must be an array of objects")
+        limit = self.settings.max_batch_size
+        if len(items) > limit:
+            raise PayloadTooLarge(
+                f"{len(items)} items is more than the limit of {limit} per request",
+                detail={"limit": "max_batch_size", "max": limit, "given": len(items)},
+            )
+        return list(items)
+
+
+def _fields(item: Any, allowed: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        raise InvalidInput(f"an item must be an object, got {type(item).__name__}")
+    unknown = sorted(k for k in item if k not in allowed)
+    if unknown:
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; accepted: "
+            f"{', '.join(sorted(allowed))}",
+            detail={"fields": unknown},
+        )
+    return dict(item)
+
+
+def _refused(errors: list[dict[str, Any]], n: int) -> InvalidBatch:
+    first = errors[0]
+    return InvalidBatch(
+        f"{len(errors)} of {n} items cannot be applied, so none was (item {first['index']}: "
+        f"{first['message']})",
+        detail={"errors": errors},
+    )
