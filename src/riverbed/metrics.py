@@ -87,7 +87,8 @@ class Window:
         return {"size": self.size} if self.size is not None else {"seconds": self.seconds}
 
 
-DEFAULT_WINDOWS: tuple[Window, ...] = (Window(size=1000),)
+# No window unless chosen: a window doubles the work of scoring each learn.
+DEFAULT_WINDOWS: tuple[Window, ...] = ()
 
 
 def parse_windows(value: Any) -> tuple[Window, ...]:
