@@ -301,7 +301,7 @@ async def stream_metrics(request: Request) -> Response:
     engine, only = engine_of(request), request.query_params.get("model")
 
     def render(event: Any) -> bytes | None:
-        if event.type != "learn" or (only is not None and event.model != only):
+        if event.type not in ("learn", "label") or (only is not None and event.model != only):
             return None
         try:
             return sse_message(engine.metrics(event.model)["metrics"])
@@ -316,17 +316,20 @@ async def stream_events(request: Request) -> Response:
     only = request.query_params.get("model")
 
     def render(event: Any) -> bytes | None:
-        if event.type not in ("predict", "learn") or (only is not None and event.model != only):
+        if event.type not in ("predict", "learn", "label") or (
+            only is not None and event.model != only
+        ):
             return None
+        kind = "learn" if event.type == "label" else event.type  # chantilly knows no labels
         data = event.data
         out = {
             "model": event.model,
             "features": data["features"],
             "prediction": wire_prediction(data),
         }
-        if event.type == "learn":
+        if kind == "learn":
             out["ground_truth"] = data["ground_truth"]
-        return sse_message(out, event.type)
+        return sse_message(out, kind)
 
     return sse_response(request, render)
 

@@ -268,7 +268,7 @@ async def stream_metrics(request: Request) -> Response:
     engine = engine_of(request)
 
     def render(event: Any) -> bytes | None:
-        if event.type != "learn":
+        if event.type not in ("learn", "label"):
             return None
         try:
             return sse_message(engine.metrics(event.model)["metrics"])
@@ -281,7 +281,7 @@ async def stream_metrics(request: Request) -> Response:
 @legacy_errors
 async def stream_events(request: Request) -> Response:
     def render(event: Any) -> bytes | None:
-        if event.type not in ("predict", "learn"):
+        if event.type not in ("predict", "learn", "label"):
             return None
         data = event.data
         out = {
@@ -289,11 +289,9 @@ async def stream_events(request: Request) -> Response:
             "features": data["features"],
             "prediction": wire_prediction(data),
         }
-        kind = event.type
-        if kind == "learn":
+        kind = event.type  # "label": ground truth that joined a stored prediction
+        if kind in ("learn", "label"):
             out["ground_truth"] = data["ground_truth"]
-            if data.get("prediction_id") is not None:
-                kind = "label"  # ground truth that joined a stored prediction
         return sse_message(out, kind)
 
     return sse_response(request, render)
