@@ -26,7 +26,7 @@ from riverbed.server.compat.common import (
     humanize_ns,
     legacy_errors,
     load_pickled_upload,
-    random_name,
+    replace_upload,
     sse_message,
     sse_response,
     wire_prediction,
@@ -162,16 +162,8 @@ async def post_init(request: Request) -> Response:
 async def upload_model(request: Request) -> Response:
     flavor = await _flavor(request)
     model = await load_pickled_upload(request)
-    engine = engine_of(request)
-    taken = {m["name"] for m in engine.list_models()}
-    name = request.path_params.get("name") or random_name(taken.__contains__)
-    if name in taken:  # chantilly replaced a model uploaded under the same name
-        try:
-            await engine.submit_delete_model(name)
-        except ModelNotFound:
-            pass
-    await engine.submit_create_model(
-        name, model, tags=TAG, **flavor_setup(flavor, model, FLAVORS[flavor])
+    name = await replace_upload(
+        request, model, tags=TAG, **flavor_setup(flavor, model, FLAVORS[flavor])
     )
     state = await _state(request)
     await _save_state(request, {**state, "default": name})

@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from riverbed import serialization
 from riverbed.engine import Engine
 from riverbed.events import Event
-from riverbed.exceptions import Forbidden, InvalidArtifact, RiverbedError
+from riverbed.exceptions import Forbidden, InvalidArtifact, ModelNotFound, RiverbedError
 from riverbed.server.http import JSONResponse, error_headers, read_body, status_of
 from riverbed.server.registry_api import pickle_allowed
 
@@ -32,6 +32,7 @@ __all__ = [
     "legacy_error_response",
     "load_pickled_upload",
     "random_name",
+    "replace_upload",
     "sse_response",
 ]
 
@@ -103,6 +104,23 @@ def random_name(taken: Callable[[str], bool]) -> str:
         name = f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_FOODS)}-{number}"
         if not taken(name):
             return name
+
+
+async def replace_upload(request: Request, model: Any, **create: Any) -> str:
+    """Create ``model`` under the route's name, or a free random one, and return the name.
+
+    As in chantilly and django-river-ml, an upload under a taken name replaces that model.
+    """
+    engine = engine_of(request)
+    taken = {m["name"] for m in engine.list_models()}
+    name = request.path_params.get("name") or random_name(taken.__contains__)
+    if name in taken:
+        try:
+            await engine.submit_delete_model(name)
+        except ModelNotFound:  # deleted meanwhile
+            pass
+    await engine.submit_create_model(name, model, **create)
+    return name
 
 
 def humanize_ns(ns: int) -> str:

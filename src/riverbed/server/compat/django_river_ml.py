@@ -34,7 +34,7 @@ from riverbed.server.compat.common import (
     legacy_errors,
     load_pickled_upload,
     model_params,
-    random_name,
+    replace_upload,
     sse_message,
     sse_response,
     wire_prediction,
@@ -151,16 +151,8 @@ async def upload_model(request: Request) -> Response:
             f"yet; served: {', '.join(TASKS)}"
         )
     model = await load_pickled_upload(request)
-    engine = engine_of(request)
-    taken = {m["name"] for m in engine.list_models()}
-    name = request.path_params.get("name") or random_name(taken.__contains__)
-    if name in taken:  # an upload under an existing name replaces that model
-        try:
-            await engine.submit_delete_model(name)
-        except ModelNotFound:
-            pass
-    await engine.submit_create_model(
-        name, model, tags=TAG, **flavor_setup(task, model, FLAVORS.get(task))
+    name = await replace_upload(
+        request, model, tags=TAG, **flavor_setup(task, model, FLAVORS.get(task))
     )
     return JSONResponse({"name": name}, status_code=201)
 
