@@ -101,6 +101,25 @@ def test_the_metrics_stream_sends_changes_and_replays_history(client: Client) ->
         next(client.metrics_stream("nope"))
 
 
+def test_the_metrics_stream_says_deleted_before_any_heartbeat(
+    server: Server, client: Client
+) -> None:
+    """A deletion wakes the metrics stream: the next line after it is the ``deleted`` event,
+    not the heartbeat that an idle stream would send first."""
+    import httpx
+
+    client.create_model("gone", spec=SPEC)
+    with httpx.stream("GET", server.url + "/v1/models/gone/metrics/stream", timeout=None) as r:
+        lines = (line for line in r.iter_lines() if line)
+        assert next(lines) == ": connected"
+        assert next(lines).startswith("id: ")  # the current metrics
+        assert next(lines) == "event: metrics"
+        next(lines)  # its data
+        client.delete_model("gone")
+        following = [next(lines), next(lines)]
+    assert following[1] == "event: deleted", following
+
+
 def test_the_websocket_and_the_upload_over_a_real_server(server: Server, client: Client) -> None:
     from websockets.sync.client import connect
 

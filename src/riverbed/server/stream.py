@@ -111,7 +111,8 @@ async def _follow_metrics(
     changed = asyncio.Event()
 
     def listener(event: Event) -> None:
-        if event.model == name and event.type in ("learn", "label"):
+        # A deletion wakes the stream too, so that followers hear of it at once.
+        if event.model == name and event.type in ("learn", "label", "model.deleted"):
             loop.call_soon_threadsafe(changed.set)
 
     unsubscribe = engine.events.subscribe(listener)
