@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -118,3 +119,70 @@ def test_reopening_an_engine_replays_the_log_after_the_checkpoint(tmp_path: Path
     with Engine(database) as again:
         assert again.metrics("p") == expected
         assert again.stats("p")["n_learns"] == 130
+
+
+def test_sigkill_with_retention_replays_to_the_acknowledged_state(tmp_path: Path) -> None:
+    """Retention on (50 predictions, 50 learns): old rows go, the learns after the last
+    checkpoint stay, and a killed server comes back with river's own state."""
+    database = str(tmp_path / "retention.db")
+    flags = ("--retention-predictions", "50", "--retention-learns", "50")
+    server = Server(
+        database, None, "--checkpoint-every", "97", "--checkpoint-seconds", "3600", *flags
+    ).start()
+
+    def count(table: str) -> int:
+        conn = sqlite3.connect(database)
+        try:
+            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        finally:
+            conn.close()
+
+    http = httpx.Client(base_url=server.url, timeout=10)
+    assert http.post("/v1/models", json={"name": "p", "spec": SPEC}).status_code == 201
+    acknowledged = 0
+    killer_armed = threading.Event()
+    killer = threading.Thread(target=lambda: (killer_armed.wait(), server.kill()))
+    killer.start()
+    try:
+        for i, (x, y) in enumerate(datasets.Phishing()):
+            if acknowledged == 300:  # let the server's once-a-second prune happen
+                deadline = time.monotonic() + 30
+                while count("predictions") > 50 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert count("predictions") == 50
+            if acknowledged == 600:
+                killer_armed.set()
+            try:
+                http.post(
+                    "/v1/models/p/predict", json={"features": x, "id": f"s{i}"}
+                ).raise_for_status()
+                http.post(
+                    "/v1/models/p/learn", json={"id": f"s{i}", "ground_truth": y}
+                ).raise_for_status()
+            except httpx.TransportError:
+                break
+            acknowledged += 1
+    finally:
+        killer_armed.set()
+        killer.join()
+        http.close()
+    assert acknowledged >= 600
+    conn = sqlite3.connect(database)
+    checkpoint_seq = conn.execute("SELECT seq FROM checkpoints").fetchone()[0]
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM learns ORDER BY seq")]
+    conn.close()
+    assert 1 < seqs[0] <= checkpoint_seq + 1  # pruned, yet the replay log is whole
+    assert seqs == list(range(seqs[0], seqs[-1] + 1))
+
+    restarted = Server(database, None, *flags).start()
+    try:
+        with httpx.Client(base_url=restarted.url) as http:
+            n = http.get("/v1/models/p/stats").json()["n_learns"]
+            assert n in (acknowledged, acknowledged + 1)
+            _, expected = reference(n)
+            assert http.get("/v1/models/p/metrics").json()["metrics"] == expected
+            gone = http.post("/v1/models/p/learn", json={"id": "s0", "ground_truth": True})
+            assert gone.status_code == 404
+            assert "retention" in gone.json()["error"]["message"]
+    finally:
+        restarted.stop()

@@ -357,3 +357,90 @@ def test_batches_of_predictions_and_learns_are_all_or_nothing(store: Store) -> N
     assert list(store.learns_after("m", 0)) == learns
     labelled = store.get_prediction("b1")
     assert labelled is not None and labelled.labelled
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+def fill(store: Store, name: str, n: int, *, step: int = 1) -> None:
+    """``n`` predictions (ids ``{name}-p{seq}``), learns and metric points of a model, with
+    sequence numbers ``step, 2 * step, ...`` (gaps when ``step`` > 1)."""
+    from riverbed.stores.base import MetricPoint
+
+    for seq in range(step, n * step + 1, step):
+        store.add_prediction(PredictionRecord(f"{name}-p{seq}", name, seq, {"a": seq}, 1, 1.0))
+        store.add_learn(LearnRecord(name, seq, {"a": seq}, 1, 1, None, 1.0))
+        store.add_metric_point(MetricPoint(name, seq, float(seq), {"n": seq}))
+    store.sync()
+
+
+def kept_predictions(store: Store, name: str, seqs: range) -> list[int]:
+    return [s for s in seqs if store.get_prediction(f"{name}-p{s}") is not None]
+
+
+def test_prune_keeps_exactly_the_newest_n_of_each_kind(store: Store) -> None:
+    """Sequence numbers with gaps (a failed write leaves one) still leave exactly N rows."""
+    from riverbed.stores.base import Pruned, Retention
+
+    store.create_model(*model()).result()
+    fill(store, "m", 25, step=2)  # seqs 2, 4, ..., 50
+    store.save_checkpoint(Checkpoint("m", 50, b"s", 1.0)).result()
+    pruned = store.prune("m", Retention(predictions=10, learns=8, metric_points=6)).result()
+    assert pruned == Pruned(predictions=15, learns=17, metric_points=19, predictions_through=30)
+    assert kept_predictions(store, "m", range(1, 51)) == list(range(32, 51, 2))
+    assert [r.seq for r in store.learns_after("m", 0)] == list(range(36, 51, 2))
+    assert [p.seq for p in store.metric_history("m")] == list(range(40, 51, 2))
+    assert store.max_prediction_seq("m") == 50
+    # nothing is left to prune, so a second prune deletes nothing
+    assert store.prune("m", Retention(10, 8, 6)).result() == Pruned()
+
+
+def test_prune_never_deletes_a_learn_after_the_checkpoint(store: Store) -> None:
+    from riverbed.stores.base import Retention
+
+    store.create_model(*model()).result()
+    fill(store, "m", 30)
+    # no checkpoint: loading the model replays every learn from version 1, so all stay
+    assert store.prune("m", Retention(learns=5)).result().learns == 0
+    assert len(list(store.learns_after("m", 0))) == 30
+    store.save_checkpoint(Checkpoint("m", 12, b"s", 1.0)).result()
+    assert store.prune("m", Retention(learns=5)).result().learns == 12
+    assert [r.seq for r in store.learns_after("m", 0)] == list(range(13, 31))
+    store.save_checkpoint(Checkpoint("m", 30, b"s", 2.0)).result()
+    assert store.prune("m", Retention(learns=5)).result().learns == 13
+    assert [r.seq for r in store.learns_after("m", 0)] == list(range(26, 31))
+
+
+def test_prune_leaves_kinds_without_a_retention_and_other_models_alone(store: Store) -> None:
+    from riverbed.stores.base import Retention
+
+    store.create_model(*model("a")).result()
+    store.create_model(*model("b")).result()
+    fill(store, "a", 10)
+    fill(store, "b", 10)
+    store.save_checkpoint(Checkpoint("a", 10, b"s", 1.0)).result()
+    store.save_checkpoint(Checkpoint("b", 10, b"s", 1.0)).result()
+    assert store.prune("a", Retention(predictions=3)).result().predictions == 7
+    assert kept_predictions(store, "a", range(1, 11)) == [8, 9, 10]
+    assert len(list(store.learns_after("a", 0))) == 10
+    assert len(store.metric_history("a")) == 10
+    assert kept_predictions(store, "b", range(1, 11)) == list(range(1, 11))
+    assert len(list(store.learns_after("b", 0))) == 10
+
+
+def test_a_long_backlog_is_pruned_in_batches_to_the_same_end(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite deletes a batch per write (here 7 rows) and queues the next until done."""
+    from riverbed.stores import sqlite
+    from riverbed.stores.base import Pruned, Retention
+
+    monkeypatch.setattr(sqlite, "_PRUNE_BATCH", 7)
+    store.create_model(*model()).result()
+    fill(store, "m", 60)
+    store.save_checkpoint(Checkpoint("m", 60, b"s", 1.0)).result()
+    pruned = store.prune("m", Retention(predictions=5, learns=10, metric_points=20)).result()
+    assert pruned == Pruned(predictions=55, learns=50, metric_points=40, predictions_through=55)
+    assert kept_predictions(store, "m", range(1, 61)) == list(range(56, 61))
+    assert [r.seq for r in store.learns_after("m", 0)] == list(range(51, 61))
+    assert [p.seq for p in store.metric_history("m")] == list(range(41, 61))

@@ -156,6 +156,27 @@ SETTINGS: tuple[Setting, ...] = (
         "Recent predictions kept in memory so that learning by id needs no disk read.",
     ),
     Setting(
+        "retention_predictions",
+        0,
+        int,
+        "Predictions kept in the database per model: the newest N (0 keeps them all). "
+        "Older ones are deleted in the background, about once a second; labelling one "
+        "answers 404 prediction_not_found.",
+    ),
+    Setting(
+        "retention_learns",
+        0,
+        int,
+        "Learn records (the replay log) kept per model: the newest N (0 keeps them all), "
+        "and always every learn after the model's last checkpoint, which a restart replays.",
+    ),
+    Setting(
+        "retention_metric_points",
+        0,
+        int,
+        "Metric history points (the charts' data) kept per model: the newest N (0 keeps them all).",
+    ),
+    Setting(
         "allow_pickle_uploads",
         "auto",
         str,
@@ -215,6 +236,9 @@ class Settings:
     max_upload_bytes: int = 104_857_600
     max_candidates: int = 50
     prediction_cache_size: int = 100_000
+    retention_predictions: int = 0
+    retention_learns: int = 0
+    retention_metric_points: int = 0
     allow_pickle_uploads: str = "auto"
     compat: str = "chantilly,django-river-ml,lrnstak,maisie"
     max_artifact_bytes: int = 268_435_456
@@ -239,6 +263,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.pickle_uploads_allowed  # noqa: B018 - refuse a bad value when loading
+        for name in ("retention_predictions", "retention_learns", "retention_metric_points"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (keep all) or a positive count")
 
     @property
     def allowed_module_prefixes(self) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import copy
 import functools
+import logging
 import math
 import os
 import re
@@ -63,6 +64,7 @@ from riverbed.stores.base import (
     MetricPoint,
     ModelRecord,
     PredictionRecord,
+    Retention,
     Store,
     VersionRecord,
 )
@@ -80,6 +82,8 @@ _MISSING: Any = MISSING
 _METRIC_OPTIONS = {"windows", "history_every", "history_seconds"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _EWM_ALPHA = 0.3
+_PRUNE_SECONDS = 1.0  # how often the checkpoint thread applies the retention settings
+log = logging.getLogger(__name__)
 
 
 class Receipt(Generic[T]):
@@ -142,6 +146,8 @@ class _Live:
         self.n_predictions = 0
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()
+        self.pruned_through = 0  # retention removed the predictions up to this seq
+        self.pruned_at = (0, 0)  # (n_predictions, n_learns) at the last prune
         self.predict_stats = _OpStats()
         self.learn_stats = _OpStats()
 
@@ -227,6 +233,7 @@ class Engine(Registry, BulkOps):
 
     def _tick(self) -> None:
         period = max(0.05, min(1.0, self.settings.checkpoint_seconds / 2))
+        pruned = time.monotonic()
         while not self._stop.wait(period):
             now = time.monotonic()
             for live in list(self._live.values()):
@@ -236,6 +243,12 @@ class Engine(Registry, BulkOps):
                 ):
                     with live.lock:
                         self._checkpoint(live)
+            if now - pruned >= _PRUNE_SECONDS:  # after the checkpoints: their learns may go
+                pruned = now
+                try:
+                    self.prune()
+                except Exception:  # the checkpoints must go on
+                    log.exception("pruning by the retention settings failed")
 
     def checkpoint(self, name: str | None = None) -> int:
         """Checkpoint one model, or every live model that learned since its last checkpoint.
@@ -251,6 +264,38 @@ class Engine(Registry, BulkOps):
         for future in futures:
             future.result()
         return len(futures)
+
+    def prune(self, name: str | None = None) -> dict[str, int]:
+        """Delete what the retention settings do not keep (the newest
+        ``retention_predictions`` predictions, ``retention_learns`` learns and
+        ``retention_metric_points`` history points) of one model, or of every live model that
+        predicted or learned since its last prune. The learns after a model's checkpoint are
+        always kept. The checkpoint thread does this about once a second.
+
+        Returns how many predictions, learns and metric points were deleted.
+        """
+        s = self.settings
+        retention = Retention(
+            s.retention_predictions, s.retention_learns, s.retention_metric_points
+        )
+        counts = {"predictions": 0, "learns": 0, "metric_points": 0}
+        if not retention:
+            return counts
+        targets = [self._get_live(name)] if name is not None else list(self._live.values())
+        pending = []
+        for live in targets:
+            mark = (live.n_predictions, live.n_learns)
+            if name is None and mark == live.pruned_at:
+                continue
+            live.pruned_at = mark
+            pending.append((live, self.store.prune(live.record.name, retention)))
+        for live, future in pending:
+            pruned = future.result()
+            live.pruned_through = max(live.pruned_through, pruned.predictions_through)
+            counts["predictions"] += pruned.predictions
+            counts["learns"] += pruned.learns
+            counts["metric_points"] += pruned.metric_points
+        return counts
 
     def _checkpoint(self, live: _Live) -> Future[None]:
         # The caller holds live.lock, so the state and its sequence number agree.
@@ -594,11 +639,12 @@ class Engine(Registry, BulkOps):
         if id is not None:
             id = self._check_id(id)
             prediction = self._find_prediction(id)
-            if prediction is None or prediction.model != name:
-                raise PredictionNotFound(
-                    f"no prediction with id {id!r} for model {name!r}; predict with "
-                    "that id first, or learn with features instead"
-                )
+            if (
+                prediction is None
+                or prediction.model != name
+                or prediction.seq <= live.pruned_through  # still cached, gone from the store
+            ):
+                raise PredictionNotFound(self._no_prediction(id, name))
             if prediction.labelled:
                 raise AlreadyLabelled(f"prediction {id!r} has already been learned from")
             return prediction.features, y, prediction, prediction.prediction
@@ -883,6 +929,18 @@ class Engine(Registry, BulkOps):
             if record is not None:
                 self._remember(record)
         return record
+
+    def _no_prediction(self, id: str, name: str) -> str:
+        message = (
+            f"no prediction with id {id!r} for model {name!r}; predict with that id first, "
+            "or learn with features instead"
+        )
+        if self.settings.retention_predictions:
+            message += (
+                f" (retention keeps the newest {self.settings.retention_predictions} "
+                "predictions of a model: this one may have been removed)"
+            )
+        return message
 
     def _forget_predictions(self, records: Sequence[PredictionRecord]) -> None:
         """Drop predictions whose write failed from the in-memory cache."""

@@ -30,6 +30,8 @@ __all__ = [
     "MetricPoint",
     "ModelRecord",
     "PredictionRecord",
+    "Pruned",
+    "Retention",
     "Store",
     "VersionRecord",
     "done",
@@ -132,6 +134,33 @@ class Checkpoint:
     seq: int  # the last learn the state includes
     state: bytes
     created_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Retention:
+    """How much of a model's history a store keeps: the newest N of each kind (0: all).
+
+    Learns after the model's checkpoint are always kept, whatever ``learns`` says: loading
+    the model replays them (see ``Engine._load``).
+    """
+
+    predictions: int = 0
+    learns: int = 0
+    metric_points: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.predictions or self.learns or self.metric_points)
+
+
+@dataclasses.dataclass
+class Pruned:
+    """What one :meth:`Store.prune` deleted. When it deleted predictions, every prediction
+    of the model with a ``seq`` up to ``predictions_through`` is gone (else that is 0)."""
+
+    predictions: int = 0
+    learns: int = 0
+    metric_points: int = 0
+    predictions_through: int = 0
 
 
 class Store(abc.ABC):
@@ -241,6 +270,14 @@ class Store(abc.ABC):
         self, name: str, *, after: int = 0, since: float | None = None, limit: int = 1000
     ) -> list[MetricPoint]:
         """Points of a model with ``seq > after`` (and ``time >= since``), oldest first."""
+
+    # retention
+    @abc.abstractmethod
+    def prune(self, name: str, retention: Retention) -> Future[Pruned]:
+        """Delete what ``retention`` does not keep of a model: all but its newest
+        ``predictions`` predictions, ``metric_points`` history points and ``learns`` learns
+        (by ``seq``; 0 keeps every one), never a learn with a ``seq`` above the model's
+        checkpoint. Done as a write, in batches that other writes can pass between."""
 
     # checkpoints of live models
     @abc.abstractmethod

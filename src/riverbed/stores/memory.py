@@ -27,6 +27,8 @@ from riverbed.stores.base import (
     MetricPoint,
     ModelRecord,
     PredictionRecord,
+    Pruned,
+    Retention,
     Store,
     VersionRecord,
     done,
@@ -46,6 +48,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
         self._models: dict[str, ModelRecord] = {}
         self._versions: dict[str, list[VersionRecord]] = {}
         self._predictions: dict[str, PredictionRecord] = {}
+        self._prediction_seqs: dict[str, list[tuple[int, str]]] = {}  # model -> (seq, id)
         self._learns: dict[str, list[LearnRecord]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
         self._last_version: dict[str, int] = {}
@@ -79,6 +82,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
             self._aliases.pop(name, None)
             self._alias_history.pop(name, None)
             self._points.pop(name, None)
+            self._prediction_seqs.pop(name, None)
             self._predictions = {k: p for k, p in self._predictions.items() if p.model != name}
         return done()
 
@@ -203,8 +207,13 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
         with self._lock:
             if record.id in self._predictions:
                 return done(error=PredictionExists(f"prediction id {record.id!r} is taken"))
-            self._predictions[record.id] = copy.copy(record)
+            self._add_prediction(record)
         return done()
+
+    def _add_prediction(self, record: PredictionRecord) -> None:
+        # The caller holds the lock.
+        self._predictions[record.id] = copy.copy(record)
+        self._prediction_seqs.setdefault(record.model, []).append((record.seq, record.id))
 
     def get_prediction(self, prediction_id: str) -> PredictionRecord | None:
         with self._lock:
@@ -232,7 +241,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
                 first = taken[0] if taken else ids[0]
                 return done(error=PredictionExists(f"prediction id {first!r} is taken"))
             for record in records:
-                self._predictions[record.id] = copy.copy(record)
+                self._add_prediction(record)
         return done()
 
     def add_learns(self, records: list[LearnRecord]) -> Future[None]:
@@ -257,6 +266,35 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
         with self._lock:
             learns = [r for r in self._learns.get(name, []) if r.seq > seq]
         return iter(learns)
+
+    def prune(self, name: str, retention: Retention) -> Future[Pruned]:
+        pruned = Pruned()
+        with self._lock:
+            seqs = self._prediction_seqs.get(name)
+            if retention.predictions and seqs and len(seqs) > retention.predictions:
+                seqs.sort()
+                cut = len(seqs) - retention.predictions
+                for _, prediction_id in seqs[:cut]:
+                    self._predictions.pop(prediction_id, None)
+                pruned.predictions, pruned.predictions_through = cut, seqs[cut - 1][0]
+                del seqs[:cut]
+            learns = self._learns.get(name)
+            if retention.learns and learns and len(learns) > retention.learns:
+                learns.sort(key=lambda r: r.seq)
+                checkpoint = self._checkpoints.get(name)
+                through = min(
+                    learns[-1 - retention.learns].seq, checkpoint.seq if checkpoint else 0
+                )
+                cut = sum(1 for r in learns if r.seq <= through)
+                pruned.learns = cut
+                del learns[:cut]
+            points = self._points.get(name)
+            if retention.metric_points and points and len(points) > retention.metric_points:
+                old = sorted(points)[: len(points) - retention.metric_points]
+                for seq in old:
+                    del points[seq]
+                pruned.metric_points = len(old)
+        return done(pruned)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> Future[None]:
         with self._lock:

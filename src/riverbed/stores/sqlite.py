@@ -33,6 +33,8 @@ from riverbed.stores.base import (
     MetricPoint,
     ModelRecord,
     PredictionRecord,
+    Pruned,
+    Retention,
     Store,
     VersionRecord,
     dump,
@@ -137,6 +139,9 @@ _VERSION_COLUMNS = "model, version, spec, source, created_at, metadata, format, 
 
 _STOP = object()
 _MAX_BATCH = 4096
+# Rows of one table one prune write deletes at most: a few milliseconds of the writer, so
+# that a long backlog (retention just turned on) never stalls the commits of requests.
+_PRUNE_BATCH = 2000
 _Op = Callable[[sqlite3.Connection], Any]
 
 
@@ -721,6 +726,35 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         )
         return [MetricPoint(r[0], r[1], r[2], load(r[3])) for r in rows]
 
+    # -- retention -----------------------------------------------------------------------
+
+    def prune(self, name: str, retention: Retention) -> Future[Pruned]:
+        """One write per batch of at most ``_PRUNE_BATCH`` rows a table, oldest first, each
+        queued once the last one committed, until nothing is left beyond the retention."""
+        outcome: Future[Pruned] = Future()
+        total = Pruned()
+
+        def step(conn: sqlite3.Connection) -> tuple[Pruned, bool]:
+            return _prune_step(conn, name, retention)
+
+        def after(future: Future[tuple[Pruned, bool]]) -> None:
+            error = future.exception()
+            if error is not None:
+                outcome.set_exception(error)
+                return
+            pruned, more = future.result()
+            total.predictions += pruned.predictions
+            total.learns += pruned.learns
+            total.metric_points += pruned.metric_points
+            total.predictions_through = max(total.predictions_through, pruned.predictions_through)
+            if more and not self._closed:
+                self._writer.submit(step).add_done_callback(after)
+            else:
+                outcome.set_result(total)
+
+        self._writer.submit(step).add_done_callback(after)
+        return outcome
+
     # -- checkpoints ---------------------------------------------------------------------
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> Future[None]:
@@ -750,3 +784,52 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             .fetchone()
         )
         return Checkpoint(*row) if row else None
+
+
+def _prune_step(conn: sqlite3.Connection, name: str, retention: Retention) -> tuple[Pruned, bool]:
+    """Delete one batch of what ``retention`` does not keep of model ``name``: what was
+    deleted, and whether more is left."""
+    pruned, more = Pruned(), False
+    if retention.predictions:
+        through = _cutoff(conn, "predictions", name, retention.predictions)
+        if through:
+            pruned.predictions, bound, left = _delete_through(conn, "predictions", name, through)
+            pruned.predictions_through = bound if pruned.predictions else 0
+            more = more or left
+    if retention.learns:
+        through = _cutoff(conn, "learns", name, retention.learns)
+        row = conn.execute("SELECT seq FROM checkpoints WHERE model = ?", (name,)).fetchone()
+        through = min(through, row[0] if row else 0)  # the learns a restart replays stay
+        if through:
+            pruned.learns, _, left = _delete_through(conn, "learns", name, through)
+            more = more or left
+    if retention.metric_points:
+        through = _cutoff(conn, "metric_points", name, retention.metric_points)
+        if through:
+            pruned.metric_points, _, left = _delete_through(conn, "metric_points", name, through)
+            more = more or left
+    return pruned, more
+
+
+def _cutoff(conn: sqlite3.Connection, table: str, name: str, keep: int) -> int:
+    """The ``seq`` of the newest row of the model beyond its ``keep`` newest (0: none).
+    Walks ``keep`` entries of the table's (model, seq) index."""
+    row = conn.execute(
+        f"SELECT seq FROM {table} WHERE model = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+        (name, keep),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _delete_through(
+    conn: sqlite3.Connection, table: str, name: str, through: int
+) -> tuple[int, int, bool]:
+    """Delete the oldest rows of the model with ``seq <= through``, at most
+    ``_PRUNE_BATCH``: (rows deleted, the ``seq`` deleted up to, whether rows are left)."""
+    row = conn.execute(
+        f"SELECT seq FROM {table} WHERE model = ? AND seq <= ? ORDER BY seq LIMIT 1 OFFSET ?",
+        (name, through, _PRUNE_BATCH - 1),
+    ).fetchone()
+    bound = through if row is None else min(through, int(row[0]))
+    cursor = conn.execute(f"DELETE FROM {table} WHERE model = ? AND seq <= ?", (name, bound))
+    return cursor.rowcount, bound, bound < through
