@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-__all__ = ["Load", "run", "write_samples"]
+__all__ = ["BATCH_SIZE", "Load", "run", "write_samples"]
 
 _MARK = "BENCH-RESULT "
+
+# Samples per request in the ``batch`` mode (riverbed's learn/many): as many as the
+# embedded engine's receipt window, so that both group the same number of samples a commit.
+BATCH_SIZE = 256
 
 _SCRIPT = r"""
 local data = dofile("%(samples)s")
@@ -43,11 +48,14 @@ end
 
 function init(args)
   -- wrk calls request() once on thread 0 before the run to check the script (and sends
-  -- nothing): start that thread one sample early so that its first real request is sample 1.
+  -- nothing): start that thread one request early (one sample, or a batch of them) so that
+  -- its first real request starts at sample 1.
   -- Thread t takes samples t, t + C, t + 2C... of the stream (C connections), so that the
   -- threads together send the stream's first samples, in an order the server decides.
   p = 0
-  if tid == 0 then p = -1 end
+  if tid == 0 then
+    if mode == "batch" then p = -batch else p = -1 end
+  end
   i = 1
   k = 0
   phase = 0
@@ -153,6 +161,7 @@ class Load:
     p90_ms: float
     p99_ms: float
     stderr: str
+    client_cpu_seconds: float  # wrk's own user + system time
 
     @property
     def errors(self) -> int:
@@ -198,7 +207,10 @@ def run(
         str(script_path),
         url,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     line = next((x for x in done.stdout.splitlines() if x.startswith(_MARK)), None)
     if line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
@@ -216,4 +228,5 @@ def run(
         p90_ms=r["p90_us"] / 1000,
         p99_ms=r["p99_us"] / 1000,
         stderr=done.stderr.strip(),
+        client_cpu_seconds=client_cpu,
     )

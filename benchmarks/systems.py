@@ -132,11 +132,16 @@ function predict_body(x, id) return '{"features":' .. x .. '}' end
 
 class Riverbed(System):
     name, label = "riverbed", "riverbed (HTTP, durable SQLite)"
-    modes = ("predict", "loop", "learn")
+    modes = ("predict", "loop", "learn", "batch")
+    # batch: POST learn/many with items {features, ground_truth}; each item is scored with
+    # the model's prediction before it learns (progressive validation), like river's loop.
     lua = """
 predict_path = "/v1/models/MODEL/predict"
 learn_id_path = "/v1/models/MODEL/learn"
 learn_x_path = "/v1/models/MODEL/learn"
+batch_path = "/v1/models/MODEL/learn/many"
+function batch_item(x, y) return '{"features":' .. x .. ',"ground_truth":' .. y .. '}' end
+function batch_body(items) return '{"items":[' .. items .. ']}' end
 function predict_body(x, id)
   if id then return '{"id":"' .. id .. '","features":' .. x .. '}' end
   return '{"features":' .. x .. '}'
