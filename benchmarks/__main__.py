@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environments, inprocess, load, reference, report
+from benchmarks import environments, inprocess, load, reference, report, wsload
 from benchmarks.systems import SYSTEMS, System
 
 RESULTS = environments.ROOT / "results"
+WS_MODES = ("ws", "ws-many")
 
 
 def parse() -> argparse.Namespace:
@@ -36,7 +37,7 @@ def parse() -> argparse.Namespace:
     p.add_argument(
         "--modes",
         default="",
-        help="comma-separated routes to run (predict,loop,learn,batch,echo); "
+        help="comma-separated routes to run (predict,loop,learn,batch,ws,ws-many,echo); "
         "default: every route of every system",
     )
     p.add_argument("--output", type=Path, default=RESULTS, help="directory for the results")
@@ -56,6 +57,7 @@ def http_cell(
     *,
     wrk: str,
     samples_lua: Path,
+    samples_json: Path,
     seconds: float,
     ref: reference.Reference,
     work: Path,
@@ -64,20 +66,38 @@ def http_cell(
     system.prepare(model)
     assert system.server is not None
     cpu0 = system.server.cpu_seconds()
-    result = load.run(
-        wrk,
-        url=f"http://127.0.0.1:{system.port}",
-        samples=samples_lua,
-        system_lua=system.lua_for(model),
-        mode=mode,
-        connections=connections,
-        seconds=seconds,
-        prefix=f"{model}-",
-        script_path=work / f"{system.name}.lua",
-        batch=load.BATCH_SIZE if mode == "batch" else 1,
-    )
-    in_flight = load.BATCH_SIZE if mode == "batch" else 1
-    ordered = connections == 1
+    result: load.Load | wsload.WsLoad
+    extra: dict[str, Any] = {}
+    if mode in WS_MODES:
+        result = wsload.run(
+            url=f"ws://127.0.0.1:{system.port}",
+            model=model,
+            samples=samples_json,
+            mode=mode,
+            connections=connections,
+            seconds=seconds,
+            prefix=f"{model}-",
+            batch=load.BATCH_SIZE,
+        )
+        in_flight = 0  # the workers wait for every answer before they report
+        # with a window of predictions ahead of their labels, the order is the server's
+        ordered = connections == 1 and (mode == "ws-many" or result.window == 1)
+        extra = {"client_processes": result.processes, "window": result.window}
+    else:
+        result = load.run(
+            wrk,
+            url=f"http://127.0.0.1:{system.port}",
+            samples=samples_lua,
+            system_lua=system.lua_for(model),
+            mode=mode,
+            connections=connections,
+            seconds=seconds,
+            prefix=f"{model}-",
+            script_path=work / f"{system.name}.lua",
+            batch=load.BATCH_SIZE if mode == "batch" else 1,
+        )
+        in_flight = load.BATCH_SIZE if mode == "batch" else 1
+        ordered = connections == 1
     cpu = system.server.cpu_seconds() - cpu0
     state = system.state(model)
     # A batch cell learns every sample it sends (learn/many); wrk counts them as samples.
@@ -101,6 +121,8 @@ def http_cell(
         "loop": result.learned,
         "learn": result.learned,
         "batch": result.samples,
+        "ws": result.learned,
+        "ws-many": result.samples,
     }[mode]
     learns = state.get("learns")
     return {
@@ -128,6 +150,7 @@ def http_cell(
         "metrics": state.get("metrics"),
         "ok": ok,
         "problems": problems,
+        **extra,
     }
 
 
@@ -197,6 +220,7 @@ def main() -> None:
     data = reference.samples()
     ref = reference.Reference(data)
     samples_lua = load.write_samples(work / "samples.lua", data)
+    samples_json = wsload.write_samples(work / "samples.json", data)
 
     servers: list[System] = []
     cells: list[tuple[str, str, int]] = []
@@ -232,6 +256,7 @@ def main() -> None:
                         repeat,
                         wrk=wrk,
                         samples_lua=samples_lua,
+                        samples_json=samples_json,
                         seconds=args.seconds,
                         ref=ref,
                         work=work,
@@ -249,9 +274,6 @@ def main() -> None:
             system.stop()
 
     summary = report.summarize(runs)
-    missing = []
-    if "riverbed" in names:
-        missing.append("the WebSocket (it joins this benchmark next)")
     result = {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -264,7 +286,6 @@ def main() -> None:
         "summary": summary,
         "ratios": report.ratios(summary),
         "targets": report.targets(summary),
-        "missing": missing,
         "runs": runs,
     }
     table = report.markdown(result)

@@ -18,7 +18,7 @@ from river import datasets, linear_model, metrics, preprocessing
 __all__ = ["LEARNING_MODES", "METRICS", "Reference", "check", "metrics_by_name", "model", "samples"]
 
 # The modes whose runs learn, and so are held to river's progressive validation.
-LEARNING_MODES = ("loop", "learn", "batch")
+LEARNING_MODES = ("loop", "learn", "batch", "ws", "ws-many")
 METRICS = ("Accuracy", "LogLoss", "F1", "ROCAUC", "Precision", "Recall")
 # With many connections the same samples arrive in another order, and a prediction may be
 # made before the learns sent just ahead of it: each bounded metric may then be this far

@@ -132,7 +132,8 @@ function predict_body(x, id) return '{"features":' .. x .. '}' end
 
 class Riverbed(System):
     name, label = "riverbed", "riverbed (HTTP, durable SQLite)"
-    modes = ("predict", "loop", "learn", "batch")
+    # ws, ws-many: the WebSocket /v1/ws, driven by benchmarks/wsload.py rather than wrk
+    modes = ("predict", "loop", "learn", "batch", "ws", "ws-many")
     # batch: POST learn/many with items {features, ground_truth}; each item is scored with
     # the model's prediction before it learns (progressive validation), like river's loop.
     lua = """
