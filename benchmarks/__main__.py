@@ -163,6 +163,13 @@ def inprocess_cell(
     elif name == "engine":
         r = inprocess.embedded(data, mode, seconds, work / "engine.db")
         label = "riverbed Engine, durable, blocking calls"
+    elif name == "engine-batch":
+        r = inprocess.embedded_batch(data, mode, seconds, work / "engine.db")
+        label = (
+            f"riverbed Engine, durable, predict_many + learn_many by id per {inprocess.BATCH}"
+            if mode == "loop"
+            else f"riverbed Engine, durable, predict_many per {inprocess.BATCH}"
+        )
     else:
         r = inprocess.embedded(data, mode, seconds, work / "engine.db", window=256)
         label = "riverbed Engine, durable, receipts per 256"
@@ -174,8 +181,11 @@ def inprocess_cell(
         acked_learns=r["learns"] if mode == "loop" else 0,
         state=state,
         errors=0,
+        # predict_many predicts a whole batch before its labels are learned: not river's order
+        ordered=name != "engine-batch",
     )
-    per = r["samples"] * (2 if mode == "loop" and name != "river" else 1)
+    # operations: one a sample (two in the loop), or one a call for the batch calls
+    per = r.get("calls") or r["samples"] * (2 if mode == "loop" and name != "river" else 1)
     return {
         "system": name,
         "label": label,
@@ -227,7 +237,7 @@ def main() -> None:
     try:
         for name in names:
             if name in ("river", "engine"):
-                systems = [name] if name == "river" else ["engine", "engine-window"]
+                systems = [name] if name == "river" else ["engine", "engine-window", "engine-batch"]
                 cells += [(s, m, 0) for s in systems for m in ("predict", "loop") if wanted(m)]
                 continue
             if not any(wanted(m) for m in SYSTEMS[name].modes):

@@ -9,7 +9,9 @@ from typing import Any
 
 from benchmarks import reference
 
-__all__ = ["raw_river", "embedded"]
+__all__ = ["BATCH", "embedded", "embedded_batch", "raw_river"]
+
+BATCH = 256  # samples per predict_many / learn_many call (the receipts' window, too)
 
 Samples = list[tuple[dict[str, Any], Any]]
 
@@ -93,6 +95,60 @@ def embedded(
     return {
         "seconds": elapsed,
         "samples": n,
+        "cpu_seconds": used,
+        "learns": stats["n_learns"],
+        "predictions": stats["n_predictions"],
+        "metrics": values if mode == "loop" else {},
+    }
+
+
+def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> dict[str, Any]:
+    """riverbed's Engine on an SQLite file, ``BATCH`` samples a call.
+
+    predict: ``engine.predict_many`` of the features. loop: the full delayed-label loop in
+    batches: ``engine.predict_many`` with an id per sample, then ``engine.learn_many`` of
+    ``{id, ground_truth}`` for those ids (each learn scored with its stored prediction). Both
+    calls block until their one commit, so every sample is durable before the next batch.
+    """
+    from riverbed import Engine
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(database) + suffix).unlink(missing_ok=True)
+    engine = Engine(str(database))
+    try:
+        engine.create_model("bench", spec=_spec())
+        stream = itertools.cycle(data)
+        n = calls = 0
+        start = time.perf_counter()
+        cpu = time.process_time()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            chunk = list(itertools.islice(stream, BATCH))
+            if mode == "loop":
+                ids = [f"b{n + j}" for j in range(len(chunk))]
+                engine.predict_many(
+                    "bench",
+                    [{"features": x, "id": i} for (x, _), i in zip(chunk, ids, strict=True)],
+                )
+                engine.learn_many(
+                    "bench",
+                    [{"id": i, "ground_truth": y} for (_, y), i in zip(chunk, ids, strict=True)],
+                )
+                calls += 2
+            else:
+                engine.predict_many("bench", [{"features": x} for x, _ in chunk])
+                calls += 1
+            n += len(chunk)
+        elapsed = time.perf_counter() - start
+        used = time.process_time() - cpu
+        stats = engine.stats("bench")
+        values = engine.metrics("bench")["metrics"]
+    finally:
+        engine.close()
+    return {
+        "seconds": elapsed,
+        "samples": n,
+        "calls": calls,
         "cpu_seconds": used,
         "learns": stats["n_learns"],
         "predictions": stats["n_predictions"],
