@@ -7,10 +7,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-__all__ = ["chart", "markdown", "ratios", "summarize", "targets", "update_readme", "write_json"]
-
 from benchmarks.load import BATCH_SIZE
 from benchmarks.wsload import PER_PROCESS
+
+__all__ = ["chart", "markdown", "ratios", "summarize", "targets", "update_readme", "write_json"]
 
 MODE_TEXT = {
     "echo": "JSON echo",
@@ -121,6 +121,7 @@ ENGINE_WAYS = {
     "engine-window": "submit_predict/submit_learn, receipts waited per 256",
     "engine-batch": "predict_many then learn_many by id, per 256",
 }
+ENGINE_SYSTEMS = ("engine", *ENGINE_WAYS)
 
 
 def targets(
@@ -229,9 +230,6 @@ def targets(
         met=None if soak is None else bool(soak.get("flat")) and not soak.get("problems"),
     )
     return out
-
-
-ENGINE_SYSTEMS = ("engine", *ENGINE_WAYS)
 
 
 def _count(n: int) -> str:
