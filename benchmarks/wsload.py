@@ -262,6 +262,8 @@ class _Connection:
                 await self._start()
             elif not self.pending:
                 break
+        if self.pending:  # the server closed the connection with answers still due
+            raise ConnectionError(f"closed with {len(self.pending)} answers due")
 
 
 async def _worker(config: dict[str, Any]) -> dict[str, Any]:
