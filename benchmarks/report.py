@@ -373,7 +373,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     rows = [r for r in result["summary"] if r["rate"]]
     labels = [
-        f"{r['system']} · {MODE_TEXT.get(r['mode'], r['mode'])} · "
+        f"{r['system']} · {MODE_TEXT.get(r['mode'], r['mode']).split(' (')[0]} · "
         f"{'in-proc' if r['connections'] == 0 else str(r['connections']) + 'c'}"
         for r in rows
     ]
