@@ -183,6 +183,7 @@ class BulkOps:
                 except RiverbedError as exc:
                     for p in marked:
                         p.labelled = False
+                        self._remember(p)
                     if applied:
                         self._reload(live)
                     raise _refused([item_error(index, exc)], len(items)) from None

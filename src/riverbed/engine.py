@@ -21,7 +21,6 @@ so a killed process comes back with exactly the state it acknowledged.
 from __future__ import annotations
 
 import asyncio
-import collections
 import copy
 import functools
 import logging
@@ -30,6 +29,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Generator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -56,6 +56,7 @@ from riverbed.metrics import (
     Tracker,
     parse_windows,
 )
+from riverbed.prediction_cache import PredictionCache
 from riverbed.registry import Registry
 from riverbed.stores import open_store
 from riverbed.stores.base import (
@@ -104,10 +105,67 @@ class Receipt(Generic[T]):
         return self.value
 
     def __await__(self) -> Generator[Any, None, T]:
-        if not self.committed.done():
-            yield from asyncio.wrap_future(self.committed).__await__()
-        self.committed.result()
+        committed = self.committed
+        if not committed.done():
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            wakeups = _wakeups_of(loop)
+            committed.add_done_callback(lambda _: wakeups.add(waiter))
+            yield from waiter.__await__()
+        committed.result()
         return self.value
+
+
+class _Wakeups:
+    """Wakes an event loop once for all the writes a group commit completed.
+
+    A commit completes its writes' futures one after the other in the store's writer thread.
+    Waking the loop for each of them (as ``asyncio.wrap_future`` does) costs a system call
+    and a loop iteration per request; here the first completion schedules one wake-up and
+    the others join it, so the loop resumes every waiting request in one pass.
+    """
+
+    __slots__ = ("loop", "lock", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def add(self, waiter: asyncio.Future[None]) -> None:
+        with self.lock:
+            self.waiters.append(waiter)
+            first = len(self.waiters) == 1
+        if first:
+            try:
+                self.loop.call_soon_threadsafe(self.wake)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    def wake(self) -> None:
+        with self.lock:
+            waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a cancelled request is not woken
+                waiter.set_result(None)
+
+
+_loop_wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (
+    weakref.WeakKeyDictionary()
+)
+_last_wakeups: _Wakeups | None = None
+
+
+def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
+    global _last_wakeups
+    last = _last_wakeups
+    if last is not None and last.loop is loop:
+        return last
+    wakeups = _loop_wakeups.get(loop)
+    if wakeups is None:
+        wakeups = _loop_wakeups.setdefault(loop, _Wakeups(loop))
+    _last_wakeups = wakeups
+    return wakeups
 
 
 class _OpStats:
@@ -195,7 +253,7 @@ class Engine(Registry, BulkOps):
         self._allowed = self.settings.allowed_module_prefixes
         self._live: dict[str, _Live] = {}
         self._lock = threading.RLock()
-        self._cache: collections.OrderedDict[str, PredictionRecord] = collections.OrderedDict()
+        self._cache = PredictionCache(self.settings.prediction_cache_size)
         self._closed = False
         self._init_registry()
         self._stop = threading.Event()
@@ -454,8 +512,7 @@ class Engine(Registry, BulkOps):
         live = self._get_live(name) if self._flavor(name) == "river" else None
         with self._lock, live.lock if live is not None else threading.RLock():
             self._live.pop(name, None)
-            for key in [k for k, p in self._cache.items() if p.model == name]:
-                del self._cache[key]
+            self._cache.drop_model(name)
             future = self.store.delete_model(name)
             self._forget(name)
         future.add_done_callback(self._publisher("model.deleted", name, {}))
@@ -516,9 +573,7 @@ class Engine(Registry, BulkOps):
 
         def stored(f: Future[None]) -> None:
             if f.exception() is not None:
-                with self._lock:
-                    if self._cache.get(record.id) is record:
-                        del self._cache[record.id]
+                self._cache.discard([record])
             else:
                 self.events.publish("predict", name, {"features": record.features, **result})
 
@@ -593,6 +648,7 @@ class Engine(Registry, BulkOps):
             except BaseException:
                 if labelled is not None:
                     labelled.labelled = False
+                    self._remember(labelled)
                 raise
             future = self.store.add_learn(record)
             self._after_learn(live, record)
@@ -673,6 +729,7 @@ class Engine(Registry, BulkOps):
             ) from None
         if prediction is not None:
             prediction.labelled = True
+            self._remember(prediction)
         prediction_id = prediction.id if prediction is not None else None
         return LearnRecord(
             live.record.name, live.n_learns + 1, sample, y, y_pred, prediction_id, time.time()
@@ -944,16 +1001,10 @@ class Engine(Registry, BulkOps):
 
     def _forget_predictions(self, records: Sequence[PredictionRecord]) -> None:
         """Drop predictions whose write failed from the in-memory cache."""
-        with self._lock:
-            for record in records:
-                if self._cache.get(record.id) is record:
-                    del self._cache[record.id]
+        self._cache.discard(records)
 
     def _remember(self, record: PredictionRecord) -> None:
-        with self._lock:
-            self._cache[record.id] = record
-            while len(self._cache) > self.settings.prediction_cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(record)
 
     def _describe(self, live: _Live, *, spec: Any, source: str | None) -> dict[str, Any]:
         return {

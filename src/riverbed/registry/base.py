@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from riverbed.config import Settings
     from riverbed.engine import Receipt, _Live
     from riverbed.events import EventBus
+    from riverbed.prediction_cache import PredictionCache
     from riverbed.stores.base import PredictionRecord, Store
 
 __all__ = ["MAX_ROWS", "RESERVED_ALIASES", "RegistryBase", "split_ref"]
@@ -75,7 +76,7 @@ class RegistryBase:
         _allowed: tuple[str, ...]
         _live: dict[str, _Live]
         _lock: threading.RLock
-        _cache: OrderedDict[str, PredictionRecord]
+        _cache: PredictionCache
 
         def _check_name(self, name: Any) -> str: ...
         def _check_text(self, field: str, value: Any) -> str: ...

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from riverbed import __version__
-from riverbed.engine import Engine
+from riverbed.engine import Engine, Receipt
+from riverbed.server.fast import json_route
 from riverbed.server.http import (
     JSONResponse,
     field,
@@ -121,32 +122,32 @@ def task_inputs(body: Any) -> dict[str, Any]:
     return {k: body[k] for k in TASK_INPUTS if k in body}
 
 
-async def predict(request: Request) -> Response:
-    body = await read_json(request)
+def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, Any]]:
     reject_unknown(body, {"features", "id", "features_key", *TASK_INPUTS})
-    features_key = field(body, "features_key", is_str, "a string (a cache key)")
-    receipt = _engine(request).submit_predict(
-        request.path_params["name"],
+    engine: Engine = state.engine
+    return engine.submit_predict(
+        params["name"],
         field(body, "features", is_object, "an object of feature values"),
         id=field(body, "id", is_str, "a string"),
-        features_key=features_key,
+        features_key=field(body, "features_key", is_str, "a string (a cache key)"),
         **task_inputs(body),
     )
-    return JSONResponse(await receipt)
 
 
-async def learn(request: Request) -> Response:
-    body = await read_json(request)
+def _learn(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, Any]]:
     reject_unknown(body, {"features", "ground_truth", "id", *TASK_INPUTS})
-    features = field(body, "features", is_object, "an object of feature values")
-    receipt = _engine(request).submit_learn(
-        request.path_params["name"],
-        features,
+    engine: Engine = state.engine
+    return engine.submit_learn(
+        params["name"],
+        field(body, "features", is_object, "an object of feature values"),
         body.get("ground_truth", MISSING),
         id=field(body, "id", is_str, "a string"),
         **task_inputs(body),
     )
-    return JSONResponse(await receipt)
+
+
+predict = json_route(_predict)
+learn = json_route(_learn)
 
 
 async def metrics(request: Request) -> Response:

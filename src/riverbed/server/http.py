@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from riverbed.exceptions import (
     Conflict,
@@ -29,6 +30,8 @@ __all__ = [
     "check_json_limits",
     "error_response",
     "field",
+    "parse_json",
+    "read_asgi_body",
     "read_json",
     "status_of",
 ]
@@ -88,17 +91,39 @@ async def read_body(request: Request, *, limit: int | None = None) -> bytes:
     """The request body, refused with 413 past ``limit`` (default: ``max_body_bytes``)."""
     if limit is None:
         limit = int(request.app.state.settings.max_body_bytes)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {limit}")
+    return await read_asgi_body(request.scope, request.receive, limit)
+
+
+async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The body of an HTTP request from its ASGI messages; 413 past ``limit`` bytes (by its
+    Content-Length before reading, or as it arrives). A client that goes away raises
+    Starlette's ``ClientDisconnect``, as ``Request.stream`` does."""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise PayloadTooLarge(
+                    f"the request body is {value.decode()} bytes; the limit is {limit}"
+                )
+            break
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body: bytes = message.get("body", b"")  # the common case: one message
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+        return body
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+        message = await receive()
 
 
 async def read_json(
@@ -113,6 +138,15 @@ async def read_json(
     ``max_string_length`` (unless ``long_strings``, e.g. for an encoded artifact) are refused
     with 400 ``limit_exceeded``; bodies over ``limit`` (default ``max_body_bytes``) with 413."""
     body = await read_body(request, limit=limit)
+    return parse_json(
+        body, request.app.state.settings, required=required, long_strings=long_strings
+    )
+
+
+def parse_json(
+    body: bytes, settings: Any, *, required: bool = True, long_strings: bool = False
+) -> Any:
+    """A request body's JSON value, with :func:`read_json`'s errors and limits."""
     if not body.strip():
         if required:
             raise InvalidInput("the request needs a JSON body")
@@ -121,9 +155,9 @@ async def read_json(
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc) or "recursion" in str(exc):
-            raise _too_deep(request.app.state.settings.max_json_depth) from None
+            raise _too_deep(settings.max_json_depth) from None
         raise MalformedJSON(f"malformed JSON: {exc}") from None
-    check_json_limits(value, body, request.app.state.settings, long_strings=long_strings)
+    check_json_limits(value, body, settings, long_strings=long_strings)
     return value
 
 
@@ -168,11 +202,11 @@ def _too_long(limit: int) -> LimitExceeded:
     )
 
 
-def check_batch(items: Any, request: Request, what: str = "samples") -> list[Any]:
+def check_batch(items: Any, settings: Any, what: str = "samples") -> list[Any]:
     """A batch (a JSON array) within ``max_batch_size``; 413 when over, 400 when no array."""
     if not isinstance(items, list):
         raise InvalidInput(f"{what} must be an array")
-    limit: int = request.app.state.settings.max_batch_size
+    limit: int = settings.max_batch_size
     if len(items) > limit:
         raise PayloadTooLarge(
             f"{len(items)} {what} is more than the limit of {limit} per request",

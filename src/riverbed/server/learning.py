@@ -9,8 +9,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from riverbed.engine import Engine
+from riverbed.engine import Engine, Receipt
 from riverbed.exceptions import InvalidInput, MalformedJSON, PayloadTooLarge, RiverbedError
+from riverbed.server.fast import json_route
 from riverbed.server.http import (
     JSONResponse,
     check_batch,
@@ -103,21 +104,23 @@ _ITEMS = {
 }
 
 
-async def predict_many(request: Request) -> Response:
-    body = await read_json(request)
+def _items(state: Any, body: Any) -> list[Any]:
     reject_unknown(body, {"items"})
-    items = check_batch(field(body, "items", required=True), request, "items")
-    results = await _engine(request).submit_predict_many(request.path_params["name"], items)
-    return JSONResponse({"items": results})
+    return check_batch(field(body, "items", required=True), state.settings, "items")
 
 
-async def learn_many(request: Request) -> Response:
-    body = await read_json(request)
-    reject_unknown(body, {"items"})
-    items = check_batch(field(body, "items", required=True), request, "items")
-    return JSONResponse(
-        await _engine(request).submit_learn_many(request.path_params["name"], items)
-    )
+async def _predict_many(state: Any, params: dict[str, str], body: Any) -> dict[str, Any]:
+    engine: Engine = state.engine
+    return {"items": await engine.submit_predict_many(params["name"], _items(state, body))}
+
+
+def _learn_many(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, Any]]:
+    engine: Engine = state.engine
+    return engine.submit_learn_many(params["name"], _items(state, body))
+
+
+predict_many = json_route(_predict_many)
+learn_many = json_route(_learn_many)
 
 
 # -- NDJSON upload ----------------------------------------------------------------------------

@@ -153,6 +153,38 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
+class _Checkpointer(threading.Thread):
+    """Moves the WAL into the database file in the background (``PRAGMA
+    wal_checkpoint(PASSIVE)`` on a connection of its own), so that the writer's commits never
+    wait for a checkpoint's copy and fsync: SQLite's automatic checkpoint would run them
+    inside the commit that crosses 1,000 pages, stalling every request of that group commit.
+    A passive checkpoint takes no lock that writers need."""
+
+    def __init__(self, path: str, synchronous: str, period: float = 0.2) -> None:
+        super().__init__(name="riverbed-sqlite-checkpointer", daemon=True)
+        self.path, self.synchronous, self.period = path, synchronous, period
+        self.commits = 0  # bumped by the writer; read here without a lock (a hint only)
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def run(self) -> None:
+        conn = _connect(self.path, self.synchronous)
+        seen = 0
+        try:
+            while not self._halt.wait(self.period):
+                if self.commits != seen:
+                    seen = self.commits
+                    try:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    except sqlite3.Error:  # pragma: no cover - busy or closing; next period
+                        log.debug("background WAL checkpoint failed", exc_info=True)
+        finally:
+            conn.close()
+
+
 class _Writer(threading.Thread):
     """Applies queued writes in batches, one commit per batch.
 
@@ -161,9 +193,10 @@ class _Writer(threading.Thread):
     write, so that the others still commit.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, checkpointer: _Checkpointer | None = None) -> None:
         super().__init__(name="riverbed-sqlite-writer", daemon=True)
         self.conn = conn
+        self.checkpointer = checkpointer
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def submit(self, op: _Op) -> Future[Any]:
@@ -226,6 +259,7 @@ class _Writer(threading.Thread):
                 conn.execute("ROLLBACK")
                 return None
         conn.execute("COMMIT")
+        self._committed()
         return [(future, result, None) for (_, future), result in zip(batch, results, strict=True)]
 
     def _one_by_one(
@@ -247,7 +281,12 @@ class _Writer(threading.Thread):
                 outcomes.append((future, result, None))
             conn.execute("RELEASE op")
         conn.execute("COMMIT")
+        self._committed()
         return outcomes
+
+    def _committed(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.commits += 1
 
 
 class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
@@ -264,7 +303,13 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in present:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-        self._writer = _Writer(conn)
+        # Checkpoints run beside the writer (see _Checkpointer), not inside its commits; the
+        # WAL file is cut back to 64 MiB whenever a checkpoint lets it restart.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+        self._checkpointer = _Checkpointer(path, self._synchronous)
+        self._checkpointer.start()
+        self._writer = _Writer(conn, self._checkpointer)
         self._writer.start()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -295,6 +340,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         if self._closed:
             return
         self._closed = True
+        self._checkpointer.stop()
         self._writer.stop()
         with self._readers_lock:
             for conn in self._readers:

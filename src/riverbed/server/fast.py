@@ -1,0 +1,194 @@
+"""JSON operations, and the hot routes answered without the framework's per-request layers.
+
+A route whose handler is made with :func:`json_route` is a *JSON operation*: a function of
+the app's state, the path parameters and the parsed JSON body that returns the answer (or a
+receipt to await). Starlette serves it like any route. :class:`FastRoutes` also answers such
+routes straight from the ASGI messages: Starlette's routing (a regular expression per route,
+tried in order), its two exception middlewares and its Request and Response objects cost
+about as much per request as everything riverbed itself does for a prediction. The fast path
+keeps what matters -- the same :func:`~riverbed.server.auth.guard` (auth, scopes, rate
+limits, audit), the same body limits and JSON checks, the same operation, the same answers
+and error payloads -- and drops only the layers in between. A request it does not take
+(another method, another path) goes on to Starlette.
+
+A route is only taken here when no route declared before it could match the same paths, so
+the fast path never answers a request that Starlette would have given to another route.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from riverbed.exceptions import RiverbedError
+from riverbed.server.http import (
+    JSONResponse,
+    error_headers,
+    parse_json,
+    read_asgi_body,
+    read_json,
+    status_of,
+)
+from riverbed.server.routing import Endpoint, is_websocket
+
+__all__ = ["FastRoutes", "JsonOp", "json_route"]
+
+log = logging.getLogger("riverbed.server")
+
+# (app.state, path parameters, JSON body) -> the answer, or an awaitable of it.
+JsonOp = Callable[[Any, dict[str, str], Any], Any]
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_JSON_TYPE = (b"content-type", b"application/json")
+_SERVER_ERROR = {
+    "error": {
+        "code": "server_error",
+        "message": "the server failed to handle this request; this is a bug",
+        "detail": None,
+    }
+}
+
+
+def json_route(op: JsonOp) -> Callable[[Request], Any]:
+    """A Starlette handler for ``op``: the JSON body in (required), ``op``'s answer out with
+    200. The handler carries ``op`` so that :class:`FastRoutes` can serve it too."""
+
+    async def handler(request: Request) -> Response:
+        body = await read_json(request)
+        result = op(request.app.state, request.path_params, body)
+        if inspect.isawaitable(result):
+            result = await result
+        return JSONResponse(result)
+
+    handler.json_op = op  # type: ignore[attr-defined]
+    handler.__name__ = handler.__qualname__ = getattr(op, "__name__", "json_route")
+    handler.__doc__ = op.__doc__
+    return handler
+
+
+def _segments(path: str) -> tuple[str | None, ...] | None:
+    """A path template as its segments, None for each ``{param}``; None when a parameter has
+    a converter (``{x:path}`` spans segments), which the fast path does not take."""
+    out: list[str | None] = []
+    for segment in path.strip("/").split("/"):
+        if segment.startswith("{") and segment.endswith("}"):
+            if ":" in segment:
+                return None
+            out.append(None)
+        elif "{" in segment:
+            return None
+        else:
+            out.append(segment)
+    return tuple(out)
+
+
+def _overlaps(a: Endpoint, b: tuple[str | None, ...]) -> bool:
+    """Could endpoint ``a`` match a path that the template ``b`` matches?"""
+    segments = _segments(a.path)
+    if segments is None:  # a converter: assume it may match anything
+        return True
+    return len(segments) == len(b) and all(
+        x is None or y is None or x == y for x, y in zip(segments, b, strict=True)
+    )
+
+
+class FastRoutes:
+    """The JSON operations among ``endpoints`` (in matching order), each behind its guard,
+    matched by method and path segments."""
+
+    def __init__(self, endpoints: Iterable[Endpoint]) -> None:
+        from riverbed.server.auth import guard
+
+        ordered = list(endpoints)
+        self._table: dict[
+            tuple[str, int], list[tuple[tuple[str | None, ...], tuple[str, ...], ASGIApp]]
+        ] = {}
+        for index, endpoint in enumerate(ordered):
+            op = getattr(endpoint.handler, "json_op", None)
+            segments = _segments(endpoint.path)
+            if op is None or segments is None or is_websocket(endpoint):
+                continue
+            if any(
+                e.method.upper() == endpoint.method.upper() and _overlaps(e, segments)
+                for e in ordered[:index]
+            ):
+                continue  # an earlier route may take some of its paths: leave it to Starlette
+            names = tuple(s[1:-1] for s in endpoint.path.strip("/").split("/") if s.startswith("{"))
+            key = (endpoint.method.upper(), len(segments))
+            self._table.setdefault(key, []).append((segments, names, guard(endpoint, _app(op))))
+
+    @property
+    def paths(self) -> list[str]:
+        """The templates served here (for tests and ``riverbed routes``)."""
+        return sorted(
+            f"{method} /" + "/".join("{}" if s is None else s for s in segments)
+            for (method, _), routes in self._table.items()
+            for segments, _, _ in routes
+        )
+
+    def match(self, scope: Scope) -> ASGIApp | None:
+        """The guarded app for this HTTP request, with its path parameters put in the scope,
+        or None to leave it to Starlette."""
+        path: str = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        parts = path.strip("/").split("/") if path.startswith("/") else None
+        if parts is None or path.endswith("/") and path != "/":
+            return None
+        routes = self._table.get((scope["method"], len(parts)))
+        if routes is None:
+            return None
+        for segments, names, app in routes:
+            params = []
+            for want, got in zip(segments, parts, strict=True):
+                if want is None:
+                    if not got:
+                        break
+                    params.append(got)
+                elif want != got:
+                    break
+            else:
+                scope["path_params"] = dict(zip(names, params, strict=True))
+                return app
+        return None
+
+
+def _app(op: JsonOp) -> ASGIApp:
+    """``op`` as a raw ASGI app: body, JSON, the operation, the answer or its error."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope["app"].state
+        settings = state.settings
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            body = parse_json(
+                await read_asgi_body(scope, receive, int(settings.max_body_bytes)), settings
+            )
+            result = op(state, scope["path_params"], body)
+            if inspect.isawaitable(result):
+                result = await result
+            status, content = 200, orjson.dumps(result, option=_JSON_OPTIONS)
+        except ClientDisconnect:
+            return
+        except RiverbedError as exc:
+            status = status_of(exc)
+            if status >= 500:
+                log.error("server error on %s %s: %s", scope["method"], scope["path"], exc)
+            content = orjson.dumps(exc.to_payload(), option=_JSON_OPTIONS)
+            headers = [(k.lower().encode(), v.encode()) for k, v in error_headers(exc).items()]
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            status, content = 500, orjson.dumps(_SERVER_ERROR)
+        headers += [(b"content-length", str(len(content)).encode()), _JSON_TYPE]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    return app

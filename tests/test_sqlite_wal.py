@@ -1,0 +1,38 @@
+"""The SQLite store moves its write-ahead log into the database file in the background, so
+that no group commit waits for a checkpoint."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from riverbed.stores.base import PredictionRecord
+from riverbed.stores.sqlite import SQLiteStore
+
+
+def test_commits_do_not_checkpoint_but_the_background_does(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.db")
+    store = SQLiteStore(path)
+    try:
+        writer = store._writer.conn
+        assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        before = os.path.getsize(path)
+        features = {f"f{i}": float(i) for i in range(50)}
+        futures = [
+            store.add_prediction(PredictionRecord(f"p{n}", "m", n, features, 0.5, 0.0))
+            for n in range(5000)
+        ]
+        for future in futures:
+            future.result()
+        # The rows reach the database file only through a checkpoint; the writer runs none,
+        # so the file grows only once the checkpointer has copied the log.
+        deadline = time.monotonic() + 30
+        while os.path.getsize(path) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.getsize(path) > before
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 5000
