@@ -129,8 +129,12 @@ class BulkOps:
             if f.exception() is not None:
                 self._forget_predictions(records)
                 return
-            for record, result in zip(records, results, strict=True):
-                self.events.publish("predict", name, {"features": record.features, **result})
+            self.events.publish_many(
+                [
+                    ("predict", name, {"features": record.features, **result})
+                    for record, result in zip(records, results, strict=True)
+                ]
+            )
 
         future.add_done_callback(stored)
         return Receipt(results, future)
@@ -201,8 +205,7 @@ class BulkOps:
 
         def learned(f: Future[None]) -> None:
             if f.exception() is None:
-                for event in events:
-                    self.events.publish(*event)
+                self.events.publish_many(events)
 
         future.add_done_callback(learned)
         return Receipt(result, future)

@@ -83,6 +83,7 @@ _MISSING: Any = MISSING
 _METRIC_OPTIONS = {"windows", "history_every", "history_seconds"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _EWM_ALPHA = 0.3
+_NUMBERS = frozenset({float, int})
 _PRUNE_SECONDS = 1.0  # how often the checkpoint thread applies the retention settings
 log = logging.getLogger(__name__)
 
@@ -1074,6 +1075,20 @@ class Engine(Registry, BulkOps):
                 f"{len(features)} features is more than the limit of {self.settings.max_features}"
             )
         limit = self.settings.max_string_length
+        if type(features) is dict and set(map(type, features.values())) <= _NUMBERS:
+            # The common case, numbers only, checked in C loops: string names within the
+            # limit, every number finite (an int too large for a float is left to the
+            # general checks below).
+            try:
+                finite = all(map(math.isfinite, features.values()))
+            except OverflowError:
+                finite = False
+            if (
+                finite
+                and all(type(k) is str for k in features)
+                and (not features or max(map(len, features)) <= limit)
+            ):
+                return dict(features)
         x: dict[str, Any] = {}
         for key, value in features.items():
             if type(key) is not str or len(key) > limit:

@@ -342,6 +342,11 @@ def dump(value: Any) -> bytes:
     >>> load(dump({True: 0.75, False: 0.25}))
     {True: 0.75, False: 0.25}
     """
+    if type(value) is dict:
+        for key in value:  # a classifier's probabilities: {label: p}, labels not strings
+            if type(key) is not str:
+                return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
+            break
     try:
         # Most values (feature objects) have string keys only: orjson takes them as they are,
         # and raises TypeError on any other key, which the general encoding handles.
