@@ -36,3 +36,29 @@ def test_commits_do_not_checkpoint_but_the_background_does(tmp_path: Path) -> No
         store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 5000
+
+
+def test_a_wal_past_its_limit_is_made_to_start_over(tmp_path: Path) -> None:
+    """Under steady writes a passive checkpoint never catches the writer up, so the log
+    would never start over and would grow without end: past ``wal_limit`` the checkpointer
+    also runs a RESTART checkpoint (the soak benchmark measures the effect under load)."""
+    path = str(tmp_path / "r.db")
+    store = SQLiteStore(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        store.add_prediction(PredictionRecord("p", "m", 1, {"a": 1.0}, 0.5, 0.0)).result()
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        checkpointer = store._checkpointer
+        checkpointer.wal_limit = os.path.getsize(path + "-wal")
+        checkpointer.checkpoint(conn)
+        assert statements == ["PRAGMA wal_checkpoint(PASSIVE)"]
+        checkpointer.wal_limit = 0
+        checkpointer.checkpoint(conn)
+        assert statements[1:] == [
+            "PRAGMA wal_checkpoint(PASSIVE)",
+            "PRAGMA wal_checkpoint(RESTART)",
+        ]
+    finally:
+        conn.close()
+        store.close()

@@ -142,6 +142,7 @@ _MAX_BATCH = 4096
 # Rows of one table one prune write deletes at most: a few milliseconds of the writer, so
 # that a long backlog (retention just turned on) never stalls the commits of requests.
 _PRUNE_BATCH = 2000
+_WAL_LIMIT = 64 * 1024 * 1024  # the WAL file's size past which it is made to start over
 _Op = Callable[[sqlite3.Connection], Any]
 
 
@@ -160,9 +161,12 @@ class _Checkpointer(threading.Thread):
     inside the commit that crosses 1,000 pages, stalling every request of that group commit.
     A passive checkpoint takes no lock that writers need."""
 
-    def __init__(self, path: str, synchronous: str, period: float = 0.2) -> None:
+    def __init__(
+        self, path: str, synchronous: str, period: float = 0.2, wal_limit: int = _WAL_LIMIT
+    ) -> None:
         super().__init__(name="riverbed-sqlite-checkpointer", daemon=True)
         self.path, self.synchronous, self.period = path, synchronous, period
+        self.wal_limit = wal_limit
         self.commits = 0  # bumped by the writer; read here without a lock (a hint only)
         self._halt = threading.Event()
 
@@ -172,17 +176,30 @@ class _Checkpointer(threading.Thread):
 
     def run(self) -> None:
         conn = _connect(self.path, self.synchronous)
+        # A RESTART checkpoint holds the writers back while it waits: never for long.
+        conn.execute("PRAGMA busy_timeout=100")
         seen = 0
         try:
             while not self._halt.wait(self.period):
                 if self.commits != seen:
                     seen = self.commits
-                    try:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    except sqlite3.Error:  # pragma: no cover - busy or closing; next period
-                        log.debug("background WAL checkpoint failed", exc_info=True)
+                    self.checkpoint(conn)
         finally:
             conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """A passive checkpoint, then a RESTART one if the WAL file has outgrown
+        ``wal_limit``. Under steady writes a passive checkpoint never catches up with the
+        writer, so the log would never start over and its file would grow without end
+        (gigabytes in minutes under load); RESTART waits for the commit in progress, copies
+        the few frames left and makes the next commit write the log from its start (the
+        file cut back to ``journal_size_limit``)."""
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if os.path.getsize(self.path + "-wal") > self.wal_limit:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except (sqlite3.Error, OSError):  # pragma: no cover - busy or closing; next period
+            log.debug("background WAL checkpoint failed", exc_info=True)
 
 
 class _Writer(threading.Thread):
@@ -306,7 +323,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         # Checkpoints run beside the writer (see _Checkpointer), not inside its commits; the
         # WAL file is cut back to 64 MiB whenever a checkpoint lets it restart.
         conn.execute("PRAGMA wal_autocheckpoint=0")
-        conn.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
         self._checkpointer = _Checkpointer(path, self._synchronous)
         self._checkpointer.start()
         self._writer = _Writer(conn, self._checkpointer)
