@@ -3,10 +3,12 @@ on input (depth, string length, batch size): each breach a clear 4xx that change
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from riverbed import Engine
@@ -170,3 +172,63 @@ def test_a_batch_over_the_limit_is_413() -> None:
     with pytest.raises(PayloadTooLarge) as info:
         check_batch([1, 2, 3, 4], settings)
     assert info.value.detail == {"limit": "max_batch_size", "max": 3, "given": 4}
+
+
+def _reference_limits(value: object, max_depth: int, max_string: int) -> str | None:
+    """The limits by walking the parsed value: what check_json_limits must agree with."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    found = None
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return "deep"
+            children = list(item.items()) if isinstance(item, dict) else [(None, v) for v in item]
+            for k, v in children:
+                if isinstance(k, str) and len(k) > max_string:
+                    found = "long"
+                stack.append((v, depth + 1))
+        elif isinstance(item, str) and len(item) > max_string:
+            found = "long"
+    return found
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> object:
+    pieces = ['"', "\\", "[", "]", "{", "}", "é", "a", "\\\\", '\\"', "\u2603"]
+    roll = rng.random()
+    if depth < 7 and roll < 0.3:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    if depth < 7 and roll < 0.6:
+        return {
+            "".join(rng.choices(pieces, k=rng.randint(0, 6))): _random_json(rng, depth + 1)
+            for _ in range(rng.randint(0, 3))
+        }
+    if roll < 0.8:
+        return "".join(rng.choices(pieces, k=rng.randint(0, 14)))
+    return rng.choice([1, -2.5, True, None])
+
+
+def test_the_raw_byte_limits_agree_with_walking_the_value() -> None:
+    from riverbed.exceptions import LimitExceeded
+    from riverbed.server.http import check_json_limits
+
+    rng = random.Random(7)
+    outcomes = set()
+    for _ in range(3000):
+        value = _random_json(rng)
+        raw = orjson.dumps(value)
+        max_depth, max_string = rng.randint(1, 6), rng.randint(0, 10)
+        settings = Settings(max_json_depth=max_depth, max_string_length=max_string)
+        expected = _reference_limits(value, max_depth, max_string)
+        try:
+            check_json_limits(value, raw, settings)
+            got = None
+        except LimitExceeded as exc:
+            got = "deep" if "nested" in exc.message else "long"
+        if expected == "deep" or got == "deep":
+            # both checks may see depth first; a body breaking both may be called either
+            assert got is not None and expected is not None, (raw, max_depth, max_string)
+        else:
+            assert got == expected, (raw, max_depth, max_string)
+        outcomes.add(got)
+    assert outcomes == {None, "deep", "long"}

@@ -263,6 +263,12 @@ class Tracker:
         return bool(self.names)
 
     @property
+    def takes_probabilities(self) -> bool:
+        """Whether a classifier's probabilities are scored (else its labels); fixed at
+        creation, so cheaper to ask per prediction than :attr:`requires_labels`."""
+        return self._probabilities
+
+    @property
     def requires_labels(self) -> bool:
         """Whether every label metric needs a label rather than probabilities."""
         label_metrics = [m for _, kind, m in self.running if kind.startswith("label")]

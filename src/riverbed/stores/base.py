@@ -310,6 +310,7 @@ def done(result: Any = None, error: BaseException | None = None) -> Future[Any]:
 
 
 _ITEMS = "__items__"
+_FLAT = frozenset({float, int, str, bool, type(None)})
 
 
 def _encode(value: Any) -> Any:
@@ -345,6 +346,9 @@ def dump(value: Any) -> bytes:
     if type(value) is dict:
         for key in value:  # a classifier's probabilities: {label: p}, labels not strings
             if type(key) is not str:
+                if all(type(v) in _FLAT for v in value.values()):
+                    pairs = list(value.items())  # tuples are arrays to orjson
+                    return orjson.dumps({_ITEMS: pairs}, option=orjson.OPT_SERIALIZE_NUMPY)
                 return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
             break
     try:

@@ -8,6 +8,8 @@ one commit. Reads use a connection per thread and see committed data only.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import os
 import queue
@@ -202,6 +204,99 @@ class _Checkpointer(threading.Thread):
             log.debug("background WAL checkpoint failed", exc_info=True)
 
 
+# Rows per multi-row INSERT: a few fixed sizes, so that the connection's statement cache
+# holds every statement the writer makes (n rows are sent as 256s, 64s, 16s, 4s and 1s).
+_CHUNKS = (256, 64, 16, 4, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...], n: int) -> str:
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * n)
+
+
+@functools.lru_cache(maxsize=8)
+def _label_sql(n: int) -> str:
+    return f"UPDATE predictions SET labelled = 1 WHERE id IN ({', '.join('?' * n)})"
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    start = 0
+    for size in _CHUNKS:
+        while len(items) - start >= size:
+            yield items[start : start + size]
+            start += size
+
+
+def _insert(
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[Any]
+) -> None:
+    for chunk in _chunks(rows):
+        conn.execute(_insert_sql(table, columns, len(chunk)), list(itertools.chain(*chunk)))
+
+
+def _label(conn: sqlite3.Connection, prediction_ids: list[str]) -> None:
+    for chunk in _chunks(prediction_ids):
+        conn.execute(_label_sql(len(chunk)), chunk)
+
+
+class _Append:
+    """Rows for one table, and the predictions they label: a write that the writer merges
+    with the appends queued next to it. A group commit of hundreds of predictions and learns
+    is then a few multi-row statements rather than one statement a write -- and each
+    statement also hands Python's GIL over and back, which made the writer wait on the
+    event loop once per row. Applied alone (after a failed merge), it raises its own error.
+    """
+
+    __slots__ = ("table", "columns", "rows", "labels", "conflict")
+
+    def __init__(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        labels: list[str],
+        conflict: Callable[[], Exception] | None = None,
+    ) -> None:
+        self.table, self.columns, self.rows = table, columns, rows
+        self.labels, self.conflict = labels, conflict
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        try:
+            _insert(conn, self.table, self.columns, self.rows)
+        except sqlite3.IntegrityError:
+            if self.conflict is None:
+                raise
+            raise self.conflict() from None
+        _label(conn, self.labels)
+
+
+def _apply_appends(conn: sqlite3.Connection, appends: list[_Append]) -> None:
+    """Consecutive appends as one: every table's rows together, then the labels (which may
+    name predictions inserted here)."""
+    tables: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    labels: list[str] = []
+    for append in appends:
+        rows = tables.setdefault((append.table, append.columns), [])
+        rows.extend(append.rows)
+        labels.extend(append.labels)
+    for (table, columns), rows in tables.items():
+        _insert(conn, table, columns, rows)
+    _label(conn, labels)
+
+
+_PREDICTION_COLUMNS = ("id", "model", "seq", "features", "prediction", "created_at")
+_LEARN_COLUMNS = (
+    "model",
+    "seq",
+    "features",
+    "target",
+    "prediction",
+    "prediction_id",
+    "created_at",
+)
+
+
 class _Writer(threading.Thread):
     """Applies queued writes in batches, one commit per batch.
 
@@ -268,13 +363,24 @@ class _Writer(threading.Thread):
         again one savepoint per write (writes only touch the connection, so they can)."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
-        results = []
-        for op, _ in batch:
-            try:
-                results.append(op(conn))
-            except Exception:
-                conn.execute("ROLLBACK")
-                return None
+        results: list[Any] = []
+        try:
+            i = 0
+            while i < len(batch):
+                op = batch[i][0]
+                if type(op) is _Append:
+                    j = i + 1
+                    while j < len(batch) and type(batch[j][0]) is _Append:
+                        j += 1
+                    _apply_appends(conn, [a for a, _ in batch[i:j]])  # type: ignore[misc]
+                    results.extend([None] * (j - i))
+                    i = j
+                else:
+                    results.append(op(conn))
+                    i += 1
+        except Exception:
+            conn.execute("ROLLBACK")
+            return None
         conn.execute("COMMIT")
         self._committed()
         return [(future, result, None) for (_, future), result in zip(batch, results, strict=True)]
@@ -626,7 +732,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
     # -- the log -------------------------------------------------------------------------
 
     def add_prediction(self, record: PredictionRecord) -> Future[None]:
-        params = (
+        row = (
             record.id,
             record.model,
             record.seq,
@@ -635,17 +741,10 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             record.created_at,
         )
 
-        def op(conn: sqlite3.Connection) -> None:
-            try:
-                conn.execute(
-                    "INSERT INTO predictions (id, model, seq, features, prediction, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    params,
-                )
-            except sqlite3.IntegrityError:
-                raise PredictionExists(f"prediction id {record.id!r} is taken") from None
+        def taken() -> Exception:
+            return PredictionExists(f"prediction id {record.id!r} is taken")
 
-        return self._writer.submit(op)
+        return self._writer.submit(_Append("predictions", _PREDICTION_COLUMNS, [row], [], taken))
 
     def add_predictions(self, records: list[PredictionRecord]) -> Future[None]:
         rows = [
@@ -653,17 +752,10 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             for r in records
         ]
 
-        def op(conn: sqlite3.Connection) -> None:
-            try:
-                conn.executemany(
-                    "INSERT INTO predictions (id, model, seq, features, prediction, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-            except sqlite3.IntegrityError:
-                raise PredictionExists("a prediction id of the batch is taken") from None
+        def taken() -> Exception:
+            return PredictionExists("a prediction id of the batch is taken")
 
-        return self._writer.submit(op)
+        return self._writer.submit(_Append("predictions", _PREDICTION_COLUMNS, rows, [], taken))
 
     def get_prediction(self, prediction_id: str) -> PredictionRecord | None:
         row = (
@@ -696,27 +788,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         return row[0] or 0
 
     def add_learn(self, record: LearnRecord) -> Future[None]:
-        params = (
-            record.model,
-            record.seq,
-            dump(record.features),
-            dump(record.target),
-            dump(record.prediction),
-            record.prediction_id,
-            record.created_at,
-        )
-        prediction_id = record.prediction_id
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO learns (model, seq, features, target, prediction, prediction_id,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                params,
-            )
-            if prediction_id is not None:
-                conn.execute("UPDATE predictions SET labelled = 1 WHERE id = ?", (prediction_id,))
-
-        return self._writer.submit(op)
+        return self.add_learns([record])
 
     def add_learns(self, records: list[LearnRecord]) -> Future[None]:
         rows = [
@@ -731,18 +803,8 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             )
             for r in records
         ]
-        labelled = [(r.prediction_id,) for r in records if r.prediction_id is not None]
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO learns (model, seq, features, target, prediction, prediction_id,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            if labelled:
-                conn.executemany("UPDATE predictions SET labelled = 1 WHERE id = ?", labelled)
-
-        return self._writer.submit(op)
+        labels = [r.prediction_id for r in records if r.prediction_id is not None]
+        return self._writer.submit(_Append("learns", _LEARN_COLUMNS, rows, labels))
 
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
         cursor = self._read().execute(

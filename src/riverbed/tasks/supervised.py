@@ -48,7 +48,7 @@ class _Classification(Task):
 
     def predict(self, model: Any, sample: Any, tracker: Tracker) -> Any:
         # As river's progressive validation does: probabilities unless every metric needs labels.
-        if tracker.requires_labels:
+        if not tracker.takes_probabilities:
             return model.predict_one(sample)
         return model.predict_proba_one(sample)
 

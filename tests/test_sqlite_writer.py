@@ -1,14 +1,19 @@
-"""The SQLite store moves its write-ahead log into the database file in the background, so
-that no group commit waits for a checkpoint."""
+"""The SQLite store's writer: appends merged into multi-row statements within a group
+commit (one bad write still fails alone), and the write-ahead log moved into the database
+file in the background, so that no group commit waits for a checkpoint."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
-from riverbed.stores.base import PredictionRecord
+import pytest
+
+from riverbed.exceptions import PredictionExists
+from riverbed.stores.base import LearnRecord, PredictionRecord
 from riverbed.stores.sqlite import SQLiteStore
 
 
@@ -36,6 +41,43 @@ def test_commits_do_not_checkpoint_but_the_background_does(tmp_path: Path) -> No
         store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 5000
+
+
+def test_appends_of_one_commit_merge_and_a_taken_id_fails_alone(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    try:
+        gate = threading.Event()
+        held = store._writer.submit(lambda conn: gate.wait(10))  # holds the writer
+        first = store.add_predictions(
+            [
+                PredictionRecord(f"p{n}", "m", n, {"x": float(n)}, {True: 0.5}, 0.0)
+                for n in range(300)
+            ]
+        )
+        learns = store.add_learns(
+            [
+                LearnRecord("m", n + 1, {"x": float(n)}, True, {True: 0.5}, f"p{n}", 0.0)
+                for n in range(5)
+            ]
+        )
+        taken = store.add_prediction(PredictionRecord("p7", "m", 301, {"x": 1.0}, 0.5, 0.0))
+        last = store.add_prediction(PredictionRecord("q", "m", 302, {"x": 1.0}, 0.5, 0.0))
+        gate.set()  # the five writes above are now drained into one group commit
+        held.result()
+        first.result()
+        learns.result()
+        with pytest.raises(PredictionExists, match="p7"):
+            taken.result()
+        last.result()
+        assert store.get_prediction("q") is not None
+        assert store.get_prediction("p7").seq == 7  # type: ignore[union-attr]
+        assert [store.get_prediction(f"p{n}").labelled for n in (0, 4, 5)] == [True, True, False]  # type: ignore[union-attr]
+        assert store.get_prediction("p299").prediction == {True: 0.5}  # type: ignore[union-attr]
+        assert [(r.seq, r.prediction_id) for r in store.learns_after("m", 0)] == [
+            (n + 1, f"p{n}") for n in range(5)
+        ]
+    finally:
+        store.close()
 
 
 def test_a_wal_past_its_limit_is_made_to_start_over(tmp_path: Path) -> None:
