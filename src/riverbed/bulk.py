@@ -19,7 +19,7 @@ the same items sent one at a time (the tests check both).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,13 @@ class BulkOps:
         def _forget_predictions(self, records: Sequence[PredictionRecord]) -> None: ...
         def _reload(self, live: _Live) -> None: ...
         def _predict_one(
-            self, live: _Live, features: Any, id: str | None, inputs: Mapping[str, Any]
+            self,
+            live: _Live,
+            features: Any,
+            id: str | None,
+            inputs: Mapping[str, Any],
+            *,
+            stored_ids: Container[str] | None,
         ) -> PredictionRecord: ...
         def _check_learn(
             self,
@@ -104,13 +110,21 @@ class BulkOps:
         with live.lock:
             before = live.n_predictions
             ids: set[str] = set()
+            # The batch's own ids, looked up in the store in one query (not one an item).
+            stored_ids = self.store.stored_prediction_ids(
+                {
+                    item["id"]
+                    for item in items
+                    if isinstance(item, Mapping) and isinstance(item.get("id"), str)
+                }
+            )
             for index, item in enumerate(items):
                 try:
                     fields = _fields(item, allowed)
                     features, id = fields.pop("features", None), fields.pop("id", None)
                     if id is not None and id in ids:
                         raise PredictionExists(f"prediction id {id!r} comes twice in the batch")
-                    record = self._predict_one(live, features, id, fields)
+                    record = self._predict_one(live, features, id, fields, stored_ids=stored_ids)
                 except RiverbedError as exc:
                     errors.append(item_error(index, exc))
                     continue

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Container, Generator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -255,6 +255,8 @@ class Engine(Registry, BulkOps):
         self._live: dict[str, _Live] = {}
         self._lock = threading.RLock()
         self._cache = PredictionCache(self.settings.prediction_cache_size)
+        # Predictions with a caller's id whose write is not committed yet, by id.
+        self._pending: dict[str, PredictionRecord] = {}
         self._closed = False
         self._init_registry()
         self._stop = threading.Event()
@@ -514,6 +516,8 @@ class Engine(Registry, BulkOps):
         with self._lock, live.lock if live is not None else threading.RLock():
             self._live.pop(name, None)
             self._cache.drop_model(name)
+            for key in [k for k, p in self._pending.items() if p.model == name]:
+                del self._pending[key]
             future = self.store.delete_model(name)
             self._forget(name)
         future.add_done_callback(self._publisher("model.deleted", name, {}))
@@ -567,24 +571,44 @@ class Engine(Registry, BulkOps):
         if features_key is not None:
             features = self._cached_features(features, features_key)
         with live.lock:
-            record = self._predict_one(live, features, id, inputs)
-            self._remember(record)
+            # A caller's id is not looked up in the store: the store's key refuses it at
+            # commit if an older prediction holds it (see _find_prediction for a label that
+            # comes before that commit).
+            record = self._predict_one(live, features, id, inputs, stored_ids=None)
+            unverified = id is not None
+            if unverified:
+                self._pending[record.id] = record
+            else:
+                self._remember(record)
             future = self.store.add_prediction(record)
         result = {"id": record.id, "model": name, **live.task.wire(record.prediction)}
 
         def stored(f: Future[None]) -> None:
             if f.exception() is not None:
-                self._cache.discard([record])
-            else:
-                self.events.publish("predict", name, {"features": record.features, **result})
+                self._forget_predictions([record])
+                return
+            if unverified:
+                self._cache.put(record)  # with any label mark it got while pending
+                if self._pending.get(record.id) is record:
+                    del self._pending[record.id]
+            self.events.publish("predict", name, {"features": record.features, **result})
 
         future.add_done_callback(stored)
         return Receipt(result, future)
 
     def _predict_one(
-        self, live: _Live, features: Any, id: str | None, inputs: Mapping[str, Any]
+        self,
+        live: _Live,
+        features: Any,
+        id: str | None,
+        inputs: Mapping[str, Any],
+        *,
+        stored_ids: Container[str] | None,
     ) -> PredictionRecord:
-        # The caller holds live.lock. Nothing is stored or remembered here.
+        """A prediction's record (the caller holds live.lock; nothing is stored or
+        remembered here). A given ``id`` must not be held by a cached or pending prediction,
+        nor be among ``stored_ids`` (the ids the caller found in the store); None leaves
+        the store's check to the store's key, at commit."""
         if features is None and not live.task.features_optional:
             raise InvalidInput("missing field 'features'", detail={"field": "features"})
         sample = live.task.sample(
@@ -594,7 +618,7 @@ class Engine(Registry, BulkOps):
             id = _new_id()
         else:
             id = self._check_id(id)
-            if id in self._cache or self.store.get_prediction(id) is not None:
+            if id in self._cache or id in self._pending or (stored_ids and id in stored_ids):
                 raise PredictionExists(f"prediction id {id!r} is taken; use a new id")
         start = time.perf_counter()
         try:
@@ -982,11 +1006,19 @@ class Engine(Registry, BulkOps):
 
     def _find_prediction(self, prediction_id: str) -> PredictionRecord | None:
         record = self._cache.get(prediction_id)
-        if record is None:
-            record = self.store.get_prediction(prediction_id)
-            if record is not None:
-                self._remember(record)
-        return record
+        if record is not None:
+            return record
+        pending = self._pending.get(prediction_id)
+        stored = self.store.get_prediction(prediction_id)
+        if pending is not None:
+            # Not committed yet (a label sent before its prediction was acknowledged). It is
+            # the prediction of that id unless an older one already holds the id in the
+            # store, in which case the pending one will be refused at commit.
+            if stored is None or (stored.model, stored.seq) == (pending.model, pending.seq):
+                return pending
+        if stored is not None:
+            self._remember(stored)
+        return stored
 
     def _no_prediction(self, id: str, name: str) -> str:
         message = (
@@ -1002,9 +1034,14 @@ class Engine(Registry, BulkOps):
 
     def _forget_predictions(self, records: Sequence[PredictionRecord]) -> None:
         """Drop predictions whose write failed from the in-memory cache."""
+        for record in records:
+            if self._pending.get(record.id) is record:
+                del self._pending[record.id]
         self._cache.discard(records)
 
     def _remember(self, record: PredictionRecord) -> None:
+        if self._pending.get(record.id) is record:
+            return  # a pending record is its own state until its commit caches it
         self._cache.put(record)
 
     def _describe(self, live: _Live, *, spec: Any, source: str | None) -> dict[str, Any]:

@@ -77,6 +77,7 @@ class RegistryBase:
         _live: dict[str, _Live]
         _lock: threading.RLock
         _cache: PredictionCache
+        _pending: dict[str, PredictionRecord]
 
         def _check_name(self, name: Any) -> str: ...
         def _check_text(self, field: str, value: Any) -> str: ...

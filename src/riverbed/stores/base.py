@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -240,6 +240,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_prediction(self, prediction_id: str) -> PredictionRecord | None: ...
+
+    def stored_prediction_ids(self, prediction_ids: Iterable[str]) -> set[str]:
+        """Which of these ids the store holds predictions under (one query where it can)."""
+        return {i for i in prediction_ids if self.get_prediction(i) is not None}
 
     @abc.abstractmethod
     def max_prediction_seq(self, name: str) -> int: ...

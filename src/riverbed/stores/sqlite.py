@@ -15,7 +15,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -756,6 +756,15 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             return PredictionExists("a prediction id of the batch is taken")
 
         return self._writer.submit(_Append("predictions", _PREDICTION_COLUMNS, rows, [], taken))
+
+    def stored_prediction_ids(self, prediction_ids: Iterable[str]) -> set[str]:
+        ids = list(prediction_ids)
+        conn = self._read()
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            sql = f"SELECT id FROM predictions WHERE id IN ({', '.join('?' * len(chunk))})"
+            found.update(row[0] for row in conn.execute(sql, chunk))
+        return found
 
     def get_prediction(self, prediction_id: str) -> PredictionRecord | None:
         row = (
