@@ -105,10 +105,12 @@ def embedded(
 def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> dict[str, Any]:
     """riverbed's Engine on an SQLite file, ``BATCH`` samples a call.
 
-    predict: ``engine.predict_many`` of the features. loop: the full delayed-label loop in
-    batches: ``engine.predict_many`` with an id per sample, then ``engine.learn_many`` of
-    ``{id, ground_truth}`` for those ids (each learn scored with its stored prediction). Both
-    calls block until their one commit, so every sample is durable before the next batch.
+    predict: ``engine.submit_predict_many`` of the features. loop: the full delayed-label
+    loop in batches: ``submit_predict_many`` with an id per sample, then
+    ``submit_learn_many`` of ``{id, ground_truth}`` for those ids (each learn scored with its
+    stored prediction). Each batch is one commit; the loop waits for a batch's receipts
+    before it sends the batch after next, so one batch commits while the next is computed
+    and no sample is more than one batch ahead of durable.
     """
     from riverbed import Engine
 
@@ -122,23 +124,36 @@ def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> 
         start = time.perf_counter()
         cpu = time.process_time()
         deadline = start + seconds
+        inflight: list[Any] = []
         while time.perf_counter() < deadline:
             chunk = list(itertools.islice(stream, BATCH))
             if mode == "loop":
                 ids = [f"b{n + j}" for j in range(len(chunk))]
-                engine.predict_many(
-                    "bench",
-                    [{"features": x, "id": i} for (x, _), i in zip(chunk, ids, strict=True)],
-                )
-                engine.learn_many(
-                    "bench",
-                    [{"id": i, "ground_truth": y} for (_, y), i in zip(chunk, ids, strict=True)],
-                )
+                receipts = [
+                    engine.submit_predict_many(
+                        "bench",
+                        [{"features": x, "id": i} for (x, _), i in zip(chunk, ids, strict=True)],
+                    ),
+                    engine.submit_learn_many(
+                        "bench",
+                        [
+                            {"id": i, "ground_truth": y}
+                            for (_, y), i in zip(chunk, ids, strict=True)
+                        ],
+                    ),
+                ]
                 calls += 2
             else:
-                engine.predict_many("bench", [{"features": x} for x, _ in chunk])
+                receipts = [
+                    engine.submit_predict_many("bench", [{"features": x} for x, _ in chunk])
+                ]
                 calls += 1
+            for receipt in inflight:
+                receipt.wait()
+            inflight = receipts
             n += len(chunk)
+        for receipt in inflight:
+            receipt.wait()
         elapsed = time.perf_counter() - start
         used = time.process_time() - cpu
         stats = engine.stats("bench")

@@ -45,14 +45,21 @@ def test_records_come_back_equal_with_their_types() -> None:
     assert cache.get("p2") == odd and type(cache.get("p2").features["x"]) is np.float64
 
 
-def test_a_label_mark_is_kept_by_putting_the_record_back() -> None:
+def test_a_label_mark_is_kept_by_marking_the_record() -> None:
     cache = PredictionCache(size=10)
     cache.put(record(1))
     got = cache.get("p1")
     got.labelled = True
     assert cache.get("p1").labelled is False
-    cache.put(got)
-    assert cache.get("p1").labelled is True
+    cache.mark(got)
+    assert cache.get("p1") == got and cache.get("p1").labelled is True
+    got.labelled = False
+    cache.mark(got)
+    assert cache.get("p1").labelled is False
+    odd = record(2, features={"x": np.float64(1.0)})
+    odd.labelled = True
+    cache.mark(odd)  # not held: put whole
+    assert cache.get("p2") == odd
 
 
 def test_discard_spares_a_newer_prediction_under_the_same_id() -> None:

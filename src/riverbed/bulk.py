@@ -62,6 +62,7 @@ class BulkOps:
         def _get_live(self, name: str) -> _Live: ...
         def _learner_of(self, ref: str) -> str: ...
         def _remember(self, record: PredictionRecord) -> None: ...
+        def _mark(self, record: PredictionRecord) -> None: ...
         def _forget_predictions(self, records: Sequence[PredictionRecord]) -> None: ...
         def _reload(self, live: _Live) -> None: ...
         def _predict_one(
@@ -201,7 +202,7 @@ class BulkOps:
                 except RiverbedError as exc:
                     for p in marked:
                         p.labelled = False
-                        self._remember(p)
+                        self._mark(p)
                     if applied:
                         self._reload(live)
                     raise _refused([item_error(index, exc)], len(items)) from None
@@ -241,6 +242,8 @@ class BulkOps:
 def _fields(item: Any, allowed: frozenset[str]) -> dict[str, Any]:
     if not isinstance(item, Mapping):
         raise InvalidInput(f"an item must be an object, got {type(item).__name__}")
+    if allowed.issuperset(item):
+        return dict(item)
     unknown = sorted(k for k in item if k not in allowed)
     if unknown:
         raise InvalidInput(

@@ -673,7 +673,7 @@ class Engine(Registry, BulkOps):
             except BaseException:
                 if labelled is not None:
                     labelled.labelled = False
-                    self._remember(labelled)
+                    self._mark(labelled)
                 raise
             future = self.store.add_learn(record)
             self._after_learn(live, record)
@@ -754,7 +754,7 @@ class Engine(Registry, BulkOps):
             ) from None
         if prediction is not None:
             prediction.labelled = True
-            self._remember(prediction)
+            self._mark(prediction)
         prediction_id = prediction.id if prediction is not None else None
         return LearnRecord(
             live.record.name, live.n_learns + 1, sample, y, y_pred, prediction_id, time.time()
@@ -1038,6 +1038,11 @@ class Engine(Registry, BulkOps):
             if self._pending.get(record.id) is record:
                 del self._pending[record.id]
         self._cache.discard(records)
+
+    def _mark(self, record: PredictionRecord) -> None:
+        """Keep a change of ``record.labelled`` (a pending record is its own state)."""
+        if self._pending.get(record.id) is not record:
+            self._cache.mark(record)
 
     def _remember(self, record: PredictionRecord) -> None:
         if self._pending.get(record.id) is record:

@@ -7,8 +7,9 @@ predictions here and reads older ones from the store.
 The cache is built so that Python's cyclic garbage collector never walks it. A full
 collection visits every entry of every tracked container, and with 100,000 cached records
 that paused the server for 10-20 ms every few thousand predictions. Here each entry is one
-``bytes`` value (the record packed with :mod:`marshal`, which keeps the exact types of plain
-data: bool and int keys, floats) under its id in a plain dict; a dict of strings and bytes
+``bytes`` value under its id in a plain dict: a byte for the ``labelled`` mark (so that
+:meth:`PredictionCache.mark` changes one byte), then the record packed with :mod:`marshal`,
+which keeps the exact types of plain data (bool and int keys, floats); a dict of strings and bytes
 is untracked, so the collector skips it whole. Records that are not plain data (a numpy
 number in the features, say) are kept as tuples and make their dict tracked again: correct,
 only slower to collect.
@@ -55,16 +56,25 @@ def _plain(value: Any) -> bool:
     if kind in _SCALARS:
         return True
     if kind is dict:
-        return all(
-            type(k) in _SCALARS and (type(v) in _SCALARS or _plain(v)) for k, v in value.items()
-        )
+        # flat dicts of scalars (features, probabilities) are checked in C loops
+        if set(map(type, value.values())) <= _SCALARS:
+            return set(map(type, value)) <= _SCALARS
+        return all(type(k) in _SCALARS and _plain(v) for k, v in value.items())
     if kind is list or kind is tuple:
-        return all(type(v) in _SCALARS or _plain(v) for v in value)
+        return all(map(_plain, value))
     return False
 
 
+_LABELLED, _UNLABELLED = b"\x01", b"\x00"
+
+
 def _pack(record: PredictionRecord) -> bytes | tuple[Any, ...]:
-    entry = (
+    """One byte for the label mark, then the record (without its id) marshalled; a tuple
+    when the record is not plain data."""
+    if _plain(record.features) and _plain(record.prediction):
+        entry = (record.model, record.seq, record.features, record.prediction, record.created_at)
+        return (_LABELLED if record.labelled else _UNLABELLED) + marshal.dumps(entry)
+    return (
         record.model,
         record.seq,
         record.features,
@@ -72,7 +82,6 @@ def _pack(record: PredictionRecord) -> bytes | tuple[Any, ...]:
         record.created_at,
         record.labelled,
     )
-    return marshal.dumps(entry) if _plain(entry) else entry
 
 
 class PredictionCache:
@@ -97,7 +106,9 @@ class PredictionCache:
             packed = self._old.get(prediction_id)
             if packed is None:
                 return None
-        return marshal.loads(packed) if type(packed) is bytes else packed  # type: ignore[return-value]
+        if type(packed) is bytes:
+            return (*marshal.loads(memoryview(packed)[1:]), packed[0] == 1)
+        return packed  # type: ignore[return-value]
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
         entry = self._entry(prediction_id)
@@ -112,6 +123,20 @@ class PredictionCache:
             self._young[record.id] = packed
             if len(self._young) * 2 >= self.size:
                 self._old, self._young = self._young, {}
+
+    def mark(self, record: PredictionRecord) -> None:
+        """Keep ``record``'s ``labelled`` mark: one byte of its entry changes (the record is
+        put whole when it is not held, or not packed)."""
+        with self._lock:
+            for generation in (self._young, self._old):
+                packed = generation.get(record.id)
+                if packed is not None:
+                    if type(packed) is bytes:
+                        flag = _LABELLED if record.labelled else _UNLABELLED
+                        generation[record.id] = flag + packed[1:]
+                        return
+                    break
+        self.put(record)
 
     def discard(self, records: Iterable[PredictionRecord]) -> None:
         """Forget these predictions (whose write failed), unless their ids now hold others."""
