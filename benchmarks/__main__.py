@@ -17,13 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environments, inprocess, load, reference, report, wsload
+from benchmarks import environments, inprocess, load, reference, report, soak, wsload
 from benchmarks.systems import SYSTEMS, System
-
-try:  # benchmarks/soak.py is being written on another branch; until it lands, no soak
-    from benchmarks import soak
-except ImportError:  # pragma: no cover
-    soak = None  # type: ignore[assignment]
 
 RESULTS = environments.ROOT / "results"
 WS_MODES = ("ws", "ws-many")
@@ -299,16 +294,13 @@ def main() -> None:
     soaked = None
     soak_s = None
     if args.soak > 0:
-        if soak is None:
-            log("soak skipped: benchmarks/soak.py is not there yet")
-        else:
-            log(f"soak: {args.soak:,} predictions at 16 connections, retention set")
-            soak_started = time.monotonic()
-            soaked = soak.run(
-                wrk=wrk, work=work / "soak", predictions=args.soak, connections=16, log=log
-            )
-            soak_s = time.monotonic() - soak_started
-            log(f"soak: {report.soak_text(soaked)}")
+        log(f"soak: {args.soak:,} predictions at 16 connections, retention set")
+        soak_started = time.monotonic()
+        soaked = soak.run(
+            wrk=wrk, work=work / "soak", predictions=args.soak, connections=16, log=log
+        )
+        soak_s = time.monotonic() - soak_started
+        log(f"soak: {report.soak_text(soaked)}")
 
     summary = report.summarize(runs)
     result = {
