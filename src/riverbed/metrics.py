@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -262,6 +263,11 @@ class Tracker:
         """Whether anything is scored (metrics are on)."""
         return bool(self.names)
 
+    @functools.cached_property
+    def _labelled_only(self) -> bool:
+        # (cached on first use: checkpoints pickled before it existed compute it again)
+        return all(kind in ("label", "label-of-proba") for _, kind, _ in self.running)
+
     @property
     def takes_probabilities(self) -> bool:
         """Whether a classifier's probabilities are scored (else its labels); fixed at
@@ -306,6 +312,17 @@ class Tracker:
         label = y_pred
         if isinstance(y_pred, dict) and y_pred and self._probabilities:
             label = max(y_pred, key=y_pred.__getitem__)  # as river's Metrics does
+        if y is not None and not self.windows and self._labelled_only:
+            # The common case, label metrics only and no windows: no argument table.
+            for _, kind, metric in self.running:
+                if kind == "label":
+                    metric.update(y, y_pred)
+                else:
+                    metric.update(y, label)
+            if self.running:
+                self.n += 1
+                return True
+            return False
         args_by_kind = {
             "label": None if y is None else (y, y_pred),
             "label-of-proba": None if y is None else (y, label),

@@ -97,6 +97,8 @@ class Task:
     def reject_inputs(
         self, inputs: Mapping[str, Any], allowed: frozenset[str] = frozenset()
     ) -> None:
+        if not inputs:
+            return
         unknown = sorted(k for k, v in inputs.items() if v is not None and k not in allowed)
         if unknown:
             raise InvalidInput(
