@@ -173,11 +173,11 @@ def inprocess_cell(
         label = "riverbed Engine, durable, blocking calls"
     elif name == "engine-batch":
         r = inprocess.embedded_batch(data, mode, seconds, work / "engine.db")
-        label = (
-            f"riverbed Engine, durable, predict_many + learn_many by id per {inprocess.BATCH}"
-            if mode == "loop"
-            else f"riverbed Engine, durable, predict_many per {inprocess.BATCH}"
-        )
+        way = {
+            "loop": "predict_many + learn_many by id",
+            "learn": "learn_many of features",
+        }.get(mode, "predict_many")
+        label = f"riverbed Engine, durable, {way} per {inprocess.BATCH}"
     else:
         r = inprocess.embedded(data, mode, seconds, work / "engine.db", window=256)
         label = "riverbed Engine, durable, receipts per 256"
@@ -186,11 +186,11 @@ def inprocess_cell(
         ref,
         mode=mode,
         connections=1,
-        acked_learns=r["learns"] if mode == "loop" else 0,
+        acked_learns=r["learns"] if mode in ("loop", "learn") else 0,
         state=state,
         errors=0,
         # predict_many predicts a whole batch before its labels are learned: not river's order
-        ordered=name != "engine-batch",
+        ordered=not (name == "engine-batch" and mode == "loop"),
     )
     # operations: one a sample (two in the loop), or one a call for the batch calls
     per = r.get("calls") or r["samples"] * (2 if mode == "loop" and name != "river" else 1)
@@ -247,6 +247,8 @@ def main() -> None:
             if name in ("river", "engine"):
                 systems = [name] if name == "river" else ["engine", "engine-window", "engine-batch"]
                 cells += [(s, m, 0) for s in systems for m in ("predict", "loop") if wanted(m)]
+                if name == "engine" and wanted("learn"):
+                    cells.append(("engine-batch", "learn", 0))
                 continue
             if not any(wanted(m) for m in SYSTEMS[name].modes):
                 continue

@@ -105,8 +105,10 @@ def embedded(
 def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> dict[str, Any]:
     """riverbed's Engine on an SQLite file, ``BATCH`` samples a call.
 
-    predict: ``engine.submit_predict_many`` of the features. loop: the full delayed-label
-    loop in batches: ``submit_predict_many`` with an id per sample, then
+    predict: ``engine.submit_predict_many`` of the features. learn: ``submit_learn_many`` of
+    ``{features, ground_truth}``: for each sample a prediction, its score and ``learn_one``,
+    which is river's own loop (the raw river cell) with the durable log. loop: the full
+    delayed-label loop in batches: ``submit_predict_many`` with an id per sample, then
     ``submit_learn_many`` of ``{id, ground_truth}`` for those ids (each learn scored with its
     stored prediction). Each batch is one commit; the loop waits for a batch's receipts
     before it sends the batch after next, so one batch commits while the next is computed
@@ -143,6 +145,13 @@ def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> 
                     ),
                 ]
                 calls += 2
+            elif mode == "learn":
+                receipts = [
+                    engine.submit_learn_many(
+                        "bench", [{"features": x, "ground_truth": y} for x, y in chunk]
+                    )
+                ]
+                calls += 1
             else:
                 receipts = [
                     engine.submit_predict_many("bench", [{"features": x} for x, _ in chunk])
@@ -167,7 +176,7 @@ def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> 
         "cpu_seconds": used,
         "learns": stats["n_learns"],
         "predictions": stats["n_predictions"],
-        "metrics": values if mode == "loop" else {},
+        "metrics": values if mode in ("loop", "learn") else {},
     }
 
 

@@ -117,11 +117,13 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# The durable embedded ways that batch their commits, by (system, mode), for the target.
 ENGINE_WAYS = {
-    "engine-window": "submit_predict/submit_learn, receipts waited per 256",
-    "engine-batch": "predict_many then learn_many by id, per 256",
+    ("engine-window", "loop"): "submit_predict/submit_learn, receipts waited per 256",
+    ("engine-batch", "loop"): "predict_many then learn_many by id, per 256",
+    ("engine-batch", "learn"): "learn_many of features and labels per 256, river's own loop",
 }
-ENGINE_SYSTEMS = ("engine", *ENGINE_WAYS)
+ENGINE_SYSTEMS = ("engine", "engine-window", "engine-batch")
 
 
 def targets(
@@ -189,7 +191,7 @@ def targets(
         0.5,
         "ratio",
     )
-    engines = {s: rate(s, "loop", 0) for s in ENGINE_WAYS}
+    engines = {way: rate(way[0], way[1], 0) for way in ENGINE_WAYS}
     best = max(
         (s for s in engines if engines[s] is not None), key=lambda s: engines[s] or 0, default=None
     )

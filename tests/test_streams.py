@@ -193,3 +193,19 @@ def test_the_learn_forecast_and_tail_commands(
         cli, ["learn", str(bad), "--model", "airline", "--target", "passengers", *url]
     )
     assert failed.exit_code == 1 and "line 2" in failed.output
+
+
+def test_event_data_given_as_a_function_is_made_once_on_first_read() -> None:
+    from riverbed.events import EventBus
+
+    made: list[int] = []
+
+    def data() -> dict[str, int]:
+        made.append(1)
+        return {"n": len(made)}
+
+    bus = EventBus(keep=10)
+    event = bus.publish("learn", "m", data)
+    assert made == []  # nobody has read it
+    assert event.data == {"n": 1} and event.to_dict()["data"] == {"n": 1}
+    assert bus.recent()[0].data == {"n": 1} and made == [1]

@@ -19,7 +19,8 @@ the same items sent one at a time (the tests check both).
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+import functools
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +90,7 @@ class BulkOps:
         def _after_learn(self, live: _Live, record: LearnRecord) -> None: ...
         def _learn_event(
             self, live: _Live, record: LearnRecord
-        ) -> tuple[str, str, dict[str, Any]]: ...
+        ) -> tuple[str, str, Callable[[], dict[str, Any]]]: ...
 
     # -- predict many ------------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ class BulkOps:
                 return
             self.events.publish_many(
                 [
-                    ("predict", name, {"features": record.features, **result})
+                    ("predict", name, functools.partial(_predict_data, record, result))
                     for record, result in zip(records, results, strict=True)
                 ]
             )
@@ -237,6 +238,10 @@ class BulkOps:
                 detail={"limit": "max_batch_size", "max": limit, "given": len(items)},
             )
         return list(items)
+
+
+def _predict_data(record: PredictionRecord, result: dict[str, Any]) -> dict[str, Any]:
+    return {"features": record.features, **result}
 
 
 def _fields(item: Any, allowed: frozenset[str]) -> dict[str, Any]:

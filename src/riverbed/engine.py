@@ -30,7 +30,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Container, Generator, Mapping, Sequence
+from collections.abc import Callable, Container, Generator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -84,6 +84,7 @@ _METRIC_OPTIONS = {"windows", "history_every", "history_seconds"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _EWM_ALPHA = 0.3
 _NUMBERS = frozenset({float, int})
+_STRINGS = frozenset({str})
 _PRUNE_SECONDS = 1.0  # how often the checkpoint thread applies the retention settings
 log = logging.getLogger(__name__)
 
@@ -591,7 +592,7 @@ class Engine(Registry, BulkOps):
                 self._cache.put(record)  # with any label mark it got while pending
                 if self._pending.get(record.id) is record:
                     del self._pending[record.id]
-            self.events.publish("predict", name, {"features": record.features, **result})
+            self.events.publish("predict", name, lambda: {"features": record.features, **result})
 
         future.add_done_callback(stored)
         return Receipt(result, future)
@@ -795,14 +796,20 @@ class Engine(Registry, BulkOps):
         if live.n_learns - live.checkpoint_seq >= self.settings.checkpoint_every:
             self._checkpoint(live)
 
-    def _learn_event(self, live: _Live, record: LearnRecord) -> tuple[str, str, dict[str, Any]]:
-        data = {
-            "features": record.features,
-            "ground_truth": record.target,
-            "prediction_id": record.prediction_id,
-            "n_learns": record.seq,
-            **live.task.wire(record.prediction),
-        }
+    def _learn_event(
+        self, live: _Live, record: LearnRecord
+    ) -> tuple[str, str, Callable[[], dict[str, Any]]]:
+        wire = live.task.wire
+
+        def data() -> dict[str, Any]:  # made when the event is read (see events.Event)
+            return {
+                "features": record.features,
+                "ground_truth": record.target,
+                "prediction_id": record.prediction_id,
+                "n_learns": record.seq,
+                **wire(record.prediction),
+            }
+
         kind = "label" if record.prediction_id is not None else "learn"
         return kind, live.record.name, data
 
@@ -905,7 +912,9 @@ class Engine(Registry, BulkOps):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _publisher(self, type: str, name: str, data: dict[str, Any]) -> Any:
+    def _publisher(
+        self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]]
+    ) -> Any:
         def publish(f: Future[Any]) -> None:
             if f.exception() is None:
                 self.events.publish(type, name, data)
@@ -1127,7 +1136,7 @@ class Engine(Registry, BulkOps):
                 finite = False
             if (
                 finite
-                and all(type(k) is str for k in features)
+                and set(map(type, features)) <= _STRINGS
                 and (not features or max(map(len, features)) <= limit)
             ):
                 return dict(features)
@@ -1159,8 +1168,13 @@ class Engine(Registry, BulkOps):
 
 
 class _Ids:
-    """Random 128-bit prediction ids, 32 hex characters, drawn from the OS in blocks of 256:
-    one ``os.urandom`` per id would release the GIL on every prediction."""
+    """Prediction ids of 32 hex characters: the time in milliseconds (12), then 80 random
+    bits (20) drawn from the OS in blocks of 256 (one ``os.urandom`` per id would release
+    the GIL on every prediction).
+
+    The time first keeps new ids next to each other in the store's primary-key index: with
+    fully random ids every commit dirtied a different index page for each prediction, and
+    SQLite wrote all of those pages to its log."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -1169,9 +1183,11 @@ class _Ids:
     def __call__(self) -> str:
         with self._lock:
             if not self._pool:
-                block = os.urandom(16 * 256).hex()
-                self._pool = [block[i : i + 32] for i in range(0, len(block), 32)]
-            return self._pool.pop()
+                block = os.urandom(10 * 256).hex()
+                self._pool = [block[i : i + 20] for i in range(0, len(block), 20)]
+                self._pool.reverse()
+            prefix = f"{time.time_ns() // 1_000_000:012x}"
+            return prefix + self._pool.pop()
 
 
 _new_id = _Ids()

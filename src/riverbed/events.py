@@ -9,7 +9,6 @@ The bus keeps the most recent events in memory so that a late subscriber can cat
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import logging
 import threading
@@ -22,15 +21,45 @@ __all__ = ["Event", "EventBus", "Listener"]
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(slots=True)
 class Event:
-    # Not frozen: a frozen dataclass sets each field through object.__setattr__, which made
-    # building an event cost more than a river prediction. Treat events as read-only.
-    id: int
-    type: str  # predict, learn, model.created, model.deleted, ...
-    model: str | None
-    time: float
-    data: dict[str, Any]
+    """One thing that happened. ``data`` may be given as a function that makes it: it is
+    then made on first read, so that the events of a busy model that nobody follows (and
+    that fall out of the bus's recent window unread) cost no dict each. Read-only."""
+
+    __slots__ = ("id", "type", "model", "time", "_data")
+
+    def __init__(
+        self,
+        id: int,
+        type: str,  # predict, learn, model.created, model.deleted, ...
+        model: str | None,
+        time: float,
+        data: dict[str, Any] | Callable[[], dict[str, Any]],
+    ) -> None:
+        self.id, self.type, self.model, self.time, self._data = id, type, model, time, data
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self._data
+        if not isinstance(data, dict):
+            data = self._data = data()
+        return data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (self.id, self.type, self.model, self.time, self.data) == (
+            other.id,
+            other.type,
+            other.model,
+            other.time,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Event(id={self.id}, type={self.type!r}, model={self.model!r}, data={self.data!r})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +94,12 @@ class EventBus:
 
         return unsubscribe
 
-    def publish(self, type: str, model: str | None, data: dict[str, Any]) -> Event:
+    def publish(
+        self,
+        type: str,
+        model: str | None,
+        data: dict[str, Any] | Callable[[], dict[str, Any]],
+    ) -> Event:
         with self._lock:
             event = Event(next(self._ids), type, model, time.time(), data)
             self._recent.append(event)
@@ -77,7 +111,10 @@ class EventBus:
                 log.exception("event listener failed")
         return event
 
-    def publish_many(self, events: Sequence[tuple[str, str | None, dict[str, Any]]]) -> None:
+    def publish_many(
+        self,
+        events: Sequence[tuple[str, str | None, dict[str, Any] | Callable[[], dict[str, Any]]]],
+    ) -> None:
         """Publish ``(type, model, data)`` events in order (a batch's: one lock, one clock
         read)."""
         if not events:

@@ -96,7 +96,7 @@ class AliasChange:
     by: str = ""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class PredictionRecord:
     id: str
     model: str
@@ -107,7 +107,7 @@ class PredictionRecord:
     labelled: bool = False
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class LearnRecord:
     model: str
     seq: int
