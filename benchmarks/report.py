@@ -321,10 +321,44 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| target | measured | goal | met |", "| --- | ---: | ---: | --- |"]
     for t in result["targets"]:
         lines.append(f"| {t['target']} | {_measured(t)} | {_goal(t)} | {_met(t)} |")
+    missed = [
+        (t["target"], note)
+        for t in result["targets"]
+        if t["met"] is False
+        for prefix, note in PROFILE_NOTES.items()
+        if t["target"].startswith(prefix)
+    ]
+    if missed:
+        lines += ["", "Where a target is missed, what the profile shows (docs/benchmarks.md,"]
+        lines[-1] += ' "Where the time goes", has the measurements):'
+        lines += [""] + [f"- {target}: {note}" for target, note in missed]
     soak = result.get("soak")
     if soak is not None:
         lines += ["", f"Soak (`benchmarks/soak.py`, 16 connections): {soak_text(soak)}."]
     return "\n".join(lines) + "\n"
+
+
+# What profiling (py-spy on the server under this benchmark's load) showed for each target
+# that the last full runs missed; printed under the table when the target is missed again.
+PROFILE_NOTES = {
+    "predict, 16 connections": (
+        "no riverbed function above 3% of the event loop's time; uvicorn's own work per "
+        "request (the same 40 µs the echo costs) is a third of the server's CPU, and the "
+        "loop waits for group commits a fifth of the time (the writer thread needs the GIL "
+        "for its share)"
+    ),
+    "batch route": (
+        "river itself is half the time per sample; the rest is riverbed's checks, records, "
+        "three JSON encodings for the log, the metrics wrapper and the writer's share of the "
+        "GIL, none above 3 µs a sample"
+    ),
+    "WebSocket, learn_many": "the batch route's work per sample, less the HTTP framing",
+    "(beside it) WebSocket, one predict": (
+        "one message a sample: the websockets protocol's frame handling and an answer per "
+        "message cost about 100 µs of server CPU, a river prediction 2 µs"
+    ),
+    "embedded engine": ("the batch route's work per sample without HTTP; river is half of it"),
+}
 
 
 def _times(ratio: float | None) -> str:
