@@ -179,9 +179,14 @@ class BulkOps:
             ids: set[str] = set()
             for index, item in enumerate(items):
                 try:
-                    fields = _fields(item, allowed)
-                    features, id = fields.pop("features", None), fields.pop("id", None)
-                    ground_truth = fields.pop("ground_truth", MISSING)
+                    if type(item) is dict and _LEARN_FIELDS.issuperset(item):
+                        fields: dict[str, Any] = {}  # the common item: nothing else to check
+                        features, id = item.get("features"), item.get("id")
+                        ground_truth = item.get("ground_truth", MISSING)
+                    else:
+                        fields = _fields(item, allowed)
+                        features, id = fields.pop("features", None), fields.pop("id", None)
+                        ground_truth = fields.pop("ground_truth", MISSING)
                     if id is not None and id in ids:
                         raise AlreadyLabelled(f"prediction id {id!r} comes twice in the batch")
                     checked.append(self._check_learn(live, features, ground_truth, id, fields))
