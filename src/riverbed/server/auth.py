@@ -271,11 +271,9 @@ def guard(endpoint: Endpoint, app: ASGIApp) -> ASGIApp:
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         policy: AuthPolicy = scope["app"].state.auth
-        client = scope.get("client")
-        address = str(client[0]) if client else "unknown"
         try:
             if policy.by_address.rates:
-                _charge(policy.by_address, group, address, "this address")
+                _charge(policy.by_address, group, _address(scope), "this address")
             principal = LOCAL
             if policy.required(scope):
                 principal = ANONYMOUS
@@ -300,10 +298,15 @@ def guard(endpoint: Endpoint, app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, watch)
         finally:
-            _audit(scope, endpoint, principal, address, status[0] if status else None)
+            _audit(scope, endpoint, principal, _address(scope), status[0] if status else None)
 
     guarded.riverbed_endpoint = endpoint  # type: ignore[attr-defined]
     return guarded
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _authorize(scope: Scope, needed: str, group: str, allow_query: bool) -> Principal:

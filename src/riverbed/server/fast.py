@@ -45,6 +45,7 @@ log = logging.getLogger("riverbed.server")
 # (app.state, path parameters, JSON body) -> the answer, or an awaitable of it.
 JsonOp = Callable[[Any, dict[str, str], Any], Any]
 
+_MEMO_SIZE = 4096  # remembered (method, path) answers; forgotten all at once past this
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _JSON_TYPE = (b"content-type", b"application/json")
 _SERVER_ERROR = {
@@ -123,6 +124,7 @@ class FastRoutes:
             names = tuple(s[1:-1] for s in endpoint.path.strip("/").split("/") if s.startswith("{"))
             key = (endpoint.method.upper(), len(segments))
             self._table.setdefault(key, []).append((segments, names, guard(endpoint, _app(op))))
+        self._memo: dict[tuple[str, str, str], tuple[ASGIApp | None, Any]] = {}
 
     @property
     def paths(self) -> list[str]:
@@ -135,17 +137,31 @@ class FastRoutes:
 
     def match(self, scope: Scope) -> ASGIApp | None:
         """The guarded app for this HTTP request, with its path parameters put in the scope,
-        or None to leave it to Starlette."""
+        or None to leave it to Starlette. Answers are remembered by method and path (a
+        server sees few distinct paths: one set per model)."""
+        key = (scope["method"], scope["path"], scope.get("root_path", ""))
+        found = self._memo.get(key)
+        if found is None:
+            found = self._match(scope)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = found
+        app, params = found
+        if app is not None:
+            scope["path_params"] = dict(params)
+        return app
+
+    def _match(self, scope: Scope) -> tuple[ASGIApp | None, tuple[tuple[str, str], ...]]:
         path: str = scope["path"]
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
         parts = path.strip("/").split("/") if path.startswith("/") else None
         if parts is None or path.endswith("/") and path != "/":
-            return None
+            return None, ()
         routes = self._table.get((scope["method"], len(parts)))
         if routes is None:
-            return None
+            return None, ()
         for segments, names, app in routes:
             params = []
             for want, got in zip(segments, parts, strict=True):
@@ -156,9 +172,8 @@ class FastRoutes:
                 elif want != got:
                     break
             else:
-                scope["path_params"] = dict(zip(names, params, strict=True))
-                return app
-        return None
+                return app, tuple(zip(names, params, strict=True))
+        return None, ()
 
 
 def _app(op: JsonOp) -> ASGIApp:
@@ -173,7 +188,7 @@ def _app(op: JsonOp) -> ASGIApp:
                 await read_asgi_body(scope, receive, int(settings.max_body_bytes)), settings
             )
             result = op(state, scope["path_params"], body)
-            if inspect.isawaitable(result):
+            if hasattr(result, "__await__"):  # a receipt, or an async operation's coroutine
                 result = await result
             status, content = 200, orjson.dumps(result, option=_JSON_OPTIONS)
         except ClientDisconnect:

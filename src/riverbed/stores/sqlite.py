@@ -149,7 +149,13 @@ _Op = Callable[[sqlite3.Connection], Any]
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30,
+        cached_statements=_STATEMENT_CACHE,
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -204,18 +210,19 @@ class _Checkpointer(threading.Thread):
             log.debug("background WAL checkpoint failed", exc_info=True)
 
 
-# Rows per multi-row INSERT: a few fixed sizes, so that the connection's statement cache
-# holds every statement the writer makes (n rows are sent as 256s, 64s, 16s, 4s and 1s).
-_CHUNKS = (256, 64, 16, 4, 1)
+# Rows per multi-row statement: 256s, 64s and 32s, then the rest (under 32) in one; so the
+# writer makes at most 34 statements a table, which the connection's statement cache holds.
+_CHUNKS = (256, 64, 32)
+_STATEMENT_CACHE = 256
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=128)
 def _insert_sql(table: str, columns: tuple[str, ...], n: int) -> str:
     row = "(" + ", ".join("?" * len(columns)) + ")"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * n)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)
 def _label_sql(n: int) -> str:
     return f"UPDATE predictions SET labelled = 1 WHERE id IN ({', '.join('?' * n)})"
 
@@ -226,6 +233,8 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
         while len(items) - start >= size:
             yield items[start : start + size]
             start += size
+    if start < len(items):
+        yield items[start:]
 
 
 def _insert(
@@ -283,6 +292,22 @@ def _apply_appends(conn: sqlite3.Connection, appends: list[_Append]) -> None:
     for (table, columns), rows in tables.items():
         _insert(conn, table, columns, rows)
     _label(conn, labels)
+
+
+def _one_statement(batch: list[tuple[Any, Future[Any]]]) -> bool:
+    """Whether the batch is appends to one table, no labels, few enough rows for one
+    statement."""
+    first = batch[0][0]
+    if type(first) is not _Append:
+        return False
+    rows = 0
+    for op, _ in batch:
+        if type(op) is not _Append or op.labels or op.table != first.table:
+            return False
+        if op.columns != first.columns:
+            return False
+        rows += len(op.rows)
+    return rows < _CHUNKS[-1] or rows in _CHUNKS
 
 
 _PREDICTION_COLUMNS = ("id", "model", "seq", "features", "prediction", "created_at")
@@ -362,6 +387,17 @@ class _Writer(threading.Thread):
         succeeds. If one fails, everything is rolled back and None says to apply the batch
         again one savepoint per write (writes only touch the connection, so they can)."""
         conn = self.conn
+        if _one_statement(batch):
+            # One INSERT is a transaction of its own: no BEGIN and COMMIT, each of which
+            # would hand the GIL to the event loop and wait to get it back.
+            try:
+                _apply_appends(conn, [a for a, _ in batch])  # type: ignore[misc]
+            except Exception:
+                if conn.in_transaction:  # pragma: no cover - a single statement rolls back
+                    conn.execute("ROLLBACK")
+                return None
+            self._committed()
+            return [(future, None, None) for _, future in batch]
         conn.execute("BEGIN IMMEDIATE")
         results: list[Any] = []
         try:
