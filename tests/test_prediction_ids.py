@@ -1,6 +1,6 @@
-"""A caller's prediction id is checked without a store read per prediction: the store's key
-refuses a taken id at commit, a label sent before its prediction's commit still finds it,
-and a batch looks its ids up in one query."""
+"""Writes in flight: a caller's prediction id costs no store read (the store's key refuses
+a taken id at commit, a label sent before its prediction's commit still finds it, a batch
+looks its ids up in one query), and a model read while its deletion commits stays deleted."""
 
 from __future__ import annotations
 
@@ -83,3 +83,17 @@ def test_a_batch_finds_stored_ids_in_one_query(engine: Engine, monkeypatch) -> N
     ]
     assert reads == [{"a", "old", "b"}]
     assert [p["id"] for p in engine.predict_many("m", [{"features": {}, "id": "a"}])] == ["a"]
+
+
+def test_a_model_read_while_its_deletion_commits_does_not_come_back(engine: Engine) -> None:
+    from riverbed.exceptions import ModelNotFound
+
+    gate = hold_writer(engine)
+    deleted = engine.submit_delete_model("m")
+    with pytest.raises(ModelNotFound):
+        engine.stats("m")  # the store still holds it: it must not be loaded back
+    gate.set()
+    deleted.wait()
+    with pytest.raises(ModelNotFound):
+        engine.stats("m")
+    assert "m" not in engine._live

@@ -258,6 +258,7 @@ class Engine(Registry, BulkOps):
         self._cache = PredictionCache(self.settings.prediction_cache_size)
         # Predictions with a caller's id whose write is not committed yet, by id.
         self._pending: dict[str, PredictionRecord] = {}
+        self._deleting: set[str] = set()  # models whose deletion is not committed yet
         self._closed = False
         self._init_registry()
         self._stop = threading.Event()
@@ -515,6 +516,10 @@ class Engine(Registry, BulkOps):
         # A batch model has no live state; its lock is a fresh one.
         live = self._get_live(name) if self._flavor(name) == "river" else None
         with self._lock, live.lock if live is not None else threading.RLock():
+            # Until the deletion commits, the store still holds the model: without this
+            # mark a read in between would load it back into _live, where it would outlive
+            # its deletion.
+            self._deleting.add(name)
             self._live.pop(name, None)
             self._cache.drop_model(name)
             for key in [k for k, p in self._pending.items() if p.model == name]:
@@ -522,6 +527,7 @@ class Engine(Registry, BulkOps):
             future = self.store.delete_model(name)
             self._forget(name)
         future.add_done_callback(self._publisher("model.deleted", name, {}))
+        future.add_done_callback(lambda _: self._deleting.discard(name))
         return Receipt({"name": name, "deleted": True}, future)
 
     # -- predict and learn ------------------------------------------------------------------
@@ -930,6 +936,8 @@ class Engine(Registry, BulkOps):
         with self._lock:
             live = self._live.get(name)
             if live is None:
+                if name in self._deleting:
+                    raise ModelNotFound(f"no model named {name!r} (it is being deleted)")
                 record = self.store.get_model(name)
                 if record is None:
                     raise ModelNotFound(f"no model named {name!r}")
