@@ -32,8 +32,10 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -101,8 +103,11 @@ def run(
         for first in range(0, connections, per_process)
     ]
     workers = []
-    for tids in groups:
+    reports_dir = Path(tempfile.mkdtemp(prefix="riverbed-wsload-"))
+    for index, tids in enumerate(groups):
         config = {
+            # the report (with every latency) goes to a file: a pipe cut it at 64 KiB
+            "report": str(reports_dir / f"worker-{index}.json"),
             "url": url + "/v1/ws",
             "model": model,
             "samples": str(samples),
@@ -135,16 +140,18 @@ def run(
             w.stdin.write("go\n")
             w.stdin.flush()
         reports = []
-        for w in workers:
+        for index, w in enumerate(workers):
             out, err = w.communicate(timeout=seconds + 120)
-            if w.returncode != 0 or not out.strip():
+            report = reports_dir / f"worker-{index}.json"
+            if w.returncode != 0 or not report.exists():
                 raise RuntimeError(f"a WebSocket worker failed ({w.returncode}): {out}{err}")
-            reports.append((json.loads(out.strip().splitlines()[-1]), err))
+            reports.append((json.loads(report.read_text()), err))
     finally:
         for w in workers:
             if w.poll() is None:
                 w.kill()
                 w.wait()
+        shutil.rmtree(reports_dir, ignore_errors=True)
     latencies = sorted(x for r, _ in reports for x in r.pop("latencies"))
     first = min(r["start"] for r, _ in reports)
     last = max(r["end"] for r, _ in reports)
@@ -318,8 +325,10 @@ def main() -> None:
     except ImportError:  # pragma: no cover - uvloop comes with the bench extra
         runner = asyncio.run
     report = runner(_worker(config))
-    sys.stdout.write(json.dumps(report) + "\n")
+    with open(config["report"], "w") as f:
+        f.write(json.dumps(report))
     sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(0)  # do not wait for the stdin reader thread
 
 
