@@ -214,6 +214,7 @@ class _Checkpointer(threading.Thread):
 # writer makes at most 34 statements a table, which the connection's statement cache holds.
 _CHUNKS = (256, 64, 32)
 _STATEMENT_CACHE = 256
+_WRITER_CACHE_KIB = 64 * 1024
 
 
 @functools.lru_cache(maxsize=128)
@@ -466,6 +467,9 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         # WAL file is cut back to 64 MiB whenever a checkpoint lets it restart.
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        # The writer's page cache holds the indexes' hot pages (2 MB by default: a store of
+        # some million rows then read index pages back from the OS on every commit).
+        conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
         self._checkpointer = _Checkpointer(path, self._synchronous)
         self._checkpointer.start()
         self._writer = _Writer(conn, self._checkpointer)
