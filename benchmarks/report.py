@@ -404,7 +404,10 @@ def _met(t: dict[str, Any]) -> str:
         return f"**no**: {_fmt(value, digits)} of {goal:,g} ({100 * value / goal:.0f}%)"
     if t["unit"] == "count":
         return f"**no**: {value:,.0f}"
-    return f"**no**: {_fmt(value, 2)} {t['unit']}, {value / goal:.1f}× the limit"
+    over = value / goal
+    if over < 1.5:
+        return f"**no**: {_fmt(value, 2)} {t['unit']}, {100 * (over - 1):.0f}% over the limit"
+    return f"**no**: {_fmt(value, 2)} {t['unit']}, {over:.1f}× the limit"
 
 
 def chart(result: dict[str, Any], path: Path) -> None:
