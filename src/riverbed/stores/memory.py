@@ -206,7 +206,9 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
     def add_prediction(self, record: PredictionRecord) -> Future[None]:
         with self._lock:
             if record.id in self._predictions:
-                return done(error=PredictionExists(f"prediction id {record.id!r} is taken"))
+                return done(
+                    error=PredictionExists(f"prediction id {record.id!r} is taken; use a new id")
+                )
             self._add_prediction(record)
         return done()
 

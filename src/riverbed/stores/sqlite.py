@@ -782,7 +782,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         )
 
         def taken() -> Exception:
-            return PredictionExists(f"prediction id {record.id!r} is taken")
+            return PredictionExists(f"prediction id {record.id!r} is taken; use a new id")
 
         return self._writer.submit(_Append("predictions", _PREDICTION_COLUMNS, [row], [], taken))
 
