@@ -55,13 +55,8 @@ def embedded(
     every ``window`` samples, so that many writes share one group commit; each sample is
     still durable before the loop moves past its window.
     """
-    from riverbed import Engine
-
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(database) + suffix).unlink(missing_ok=True)
-    engine = Engine(str(database))
+    engine = _fresh_engine(database)
     try:
-        engine.create_model("bench", spec=_spec())
         stream = itertools.cycle(data)
         n = 0
         start = time.perf_counter()
@@ -86,20 +81,9 @@ def embedded(
                 for r in receipts:
                     r.wait()
             n += len(chunk)
-        elapsed = time.perf_counter() - start
-        used = time.process_time() - cpu
-        stats = engine.stats("bench")
-        values = engine.metrics("bench")["metrics"]
+        return _result(engine, mode, n, start, cpu)
     finally:
         engine.close()
-    return {
-        "seconds": elapsed,
-        "samples": n,
-        "cpu_seconds": used,
-        "learns": stats["n_learns"],
-        "predictions": stats["n_predictions"],
-        "metrics": values if mode == "loop" else {},
-    }
 
 
 def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> dict[str, Any]:
@@ -114,13 +98,8 @@ def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> 
     before it sends the batch after next, so one batch commits while the next is computed
     and no sample is more than one batch ahead of durable.
     """
-    from riverbed import Engine
-
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(database) + suffix).unlink(missing_ok=True)
-    engine = Engine(str(database))
+    engine = _fresh_engine(database)
     try:
-        engine.create_model("bench", spec=_spec())
         stream = itertools.cycle(data)
         n = calls = 0
         start = time.perf_counter()
@@ -163,20 +142,34 @@ def embedded_batch(data: Samples, mode: str, seconds: float, database: Path) -> 
             n += len(chunk)
         for receipt in inflight:
             receipt.wait()
-        elapsed = time.perf_counter() - start
-        used = time.process_time() - cpu
-        stats = engine.stats("bench")
-        values = engine.metrics("bench")["metrics"]
+        return {**_result(engine, mode, n, start, cpu), "calls": calls}
     finally:
         engine.close()
+
+
+def _fresh_engine(database: Path) -> Any:
+    """An engine on a new SQLite file at ``database`` with the benchmark's model ``bench``."""
+    from riverbed import Engine
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(database) + suffix).unlink(missing_ok=True)
+    engine = Engine(str(database))
+    engine.create_model("bench", spec=_spec())
+    return engine
+
+
+def _result(engine: Any, mode: str, n: int, start: float, cpu: float) -> dict[str, Any]:
+    """A cell's numbers: time and CPU since ``start``/``cpu``, and what the engine counted."""
+    elapsed = time.perf_counter() - start
+    used = time.process_time() - cpu
+    stats = engine.stats("bench")
     return {
         "seconds": elapsed,
         "samples": n,
-        "calls": calls,
         "cpu_seconds": used,
         "learns": stats["n_learns"],
         "predictions": stats["n_predictions"],
-        "metrics": values if mode in ("loop", "learn") else {},
+        "metrics": engine.metrics("bench")["metrics"] if mode in ("loop", "learn") else {},
     }
 
 

@@ -42,6 +42,8 @@ from typing import Any
 
 import orjson
 
+from benchmarks.load import Load
+
 __all__ = ["MANY_WINDOW", "MIN_WINDOW", "PER_PROCESS", "WINDOW", "WsLoad", "run", "write_samples"]
 
 PER_PROCESS = 4  # connections per worker process
@@ -53,28 +55,13 @@ MANY_WINDOW = 2  # ws-many: learn_many messages in flight, per connection
 
 
 @dataclasses.dataclass
-class WsLoad:
-    """What the WebSocket load measured in one cell (the fields http_cell reads of wrk's)."""
+class WsLoad(Load):
+    """What the WebSocket load measured in one cell: wrk's fields (``requests`` counts the
+    messages answered, ``learned`` the labels or learn_many items acknowledged,
+    ``client_cpu_seconds`` the worker processes' CPU), and how the load was made."""
 
-    seconds: float
-    requests: int  # messages answered
-    ok: int
-    bad: int
-    learned: int  # learns acknowledged (labels, or learn_many items)
-    predicted: int
-    samples: int
-    socket_errors: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    stderr: str
-    client_cpu_seconds: float
     processes: int
     window: int
-
-    @property
-    def errors(self) -> int:
-        return self.bad + self.socket_errors
 
 
 def write_samples(path: Path, samples: list[tuple[dict[str, Any], Any]]) -> Path:

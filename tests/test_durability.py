@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -33,22 +34,22 @@ def reference(n: int) -> tuple[object, dict[str, float]]:
     return model, {type(m).__name__: m.get() for m in metric}
 
 
-def test_sigkill_mid_stream_loses_no_acknowledged_learn(tmp_path: Path) -> None:
-    database = str(tmp_path / "crash.db")
-    server = Server(
-        database, None, "--checkpoint-every", "97", "--checkpoint-seconds", "3600"
-    ).start()
+def stream_until_killed(server: Server, at: Callable[[int], None] = lambda n: None) -> int:
+    """Create model ``p`` on ``server``, then predict with an id and learn by that id along
+    river's Phishing stream; after 600 acknowledged pairs a thread kills the server while the
+    stream goes on (a request may be in flight). ``at(n)`` runs before each pair. Returns the
+    number of pairs acknowledged."""
     http = httpx.Client(base_url=server.url, timeout=10)
     assert http.post("/v1/models", json={"name": "p", "spec": SPEC}).status_code == 201
-
     acknowledged = 0
     killer_armed = threading.Event()
     killer = threading.Thread(target=lambda: (killer_armed.wait(), server.kill()))
     killer.start()
     try:
         for i, (x, y) in enumerate(datasets.Phishing()):
+            at(acknowledged)
             if acknowledged == 600:
-                killer_armed.set()  # kill while the stream goes on: a request may be in flight
+                killer_armed.set()
             try:
                 http.post(
                     "/v1/models/p/predict", json={"features": x, "id": f"s{i}"}
@@ -63,6 +64,15 @@ def test_sigkill_mid_stream_loses_no_acknowledged_learn(tmp_path: Path) -> None:
         killer_armed.set()
         killer.join()
         http.close()
+    return acknowledged
+
+
+def test_sigkill_mid_stream_loses_no_acknowledged_learn(tmp_path: Path) -> None:
+    database = str(tmp_path / "crash.db")
+    server = Server(
+        database, None, "--checkpoint-every", "97", "--checkpoint-seconds", "3600"
+    ).start()
+    acknowledged = stream_until_killed(server)
     assert acknowledged >= 600
     # There were checkpoints before the kill, and learns after the last one to replay.
     conn = sqlite3.connect(database)
@@ -137,35 +147,14 @@ def test_sigkill_with_retention_replays_to_the_acknowledged_state(tmp_path: Path
         finally:
             conn.close()
 
-    http = httpx.Client(base_url=server.url, timeout=10)
-    assert http.post("/v1/models", json={"name": "p", "spec": SPEC}).status_code == 201
-    acknowledged = 0
-    killer_armed = threading.Event()
-    killer = threading.Thread(target=lambda: (killer_armed.wait(), server.kill()))
-    killer.start()
-    try:
-        for i, (x, y) in enumerate(datasets.Phishing()):
-            if acknowledged == 300:  # let the server's once-a-second prune happen
-                deadline = time.monotonic() + 30
-                while count("predictions") > 50 and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                assert count("predictions") == 50
-            if acknowledged == 600:
-                killer_armed.set()
-            try:
-                http.post(
-                    "/v1/models/p/predict", json={"features": x, "id": f"s{i}"}
-                ).raise_for_status()
-                http.post(
-                    "/v1/models/p/learn", json={"id": f"s{i}", "ground_truth": y}
-                ).raise_for_status()
-            except httpx.TransportError:
-                break
-            acknowledged += 1
-    finally:
-        killer_armed.set()
-        killer.join()
-        http.close()
+    def at(acknowledged: int) -> None:
+        if acknowledged == 300:  # let the server's once-a-second prune happen
+            deadline = time.monotonic() + 30
+            while count("predictions") > 50 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert count("predictions") == 50
+
+    acknowledged = stream_until_killed(server, at)
     assert acknowledged >= 600
     conn = sqlite3.connect(database)
     checkpoint_seq = conn.execute("SELECT seq FROM checkpoints").fetchone()[0]

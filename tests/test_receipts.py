@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from riverbed.engine import Receipt
 from riverbed.exceptions import ServerError
+from riverbed.receipts import Receipt
 
 
 async def test_one_commit_wakes_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:

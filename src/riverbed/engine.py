@@ -20,7 +20,6 @@ so a killed process comes back with exactly the state it acknowledged.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import logging
@@ -29,10 +28,9 @@ import os
 import re
 import threading
 import time
-import weakref
-from collections.abc import Callable, Container, Generator, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from riverbed import artifacts, serialization, specs
 from riverbed.bulk import BulkOps
@@ -57,6 +55,7 @@ from riverbed.metrics import (
     parse_windows,
 )
 from riverbed.prediction_cache import PredictionCache
+from riverbed.receipts import Receipt
 from riverbed.registry import Registry
 from riverbed.stores import open_store
 from riverbed.stores.base import (
@@ -78,7 +77,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "Receipt"]
 
-T = TypeVar("T")
 _MISSING: Any = MISSING
 _METRIC_OPTIONS = {"windows", "history_every", "history_seconds"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
@@ -87,87 +85,6 @@ _NUMBERS = frozenset({float, int})
 _STRINGS = frozenset({str})
 _PRUNE_SECONDS = 1.0  # how often the checkpoint thread applies the retention settings
 log = logging.getLogger(__name__)
-
-
-class Receipt(Generic[T]):
-    """The value of an operation and the future of its durable write.
-
-    ``receipt.wait()`` blocks until the write is committed; ``await receipt`` does the same
-    without blocking an event loop. Either raises the write's error, if it failed.
-    """
-
-    __slots__ = ("value", "committed")
-
-    def __init__(self, value: T, committed: Future[Any]) -> None:
-        self.value = value
-        self.committed = committed
-
-    def wait(self) -> T:
-        self.committed.result()
-        return self.value
-
-    def __await__(self) -> Generator[Any, None, T]:
-        committed = self.committed
-        if not committed.done():
-            loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
-            wakeups = _wakeups_of(loop)
-            committed.add_done_callback(lambda _: wakeups.add(waiter))
-            yield from waiter.__await__()
-        committed.result()
-        return self.value
-
-
-class _Wakeups:
-    """Wakes an event loop once for all the writes a group commit completed.
-
-    A commit completes its writes' futures one after the other in the store's writer thread.
-    Waking the loop for each of them (as ``asyncio.wrap_future`` does) costs a system call
-    and a loop iteration per request; here the first completion schedules one wake-up and
-    the others join it, so the loop resumes every waiting request in one pass.
-    """
-
-    __slots__ = ("loop", "lock", "waiters")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.lock = threading.Lock()
-        self.waiters: list[asyncio.Future[None]] = []
-
-    def add(self, waiter: asyncio.Future[None]) -> None:
-        with self.lock:
-            self.waiters.append(waiter)
-            first = len(self.waiters) == 1
-        if first:
-            try:
-                self.loop.call_soon_threadsafe(self.wake)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-    def wake(self) -> None:
-        with self.lock:
-            waiters, self.waiters = self.waiters, []
-        for waiter in waiters:
-            if not waiter.done():  # a cancelled request is not woken
-                waiter.set_result(None)
-
-
-_loop_wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (
-    weakref.WeakKeyDictionary()
-)
-_last_wakeups: _Wakeups | None = None
-
-
-def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
-    global _last_wakeups
-    last = _last_wakeups
-    if last is not None and last.loop is loop:
-        return last
-    wakeups = _loop_wakeups.get(loop)
-    if wakeups is None:
-        wakeups = _loop_wakeups.setdefault(loop, _Wakeups(loop))
-    _last_wakeups = wakeups
-    return wakeups
 
 
 class _OpStats:
@@ -625,7 +542,7 @@ class Engine(Registry, BulkOps):
             id = _new_id()
         else:
             id = self._check_id(id)
-            if id in self._cache or id in self._pending or (stored_ids and id in stored_ids):
+            if self._id_taken(id) or (stored_ids and id in stored_ids):
                 raise PredictionExists(f"prediction id {id!r} is taken; use a new id")
         start = time.perf_counter()
         try:
@@ -1020,6 +937,10 @@ class Engine(Registry, BulkOps):
     def _reload(self, live: _Live) -> None:
         self.store.sync()
         self._load(live)
+
+    def _id_taken(self, prediction_id: str) -> bool:
+        """Whether a cached or pending prediction holds this id (the store is not read)."""
+        return prediction_id in self._cache or prediction_id in self._pending
 
     def _find_prediction(self, prediction_id: str) -> PredictionRecord | None:
         record = self._cache.get(prediction_id)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from riverbed.config import Settings
     from riverbed.engine import Receipt, _Live
     from riverbed.events import EventBus
-    from riverbed.prediction_cache import PredictionCache
     from riverbed.stores.base import PredictionRecord, Store
 
 __all__ = ["MAX_ROWS", "RESERVED_ALIASES", "RegistryBase", "split_ref"]
@@ -76,9 +75,8 @@ class RegistryBase:
         _allowed: tuple[str, ...]
         _live: dict[str, _Live]
         _lock: threading.RLock
-        _cache: PredictionCache
-        _pending: dict[str, PredictionRecord]
 
+        def _id_taken(self, prediction_id: str) -> bool: ...
         def _check_name(self, name: Any) -> str: ...
         def _check_text(self, field: str, value: Any) -> str: ...
         def _check_tags(self, tags: Mapping[str, str] | None) -> dict[str, str]: ...

@@ -50,11 +50,7 @@ class Serving(Catalog):
             id = uuid.uuid4().hex
         else:
             id = self._check_id(id)
-            if (
-                id in self._cache
-                or id in self._pending
-                or self.store.get_prediction(id) is not None
-            ):
+            if self._id_taken(id) or self.store.get_prediction(id) is not None:
                 from riverbed.exceptions import PredictionExists
 
                 raise PredictionExists(f"prediction id {id!r} is taken; use a new id")

@@ -17,7 +17,6 @@ the fast path never answers a request that Starlette would have given to another
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -64,7 +63,7 @@ def json_route(op: JsonOp) -> Callable[[Request], Any]:
     async def handler(request: Request) -> Response:
         body = await read_json(request)
         result = op(request.app.state, request.path_params, body)
-        if inspect.isawaitable(result):
+        if hasattr(result, "__await__"):  # a receipt, or an async operation's coroutine
             result = await result
         return JSONResponse(result)
 

@@ -1,0 +1,100 @@
+"""Receipts: the value of an engine operation and the future of its durable write.
+
+Every engine operation that writes returns a :class:`Receipt` from ``submit_<op>``; the
+blocking ``<op>`` is ``submit_<op>(...).wait()`` and the server awaits receipts, so that many
+requests share one group commit without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Generator
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Receipt"]
+
+T = TypeVar("T")
+
+
+class Receipt(Generic[T]):
+    """The value of an operation and the future of its durable write.
+
+    ``receipt.wait()`` blocks until the write is committed; ``await receipt`` does the same
+    without blocking an event loop. Either raises the write's error, if it failed.
+    """
+
+    __slots__ = ("value", "committed")
+
+    def __init__(self, value: T, committed: Future[Any]) -> None:
+        self.value = value
+        self.committed = committed
+
+    def wait(self) -> T:
+        self.committed.result()
+        return self.value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        committed = self.committed
+        if not committed.done():
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            wakeups = _wakeups_of(loop)
+            committed.add_done_callback(lambda _: wakeups.add(waiter))
+            yield from waiter.__await__()
+        committed.result()
+        return self.value
+
+
+class _Wakeups:
+    """Wakes an event loop once for all the writes a group commit completed.
+
+    A commit completes its writes' futures one after the other in the store's writer thread.
+    Waking the loop for each of them (as ``asyncio.wrap_future`` does) costs a system call
+    and a loop iteration per request; here the first completion schedules one wake-up and
+    the others join it, so the loop resumes every waiting request in one pass.
+    """
+
+    __slots__ = ("loop", "lock", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def add(self, waiter: asyncio.Future[None]) -> None:
+        with self.lock:
+            self.waiters.append(waiter)
+            first = len(self.waiters) == 1
+        if first:
+            try:
+                self.loop.call_soon_threadsafe(self.wake)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    def wake(self) -> None:
+        with self.lock:
+            waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a cancelled request is not woken
+                waiter.set_result(None)
+
+
+_loop_wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (
+    weakref.WeakKeyDictionary()
+)
+_last_wakeups: _Wakeups | None = None
+
+
+def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
+    global _last_wakeups
+    last = _last_wakeups
+    if last is not None and last.loop is loop:
+        return last
+    wakeups = _loop_wakeups.get(loop)
+    if wakeups is None:
+        wakeups = _loop_wakeups.setdefault(loop, _Wakeups(loop))
+    _last_wakeups = wakeups
+    return wakeups

@@ -1,0 +1,334 @@
+"""The SQLite store's write path: one writer thread, group commits, background checkpoints.
+
+Every write is queued to the :class:`Writer`, which drains the queue, applies what it found in
+one transaction and commits once; the futures of the batch complete after that commit, so
+many concurrent requests share one commit. When a write of the batch fails, the batch is
+applied again with a savepoint per write, so that one bad write fails alone.
+:class:`Append` writes (rows for one table) queued next to each other are merged into
+multi-row statements. The :class:`Checkpointer` moves the WAL into the database file beside
+the writer, so no commit waits for a checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from riverbed.exceptions import ServerError
+
+__all__ = ["Append", "Checkpointer", "WAL_LIMIT", "Writer", "chunks", "connect"]
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+_MAX_BATCH = 4096
+WAL_LIMIT = 64 * 1024 * 1024  # the WAL file's size past which it is made to start over
+_Op = Callable[[sqlite3.Connection], Any]
+# Rows per multi-row statement: 256s, 64s and 32s, then the rest (under 32) in one; so the
+# writer makes at most 34 statements a table, which the connection's statement cache holds.
+_CHUNKS = (256, 64, 32)
+_STATEMENT_CACHE = 256
+_WRITER_CACHE_KIB = 64 * 1024
+
+
+def connect(path: str, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30,
+        cached_statements=_STATEMENT_CACHE,
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Checkpointer(threading.Thread):
+    """Moves the WAL into the database file in the background (``PRAGMA
+    wal_checkpoint(PASSIVE)`` on a connection of its own), so that the writer's commits never
+    wait for a checkpoint's copy and fsync: SQLite's automatic checkpoint would run them
+    inside the commit that crosses 1,000 pages, stalling every request of that group commit.
+    A passive checkpoint takes no lock that writers need."""
+
+    def __init__(
+        self, path: str, synchronous: str, period: float = 0.2, wal_limit: int = WAL_LIMIT
+    ) -> None:
+        super().__init__(name="riverbed-sqlite-checkpointer", daemon=True)
+        self.path, self.synchronous, self.period = path, synchronous, period
+        self.wal_limit = wal_limit
+        self.commits = 0  # bumped by the writer; read here without a lock (a hint only)
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def run(self) -> None:
+        conn = connect(self.path, self.synchronous)
+        # A RESTART checkpoint holds the writers back while it waits: never for long.
+        conn.execute("PRAGMA busy_timeout=100")
+        seen = 0
+        try:
+            while not self._halt.wait(self.period):
+                if self.commits != seen:
+                    seen = self.commits
+                    self.checkpoint(conn)
+        finally:
+            conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """A passive checkpoint, then a RESTART one if the WAL file has outgrown
+        ``wal_limit``. Under steady writes a passive checkpoint never catches up with the
+        writer, so the log would never start over and its file would grow without end
+        (gigabytes in minutes under load); RESTART waits for the commit in progress, copies
+        the few frames left and makes the next commit write the log from its start (the
+        file cut back to ``journal_size_limit``)."""
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if os.path.getsize(self.path + "-wal") > self.wal_limit:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except (sqlite3.Error, OSError):  # pragma: no cover - busy or closing; next period
+            log.debug("background WAL checkpoint failed", exc_info=True)
+
+
+@functools.lru_cache(maxsize=128)
+def _insert_sql(table: str, columns: tuple[str, ...], n: int) -> str:
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * n)
+
+
+@functools.lru_cache(maxsize=64)
+def _label_sql(n: int) -> str:
+    return f"UPDATE predictions SET labelled = 1 WHERE id IN ({', '.join('?' * n)})"
+
+
+def chunks(items: list[Any]) -> Iterator[list[Any]]:
+    start = 0
+    for size in _CHUNKS:
+        while len(items) - start >= size:
+            yield items[start : start + size]
+            start += size
+    if start < len(items):
+        yield items[start:]
+
+
+def _insert(
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[Any]
+) -> None:
+    for chunk in chunks(rows):
+        conn.execute(_insert_sql(table, columns, len(chunk)), list(itertools.chain(*chunk)))
+
+
+def _label(conn: sqlite3.Connection, prediction_ids: list[str]) -> None:
+    for chunk in chunks(prediction_ids):
+        conn.execute(_label_sql(len(chunk)), chunk)
+
+
+class Append:
+    """Rows for one table, and the predictions they label: a write that the writer merges
+    with the appends queued next to it. A group commit of hundreds of predictions and learns
+    is then a few multi-row statements rather than one statement a write -- and each
+    statement also hands Python's GIL over and back, which made the writer wait on the
+    event loop once per row. Applied alone (after a failed merge), it raises its own error.
+    """
+
+    __slots__ = ("table", "columns", "rows", "labels", "conflict")
+
+    def __init__(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        labels: list[str],
+        conflict: Callable[[], Exception] | None = None,
+    ) -> None:
+        self.table, self.columns, self.rows = table, columns, rows
+        self.labels, self.conflict = labels, conflict
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        try:
+            _insert(conn, self.table, self.columns, self.rows)
+        except sqlite3.IntegrityError:
+            if self.conflict is None:
+                raise
+            raise self.conflict() from None
+        _label(conn, self.labels)
+
+
+def _apply_appends(conn: sqlite3.Connection, appends: list[Append]) -> None:
+    """Consecutive appends as one: every table's rows together, then the labels (which may
+    name predictions inserted here)."""
+    tables: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    labels: list[str] = []
+    for append in appends:
+        rows = tables.setdefault((append.table, append.columns), [])
+        rows.extend(append.rows)
+        labels.extend(append.labels)
+    for (table, columns), rows in tables.items():
+        _insert(conn, table, columns, rows)
+    _label(conn, labels)
+
+
+def _one_statement(batch: list[tuple[Any, Future[Any]]]) -> bool:
+    """Whether the batch is appends to one table, no labels, few enough rows for one
+    statement."""
+    first = batch[0][0]
+    if type(first) is not Append:
+        return False
+    rows = 0
+    for op, _ in batch:
+        if (
+            type(op) is not Append
+            or op.labels
+            or (op.table, op.columns)
+            != (
+                first.table,
+                first.columns,
+            )
+        ):
+            return False
+        rows += len(op.rows)
+    return rows < _CHUNKS[-1] or rows in _CHUNKS  # what chunks() sends as one statement
+
+
+class Writer(threading.Thread):
+    """Applies queued writes in batches, one commit per batch.
+
+    A write is a function of the connection and must not change anything else: when one
+    write of a batch fails, the batch is rolled back and applied again with a savepoint per
+    write, so that the others still commit.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, checkpointer: Checkpointer | None = None) -> None:
+        super().__init__(name="riverbed-sqlite-writer", daemon=True)
+        # Checkpoints run beside the writer (see Checkpointer), not inside its commits; the
+        # WAL file is cut back to 64 MiB whenever a checkpoint lets it restart.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+        # The writer's page cache holds the indexes' hot pages (2 MB by default: a store of
+        # some million rows then read index pages back from the OS on every commit).
+        conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
+        self.conn = conn
+        self.checkpointer = checkpointer
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def submit(self, op: _Op) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queue.put((op, future))
+        return future
+
+    def stop(self) -> None:
+        self.queue.put(_STOP)
+        self.join()
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = [self.queue.get()]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in batch:
+                stopping = True
+                batch = [item for item in batch if item is not _STOP]
+            if batch:
+                self._apply(batch)
+        self.conn.close()
+
+    def _apply(self, batch: list[tuple[_Op, Future[Any]]]) -> None:
+        conn = self.conn
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] | None
+        try:
+            outcomes = self._together(batch)
+            if outcomes is None:
+                outcomes = self._one_by_one(batch)
+        except Exception as exc:  # the commit itself failed: nothing in the batch is durable
+            log.exception("SQLite commit failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = ServerError(f"the database could not commit: {exc}")
+            outcomes = [(future, None, failure) for _, future in batch]
+        for future, result, error in outcomes:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    def _together(
+        self, batch: list[tuple[_Op, Future[Any]]]
+    ) -> list[tuple[Future[Any], Any, BaseException | None]] | None:
+        """The batch in one transaction, no savepoints: the common case, where every write
+        succeeds. If one fails, everything is rolled back and None says to apply the batch
+        again one savepoint per write (writes only touch the connection, so they can)."""
+        conn = self.conn
+        if _one_statement(batch):
+            # One INSERT is a transaction of its own: no BEGIN and COMMIT, each of which
+            # would hand the GIL to the event loop and wait to get it back.
+            try:
+                _apply_appends(conn, [a for a, _ in batch])  # type: ignore[misc]
+            except Exception:
+                if conn.in_transaction:  # pragma: no cover - a single statement rolls back
+                    conn.execute("ROLLBACK")
+                return None
+            self._committed()
+            return [(future, None, None) for _, future in batch]
+        conn.execute("BEGIN IMMEDIATE")
+        results: list[Any] = []
+        try:
+            i = 0
+            while i < len(batch):
+                op = batch[i][0]
+                if type(op) is Append:
+                    j = i + 1
+                    while j < len(batch) and type(batch[j][0]) is Append:
+                        j += 1
+                    _apply_appends(conn, [a for a, _ in batch[i:j]])  # type: ignore[misc]
+                    results.extend([None] * (j - i))
+                    i = j
+                else:
+                    results.append(op(conn))
+                    i += 1
+        except Exception:
+            conn.execute("ROLLBACK")
+            return None
+        conn.execute("COMMIT")
+        self._committed()
+        return [(future, result, None) for (_, future), result in zip(batch, results, strict=True)]
+
+    def _one_by_one(
+        self, batch: list[tuple[_Op, Future[Any]]]
+    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
+        """The batch in one transaction, each write in its own savepoint: one bad write
+        fails alone."""
+        conn = self.conn
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for op, future in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                result = op(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                outcomes.append((future, None, exc))
+            else:
+                outcomes.append((future, result, None))
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+        self._committed()
+        return outcomes
+
+    def _committed(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.commits += 1
