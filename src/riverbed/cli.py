@@ -48,6 +48,7 @@ def serve(**options: Any) -> None:
     import uvicorn
 
     from riverbed.server import create_app
+    from riverbed.server.protocol import protocol_for
 
     try:
         settings = Settings.load(options)
@@ -79,6 +80,7 @@ def serve(**options: Any) -> None:
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         lifespan="on",
+        http=protocol_for(app),
     )
 
 

@@ -8,13 +8,17 @@ requests share one group commit without blocking the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
 import weakref
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Receipt"]
+__all__ = ["Receipt", "call_when_committed"]
+
+log = logging.getLogger("riverbed.server")
 
 T = TypeVar("T")
 
@@ -41,11 +45,24 @@ class Receipt(Generic[T]):
         if not committed.done():
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
-            wakeups = _wakeups_of(loop)
-            committed.add_done_callback(lambda _: wakeups.add(waiter))
+            call_when_committed(self, loop, functools.partial(_release, waiter))
             yield from waiter.__await__()
         committed.result()
         return self.value
+
+
+def call_when_committed(
+    receipt: Receipt[Any], loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
+) -> None:
+    """Call ``callback()`` in ``loop``'s thread once ``receipt``'s write has committed (or
+    failed); the writes of one group commit share one wake-up of the loop."""
+    wakeups = _wakeups_of(loop)
+    receipt.committed.add_done_callback(lambda _: wakeups.add(callback))
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a cancelled request is not woken
+        waiter.set_result(None)
 
 
 class _Wakeups:
@@ -57,20 +74,24 @@ class _Wakeups:
     the others join it, so the loop resumes every waiting request in one pass.
     """
 
-    __slots__ = ("loop", "lock", "waiters")
+    __slots__ = ("loop", "thread", "lock", "waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.thread = threading.get_ident()  # made in the loop's thread
         self.lock = threading.Lock()
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[Callable[[], None]] = []
 
-    def add(self, waiter: asyncio.Future[None]) -> None:
+    def add(self, waiter: Callable[[], None]) -> None:
         with self.lock:
             self.waiters.append(waiter)
             first = len(self.waiters) == 1
         if first:
             try:
-                self.loop.call_soon_threadsafe(self.wake)
+                if threading.get_ident() == self.thread:  # a commit run by the loop itself
+                    self.loop.call_soon(self.wake)
+                else:
+                    self.loop.call_soon_threadsafe(self.wake)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
@@ -78,8 +99,10 @@ class _Wakeups:
         with self.lock:
             waiters, self.waiters = self.waiters, []
         for waiter in waiters:
-            if not waiter.done():  # a cancelled request is not woken
-                waiter.set_result(None)
+            try:
+                waiter()
+            except Exception:  # one waiter's failure must not strand the others
+                log.exception("a commit's callback failed")
 
 
 _loop_wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -114,7 +115,7 @@ class RiverbedApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(engine: Engine | None = None, settings: Settings | None = None) -> Starlette:
+def create_app(engine: Engine | None = None, settings: Settings | None = None) -> RiverbedApp:
     """The ASGI app over ``engine``; without one, an engine is opened from ``settings`` and
     closed (checkpointing every model) when the server shuts down."""
     settings = settings or (engine.settings if engine is not None else Settings.load())
@@ -125,9 +126,12 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         if app.state.engine is None:
             app.state.engine = Engine(settings=settings)
         bootstrap_admin(app)
+        store = app.state.engine.store
+        store.serve_on(asyncio.get_running_loop())  # group commits on this loop
         try:
             yield
         finally:
+            store.serve_on(None)
             if owned and app.state.engine is not None:
                 app.state.engine.close()
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthPolicy",
+    "Gate",
     "Principal",
     "basic_credentials",
     "credentials_of",
@@ -258,34 +259,70 @@ def verify(connection: HTTPConnection | Scope, secret: str) -> TokenRecord:
     return record
 
 
+class Gate:
+    """The endpoint's checks (steps 1-3 of the module docstring) as plain calls, shared by
+    :func:`guard` and by the server's direct path for JSON operations
+    (:mod:`riverbed.server.protocol`), which answers without an ASGI round trip."""
+
+    __slots__ = ("endpoint", "needed", "group", "allow_query", "audited")
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.needed = endpoint.scope
+        self.group = endpoint.tag
+        self.allow_query = (
+            endpoint.media_type == "text/event-stream"
+            or endpoint.method.upper() in WEBSOCKET_METHODS
+        )
+        self.audited = self.needed == "admin"
+        if self.needed not in ("public", *SCOPES):
+            raise ValueError(f"{endpoint.method} {endpoint.path}: unknown scope {self.needed!r}")
+
+    def admit(self, scope: Scope) -> Principal:
+        """The caller, or the :class:`RiverbedError` (401, 403, 429) that refuses it."""
+        policy: AuthPolicy = scope["app"].state.auth
+        if policy.by_address.rates:
+            _charge(policy.by_address, self.group, _address(scope), "this address")
+        if not policy.required(scope):
+            return LOCAL
+        if self.needed == "public":
+            return ANONYMOUS
+        principal = _authorize(scope, self.needed, self.group, self.allow_query)
+        if policy.by_token.rates and principal.token_id is not None:
+            _charge(policy.by_token, self.group, principal.token_id, "this token")
+        return principal
+
+    def refusal(self, scope: Scope, error: RiverbedError) -> tuple[int, dict[str, str]]:
+        """The status and headers that answer ``error`` from :meth:`admit` (logged)."""
+        from riverbed.server.http import error_headers, status_of
+
+        status = status_of(error)
+        headers = error_headers(error)
+        if (
+            isinstance(error, Unauthorized)
+            and error.challenge is None
+            and self.group in _CHALLENGES
+        ):
+            headers["WWW-Authenticate"] = _CHALLENGES[self.group](scope)
+        if status in (401, 403):
+            log.info(
+                "denied %s %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), error.code
+            )
+        return status, headers
+
+
 def guard(endpoint: Endpoint, app: ASGIApp) -> ASGIApp:
     """``app`` behind the endpoint's scope, group rate limits and audit (module docstring)."""
-    needed = endpoint.scope
-    group = endpoint.tag
-    allow_query = (
-        endpoint.media_type == "text/event-stream" or endpoint.method.upper() in WEBSOCKET_METHODS
-    )
-    audited = needed == "admin"
-    if needed not in ("public", *SCOPES):
-        raise ValueError(f"{endpoint.method} {endpoint.path}: unknown scope {needed!r}")
+    gate = Gate(endpoint)
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        policy: AuthPolicy = scope["app"].state.auth
         try:
-            if policy.by_address.rates:
-                _charge(policy.by_address, group, _address(scope), "this address")
-            principal = LOCAL
-            if policy.required(scope):
-                principal = ANONYMOUS
-                if needed != "public":
-                    principal = _authorize(scope, needed, group, allow_query)
-                    if policy.by_token.rates and principal.token_id is not None:
-                        _charge(policy.by_token, group, principal.token_id, "this token")
+            principal = gate.admit(scope)
         except RiverbedError as exc:
-            await _deny(scope, receive, send, exc, group)
+            await _deny(scope, receive, send, exc, gate)
             return
         scope[PRINCIPAL_KEY] = principal
-        if not audited:
+        if not gate.audited:
             await app(scope, receive, send)
             return
         status: list[int] = []
@@ -301,6 +338,7 @@ def guard(endpoint: Endpoint, app: ASGIApp) -> ASGIApp:
             _audit(scope, endpoint, principal, _address(scope), status[0] if status else None)
 
     guarded.riverbed_endpoint = endpoint  # type: ignore[attr-defined]
+    guarded.riverbed_gate = gate  # type: ignore[attr-defined]
     return guarded
 
 
@@ -345,18 +383,11 @@ def _charge(limiter: RateLimiter, group: str, key: str, who: str) -> None:
 
 
 async def _deny(
-    scope: Scope, receive: Receive, send: Send, error: RiverbedError, group: str
+    scope: Scope, receive: Receive, send: Send, error: RiverbedError, gate: Gate
 ) -> None:
-    from riverbed.server.http import error_headers, error_response, status_of
+    from riverbed.server.http import error_response
 
-    status = status_of(error)
-    headers = error_headers(error)
-    if isinstance(error, Unauthorized) and error.challenge is None and group in _CHALLENGES:
-        headers["WWW-Authenticate"] = _CHALLENGES[group](scope)
-    if status in (401, 403):
-        log.info(
-            "denied %s %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), error.code
-        )
+    status, headers = gate.refusal(scope, error)
     if scope["type"] == "websocket":
         # Close before accepting: the client sees the handshake refused; 4000 + HTTP status.
         await send({"type": "websocket.close", "code": 4000 + status, "reason": error.code})

@@ -17,9 +17,10 @@ the fast path never answers a request that Starlette would have given to another
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -37,7 +38,10 @@ from riverbed.server.http import (
 )
 from riverbed.server.routing import Endpoint, is_websocket
 
-__all__ = ["FastRoutes", "JsonOp", "json_route"]
+if TYPE_CHECKING:
+    from riverbed.server.auth import Gate
+
+__all__ = ["FastRoutes", "JsonOp", "JsonOperation", "encode", "failure", "json_route"]
 
 log = logging.getLogger("riverbed.server")
 
@@ -108,7 +112,7 @@ class FastRoutes:
 
         ordered = list(endpoints)
         self._table: dict[
-            tuple[str, int], list[tuple[tuple[str | None, ...], tuple[str, ...], ASGIApp]]
+            tuple[str, int], list[tuple[tuple[str | None, ...], tuple[str, ...], JsonOperation]]
         ] = {}
         for index, endpoint in enumerate(ordered):
             op = getattr(endpoint.handler, "json_op", None)
@@ -122,8 +126,9 @@ class FastRoutes:
                 continue  # an earlier route may take some of its paths: leave it to Starlette
             names = tuple(s[1:-1] for s in endpoint.path.strip("/").split("/") if s.startswith("{"))
             key = (endpoint.method.upper(), len(segments))
-            self._table.setdefault(key, []).append((segments, names, guard(endpoint, _app(op))))
-        self._memo: dict[tuple[str, str, str], tuple[ASGIApp | None, Any]] = {}
+            operation = JsonOperation(op, guard(endpoint, _app(op)))
+            self._table.setdefault(key, []).append((segments, names, operation))
+        self._memo: dict[tuple[str, str, str], tuple[JsonOperation | None, Any]] = {}
 
     @property
     def paths(self) -> list[str]:
@@ -136,32 +141,42 @@ class FastRoutes:
 
     def match(self, scope: Scope) -> ASGIApp | None:
         """The guarded app for this HTTP request, with its path parameters put in the scope,
-        or None to leave it to Starlette. Answers are remembered by method and path (a
-        server sees few distinct paths: one set per model)."""
-        key = (scope["method"], scope["path"], scope.get("root_path", ""))
+        or None to leave it to Starlette."""
+        found = self.lookup(scope["method"], scope["path"], scope.get("root_path", ""))
+        if found is None:
+            return None
+        operation, params = found
+        scope["path_params"] = params
+        return operation.app
+
+    def lookup(
+        self, method: str, path: str, root_path: str = ""
+    ) -> tuple[JsonOperation, dict[str, str]] | None:
+        """The operation for this method and path with its path parameters, or None. Answers
+        are remembered by method and path (a server sees few distinct paths: one set per
+        model)."""
+        key = (method, path, root_path)
         found = self._memo.get(key)
         if found is None:
-            found = self._match(scope)
+            found = self._match(method, path, root_path)
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = found
-        app, params = found
-        if app is not None:
-            scope["path_params"] = dict(params)
-        return app
+        operation, params = found
+        return None if operation is None else (operation, dict(params))
 
-    def _match(self, scope: Scope) -> tuple[ASGIApp | None, tuple[tuple[str, str], ...]]:
-        path: str = scope["path"]
-        root = scope.get("root_path", "")
+    def _match(
+        self, method: str, path: str, root: str
+    ) -> tuple[JsonOperation | None, tuple[tuple[str, str], ...]]:
         if root and path.startswith(root):
             path = path[len(root) :]
         parts = path.strip("/").split("/") if path.startswith("/") else None
         if parts is None or path.endswith("/") and path != "/":
             return None, ()
-        routes = self._table.get((scope["method"], len(parts)))
+        routes = self._table.get((method, len(parts)))
         if routes is None:
             return None, ()
-        for segments, names, app in routes:
+        for segments, names, operation in routes:
             params = []
             for want, got in zip(segments, parts, strict=True):
                 if want is None:
@@ -171,8 +186,42 @@ class FastRoutes:
                 elif want != got:
                     break
             else:
-                return app, tuple(zip(names, params, strict=True))
+                return operation, tuple(zip(names, params, strict=True))
         return None, ()
+
+
+class JsonOperation:
+    """One JSON operation of the fast path: ``op``, and ``app``, the operation as a guarded
+    ASGI app. ``gate`` is the guard's checks as plain calls; ``direct`` says the server's
+    protocol may answer it without ASGI (:mod:`riverbed.server.protocol`): a plain function
+    (not a coroutine function) on a route that is not audited."""
+
+    __slots__ = ("op", "app", "gate", "direct")
+
+    def __init__(self, op: JsonOp, app: ASGIApp) -> None:
+        self.op = op
+        self.app = app
+        self.gate: Gate = app.riverbed_gate  # type: ignore[attr-defined]
+        self.direct = not self.gate.audited and not inspect.iscoroutinefunction(op)
+
+
+def encode(value: Any) -> bytes:
+    """An operation's answer as JSON."""
+    return orjson.dumps(value, option=_JSON_OPTIONS)
+
+
+def failure(
+    exc: BaseException, method: str, path: str
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The status, extra headers and JSON body that answer an operation's exception."""
+    if isinstance(exc, RiverbedError):
+        status = status_of(exc)
+        if status >= 500:
+            log.error("server error on %s %s: %s", method, path, exc)
+        headers = [(k.lower().encode(), v.encode()) for k, v in error_headers(exc).items()]
+        return status, headers, orjson.dumps(exc.to_payload(), option=_JSON_OPTIONS)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return 500, [], orjson.dumps(_SERVER_ERROR)
 
 
 def _app(op: JsonOp) -> ASGIApp:
@@ -189,18 +238,11 @@ def _app(op: JsonOp) -> ASGIApp:
             result = op(state, scope["path_params"], body)
             if hasattr(result, "__await__"):  # a receipt, or an async operation's coroutine
                 result = await result
-            status, content = 200, orjson.dumps(result, option=_JSON_OPTIONS)
+            status, content = 200, encode(result)
         except ClientDisconnect:
             return
-        except RiverbedError as exc:
-            status = status_of(exc)
-            if status >= 500:
-                log.error("server error on %s %s: %s", scope["method"], scope["path"], exc)
-            content = orjson.dumps(exc.to_payload(), option=_JSON_OPTIONS)
-            headers = [(k.lower().encode(), v.encode()) for k, v in error_headers(exc).items()]
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            status, content = 500, orjson.dumps(_SERVER_ERROR)
+        except Exception as exc:
+            status, headers, content = failure(exc, scope["method"], scope["path"])
         headers += [(b"content-length", str(len(content)).encode()), _JSON_TYPE]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

@@ -12,6 +12,7 @@ mappings that JSON cannot express (a classifier's ``{True: 0.8, False: 0.2}``).
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -296,6 +297,11 @@ class Store(abc.ABC):
 
     def sync(self) -> None:
         """Wait until every write submitted so far is durable."""
+        return None
+
+    def serve_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """A server's event loop, called from its thread (None when it stops): a store may
+        commit the writes submitted from that thread on the loop itself."""
         return None
 
     def close(self) -> None:

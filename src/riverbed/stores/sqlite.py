@@ -7,6 +7,7 @@ commit. Reads use a connection per thread and see committed data only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -192,6 +193,9 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
 
     def sync(self) -> None:
         self._writer.submit(lambda conn: None).result()
+
+    def serve_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._writer.serve_on(loop)
 
     def close(self) -> None:
         if self._closed:

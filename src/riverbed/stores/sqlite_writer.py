@@ -1,7 +1,8 @@
 """The SQLite store's write path: one writer thread, group commits, background checkpoints.
 
-Every write is queued to the :class:`Writer`, which drains the queue, applies what it found in
-one transaction and commits once; the futures of the batch complete after that commit, so
+Every write is queued to the :class:`Writer`, which takes every write queued so far, applies
+them in one transaction and commits once (in its own thread, or on a server's event loop:
+see :class:`Writer`); the futures of the batch complete after that commit, so
 many concurrent requests share one commit. When a write of the batch fails, the batch is
 applied again with a savepoint per write, so that one bad write fails alone.
 :class:`Append` writes (rows for one table) queued next to each other are merged into
@@ -11,6 +12,7 @@ the writer, so no commit waits for a checkpoint.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import logging
@@ -24,7 +26,15 @@ from typing import Any
 
 from riverbed.exceptions import ServerError
 
-__all__ = ["Append", "Checkpointer", "WAL_LIMIT", "Writer", "chunks", "connect"]
+__all__ = [
+    "WAL_LIMIT",
+    "Append",
+    "Checkpointer",
+    "LoopFuture",
+    "Writer",
+    "chunks",
+    "connect",
+]
 
 log = logging.getLogger(__name__)
 
@@ -201,12 +211,114 @@ def _one_statement(batch: list[tuple[Any, Future[Any]]]) -> bool:
     return rows < _CHUNKS[-1] or rows in _CHUNKS  # what chunks() sends as one statement
 
 
+_slow_waits = threading.Lock()  # a LoopFuture waited on from another thread (rare)
+
+
+class LoopFuture(Future[Any]):
+    """The future of a write queued from a server's event loop thread: a
+    :class:`concurrent.futures.Future` without its per-future condition variable (making one
+    per request cost as much as the request's INSERT). Waited on from the loop's thread
+    before the loop's flush ran, it flushes first: the loop cannot flush while it waits.
+    From another thread it waits on an event made for that wait. It cannot be cancelled."""
+
+    __slots__ = ("writer", "_done", "_value", "_error", "_callbacks", "_event")
+
+    def __init__(self, writer: Writer) -> None:  # no super().__init__(): no condition
+        self.writer = writer
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Future[Any]], Any]] | None = None
+        self._event: threading.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<LoopFuture {'finished' if self._done else 'pending'}>"
+
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def running(self) -> bool:
+        return not self._done
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], Any]) -> None:
+        if self._done:
+            fn(self)
+        elif self._callbacks is None:
+            self._callbacks = [fn]
+        else:
+            self._callbacks.append(fn)
+
+    def _wait(self, timeout: float | None) -> None:
+        if self._done:
+            return
+        if threading.get_ident() == self.writer.loop_thread:
+            self.writer.flush()
+            if self._done:
+                return
+        with _slow_waits:
+            if self._done:
+                return
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if not event.wait(timeout):
+            raise TimeoutError()
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        return self._error
+
+    def set_result(self, result: Any) -> None:
+        self._value = result
+        self._finish()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._error = exception
+        self._finish()
+
+    def _finish(self) -> None:
+        with _slow_waits:
+            self._done = True
+            event = self._event
+        if event is not None:
+            event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        for fn in callbacks or ():
+            try:
+                fn(self)
+            except Exception:
+                log.exception("exception calling callback for %r", self)
+
+
 class Writer(threading.Thread):
     """Applies queued writes in batches, one commit per batch.
 
     A write is a function of the connection and must not change anything else: when one
     write of a batch fails, the batch is rolled back and applied again with a savepoint per
     write, so that the others still commit.
+
+    Writes wait in one list, in the order they were submitted, and whoever flushes takes
+    them all. Writes from other threads wake this thread, which flushes. Once a server has
+    called :meth:`serve_on`, writes from its event loop's thread are flushed by the loop
+    itself, once per loop pass (``call_soon``): with ``synchronous=NORMAL`` a commit is a
+    write to the WAL file, shorter than handing the batch to this thread and the GIL back
+    and forth. Flushes hold the connection's lock, so the two never interleave and batches
+    commit in the order of their writes.
     """
 
     def __init__(self, conn: sqlite3.Connection, checkpointer: Checkpointer | None = None) -> None:
@@ -220,12 +332,52 @@ class Writer(threading.Thread):
         conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
         self.conn = conn
         self.checkpointer = checkpointer
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # wake-ups of this thread
+        self._pending: list[tuple[_Op, Future[Any]]] = []
+        self._pending_lock = threading.Lock()
+        self._conn_lock = threading.RLock()  # a commit's callbacks may ask for a result
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
+        self._flush_scheduled = False
+
+    def serve_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Flush the writes submitted from ``loop``'s thread on that loop (call it from the
+        loop's thread); None goes back to flushing every write in this thread."""
+        if loop is None:
+            self.loop = self.loop_thread = None
+            self.flush()
+            return
+        self.loop, self.loop_thread = loop, threading.get_ident()
 
     def submit(self, op: _Op) -> Future[Any]:
-        future: Future[Any] = Future()
-        self.queue.put((op, future))
+        loop = self.loop
+        if loop is not None and threading.get_ident() == self.loop_thread and loop.is_running():
+            future: Future[Any] = LoopFuture(self)
+            with self._pending_lock:
+                self._pending.append((op, future))
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._loop_flush)
+            return future
+        future = Future()
+        with self._pending_lock:
+            self._pending.append((op, future))
+        self.queue.put(None)
         return future
+
+    def _loop_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Apply and commit every write submitted so far, in this thread."""
+        with self._conn_lock:
+            while True:
+                with self._pending_lock:
+                    batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+                if not batch:
+                    return
+                self._apply(batch)
 
     def stop(self) -> None:
         self.queue.put(_STOP)
@@ -234,17 +386,13 @@ class Writer(threading.Thread):
     def run(self) -> None:
         stopping = False
         while not stopping:
-            batch = [self.queue.get()]
-            while len(batch) < _MAX_BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in batch:
-                stopping = True
-                batch = [item for item in batch if item is not _STOP]
-            if batch:
-                self._apply(batch)
+            stopping = self.queue.get() is _STOP
+            try:
+                while not stopping:  # one flush takes every write these wake-ups announce
+                    stopping = self.queue.get_nowait() is _STOP
+            except queue.Empty:
+                pass
+            self.flush()
         self.conn.close()
 
     def _apply(self, batch: list[tuple[_Op, Future[Any]]]) -> None:

@@ -1,0 +1,208 @@
+"""The server's HTTP protocol: uvicorn's httptools protocol, with the JSON operations answered
+straight from the parser's callbacks.
+
+For every other request uvicorn does what it always does: an ASGI scope, a task per
+request, ``receive`` and ``send`` messages, the response's head and body written apart. For a
+JSON operation (:class:`~riverbed.server.fast.JsonOperation`: predict, learn, learn/many)
+that work costs about as much as riverbed's own, so here the complete request goes from the
+parser to the operation and back in plain calls:
+
+1. the request's head names a direct operation (:meth:`FastRoutes.lookup`), its body has a
+   ``Content-Length`` within ``max_body_bytes`` and nothing asks for what only the ASGI path
+   does (``Expect: 100-continue``, proxy headers, an audited route);
+2. once the body is in, the route's :class:`~riverbed.server.auth.Gate` admits the caller,
+   the body is parsed with the same limits and the operation runs;
+3. its answer -- or the answer of its receipt once the group commit is durable
+   (:func:`~riverbed.receipts.call_when_committed`) -- is written in one ``write``: status
+   line, uvicorn's default headers, ``content-type``, ``content-length`` and body.
+
+The answers, errors and their payloads are those of the ASGI path (tests/test_protocol.py
+compares them over a real socket). Requests pipelined behind a direct one wait in uvicorn's
+own queue: the direct request holds the connection's cycle until it has answered, as an
+ASGI request does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+from riverbed.exceptions import RiverbedError
+from riverbed.receipts import Receipt, call_when_committed
+from riverbed.server.auth import PRINCIPAL_KEY
+from riverbed.server.fast import JsonOperation, encode, failure
+from riverbed.server.http import parse_json
+
+if TYPE_CHECKING:
+    from riverbed.server.app import RiverbedApp
+
+__all__ = ["protocol_for"]
+
+log = logging.getLogger("riverbed.server")
+
+_JSON_HEAD = b"content-type: application/json\r\ncontent-length: "
+# Headers that make the ASGI path answer differently: the proxy-headers middleware rewrites
+# the client's address and scheme from these.
+_ASGI_ONLY = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"})
+
+
+class _Direct:
+    """What a direct request carries between its head and its answer."""
+
+    __slots__ = ("operation", "params")
+
+    def __init__(self, operation: JsonOperation, params: dict[str, str]) -> None:
+        self.operation = operation
+        self.params = params
+
+
+class RiverbedHttp(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, answering :attr:`app`'s direct JSON operations itself."""
+
+    app_of_server: RiverbedApp  # set on the class made by protocol_for()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        direct = self._direct_for(cycle) if app is self.app else None
+        if direct is None:
+            super()._start_asgi_task(cycle, app)
+            return
+        cycle.riverbed_direct = direct  # type: ignore[attr-defined]
+        self._unset_keepalive_if_required()  # armed by the answer before, if it was direct
+        if not cycle.more_body:  # a pipelined request, started once its body was in
+            self._answer(cycle, direct)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        if getattr(self.cycle, "riverbed_direct", None) is not None:
+            self.flow.resume_reading()  # nobody calls receive(); the body's size was checked
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        cycle = self.cycle
+        direct = getattr(cycle, "riverbed_direct", None)
+        if direct is not None and not cycle.response_complete:
+            self._answer(cycle, direct)
+
+    def _direct_for(self, cycle: RequestResponseCycle) -> _Direct | None:
+        scope: Any = cycle.scope
+        if cycle.waiting_for_100_continue:
+            return None
+        found = self.app_of_server.fast.lookup(scope["method"], scope["path"], scope["root_path"])
+        if found is None or not found[0].direct:
+            return None
+        limit = int(self.app_of_server.state.settings.max_body_bytes)
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name in _ASGI_ONLY or name == b"transfer-encoding":
+                return None
+        if length is None or not length.isdigit() or int(length) > limit:
+            return None  # the ASGI path streams it, or refuses it with 413
+        return _Direct(*found)
+
+    def _answer(self, cycle: RequestResponseCycle, direct: _Direct) -> None:
+        cycle.riverbed_direct = None  # type: ignore[attr-defined]
+        app = self.app_of_server
+        scope: Any = cycle.scope
+        scope["app"] = app
+        scope["path_params"] = direct.params
+        operation = direct.operation
+        try:
+            principal = operation.gate.admit(scope)
+        except RiverbedError as exc:
+            status, headers = operation.gate.refusal(scope, exc)
+            _, _, content = failure(exc, scope["method"], scope["path"])
+            extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            self._write(cycle, status, extra, content)
+            return
+        scope[PRINCIPAL_KEY] = principal
+        try:
+            state = app.state
+            result = operation.op(
+                state, direct.params, parse_json(bytes(cycle.body), state.settings)
+            )
+        except Exception as exc:
+            self._write(cycle, *failure(exc, scope["method"], scope["path"]))
+            return
+        if type(result) is Receipt:
+            if result.committed.done():
+                self._answer_receipt(cycle, result)
+            else:
+                call_when_committed(result, self.loop, lambda: self._answer_receipt(cycle, result))
+        elif hasattr(result, "__await__"):  # an operation that handed back an awaitable
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(lambda done: self._answer_task(cycle, done))
+        else:
+            self._answer_value(cycle, result)
+
+    def _answer_receipt(self, cycle: RequestResponseCycle, receipt: Receipt[Any]) -> None:
+        try:
+            receipt.committed.result()
+        except Exception as exc:
+            self._write(cycle, *failure(exc, cycle.scope["method"], cycle.scope["path"]))
+            return
+        self._answer_value(cycle, receipt.value)
+
+    def _answer_task(self, cycle: RequestResponseCycle, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            self._write(cycle, *failure(RuntimeError("cancelled"), "POST", cycle.scope["path"]))
+        elif (exc := task.exception()) is not None:
+            self._write(cycle, *failure(exc, cycle.scope["method"], cycle.scope["path"]))
+        else:
+            self._answer_value(cycle, task.result())
+
+    def _answer_value(self, cycle: RequestResponseCycle, value: Any) -> None:
+        try:
+            content = encode(value)
+        except Exception as exc:
+            self._write(cycle, *failure(exc, cycle.scope["method"], cycle.scope["path"]))
+            return
+        self._write(cycle, 200, [], content)
+
+    def _write(
+        self,
+        cycle: RequestResponseCycle,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes,
+    ) -> None:
+        """The whole response in one write, then what uvicorn does after a response: close a
+        connection that is not kept alive, start the next pipelined request."""
+        cycle.response_started = cycle.response_complete = True
+        if cycle.disconnected or self.transport.is_closing():
+            return
+        out = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            out += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            out.append(b"connection: close\r\n")
+        out += (_JSON_HEAD, b"%d\r\n\r\n" % len(content), content)
+        self.transport.write(b"".join(out))
+        if self.access_log:
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                f"{self.client[0]}:{self.client[1]}" if self.client else "-",
+                cycle.scope["method"],
+                cycle.scope["path"],
+                cycle.scope["http_version"],
+                status,
+            )
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.message_event.set()
+        cycle.on_response()
+
+
+def protocol_for(app: RiverbedApp) -> type[RiverbedHttp]:
+    """The protocol class to give uvicorn (``http=``) for a server of ``app``."""
+    return type("RiverbedHttp", (RiverbedHttp,), {"app_of_server": app})
