@@ -1,4 +1,4 @@
-"""The SQLite store: one file in WAL mode, one writer thread, group commits.
+"""The SQLite store: one file in WAL mode, group commits (in one writer thread, or on a server's loop).
 
 Every write goes through the writer thread of :mod:`riverbed.stores.sqlite_writer` (group
 commits, merged appends, background checkpoints); a write's future completes after its
