@@ -1,7 +1,7 @@
-"""The SQLite store: one file in WAL mode, group commits (in one writer thread, or on a server's loop).
+"""The SQLite store: one file in WAL mode, group commits.
 
-Every write goes through the writer thread of :mod:`riverbed.stores.sqlite_writer` (group
-commits, merged appends, background checkpoints); a write's future completes after its
+Every write goes through the :class:`~riverbed.stores.sqlite_writer.Writer` (group commits in
+its thread or on a server's event loop, merged appends, background checkpoints); a write's future completes after its
 commit. Reads use a connection per thread and see committed data only.
 """
 
