@@ -1,8 +1,8 @@
 """The SQLite store: one file in WAL mode, group commits.
 
 Every write goes through the :class:`~riverbed.stores.sqlite_writer.Writer` (group commits in
-its thread or on a server's event loop, merged appends, background checkpoints); a write's future completes after its
-commit. Reads use a connection per thread and see committed data only.
+its thread or on a server's event loop, merged appends, background checkpoints); a write's
+future completes after its commit. Reads use a connection per thread and see committed data only.
 """
 
 from __future__ import annotations
