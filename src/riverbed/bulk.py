@@ -20,7 +20,7 @@ the same items sent one at a time (the tests check both).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +90,7 @@ class BulkOps:
         def _after_learn(self, live: _Live, record: LearnRecord) -> None: ...
         def _learn_event(
             self, live: _Live, record: LearnRecord
-        ) -> tuple[str, str, Callable[[], dict[str, Any]]]: ...
+        ) -> tuple[str, str, dict[str, Any] | bytes]: ...
 
     # -- predict many ------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from riverbed import artifacts, serialization, specs
 from riverbed.bulk import BulkOps
 from riverbed.config import Settings
-from riverbed.events import EventBus
+from riverbed.events import EventBus, packed
 from riverbed.exceptions import (
     AlreadyLabelled,
     InvalidFeatures,
@@ -721,20 +721,18 @@ class Engine(Registry, BulkOps):
 
     def _learn_event(
         self, live: _Live, record: LearnRecord
-    ) -> tuple[str, str, Callable[[], dict[str, Any]]]:
-        wire = live.task.wire
-
-        def data() -> dict[str, Any]:  # made when the event is read (see events.Event)
-            return {
-                "features": record.features,
-                "ground_truth": record.target,
-                "prediction_id": record.prediction_id,
-                "n_learns": record.seq,
-                **wire(record.prediction),
-            }
-
+    ) -> tuple[str, str, dict[str, Any] | bytes]:
+        # Packed now: the event waits for the learn's commit, and its data as objects (the
+        # record's features and prediction) would outlive the collector's young generation.
+        data = {
+            "features": record.features,
+            "ground_truth": record.target,
+            "prediction_id": record.prediction_id,
+            "n_learns": record.seq,
+            **live.task.wire(record.prediction),
+        }
         kind = "label" if record.prediction_id is not None else "learn"
-        return kind, live.record.name, data
+        return kind, live.record.name, packed(data)
 
     # -- task-specific reads -----------------------------------------------------------------
 
@@ -836,7 +834,7 @@ class Engine(Registry, BulkOps):
     # -- internals ---------------------------------------------------------------------------
 
     def _publisher(
-        self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]]
+        self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes
     ) -> Any:
         def publish(f: Future[Any]) -> None:
             if f.exception() is None:

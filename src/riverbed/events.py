@@ -4,6 +4,12 @@ The engine publishes an :class:`Event` once the change it describes is durable. 
 are plain callables called on the publishing thread; they must be quick and thread-safe
 (the server's streams hand events to their event loop with ``call_soon_threadsafe``).
 The bus keeps the most recent events in memory so that a late subscriber can catch up.
+
+It keeps them as marshalled bytes (:func:`_kept`): a learn event held as objects (the event,
+its data, the record's features and prediction) is a handful of objects that the garbage
+collector tracks and, as they outlive its young generations, walks again and again; in a
+busy engine that cost more than everything else riverbed does per learn. Bytes are not
+tracked. An event whose data marshal cannot encode is kept as it is.
 """
 
 from __future__ import annotations
@@ -11,20 +17,20 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import marshal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Event", "EventBus", "Listener"]
+__all__ = ["Event", "EventBus", "Listener", "packed"]
 
 log = logging.getLogger(__name__)
 
 
 class Event:
-    """One thing that happened. ``data`` may be given as a function that makes it: it is
-    then made on first read, so that the events of a busy model that nobody follows (and
-    that fall out of the bus's recent window unread) cost no dict each. Read-only."""
+    """One thing that happened. ``data`` may be given as a function that makes it (made on
+    first read), or as its :func:`packed` bytes (decoded on first read). Read-only."""
 
     __slots__ = ("id", "type", "model", "time", "_data")
 
@@ -34,7 +40,7 @@ class Event:
         type: str,  # predict, learn, model.created, model.deleted, ...
         model: str | None,
         time: float,
-        data: dict[str, Any] | Callable[[], dict[str, Any]],
+        data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes,
     ) -> None:
         self.id, self.type, self.model, self.time, self._data = id, type, model, time, data
 
@@ -42,7 +48,7 @@ class Event:
     def data(self) -> dict[str, Any]:
         data = self._data
         if not isinstance(data, dict):
-            data = self._data = data()
+            data = self._data = marshal.loads(data) if isinstance(data, bytes) else data()
         return data
 
     def __eq__(self, other: object) -> bool:
@@ -77,7 +83,8 @@ Listener = Callable[[Event], None]
 class EventBus:
     def __init__(self, keep: int = 1000) -> None:
         self._listeners: list[Listener] = []
-        self._recent: collections.deque[Event] = collections.deque(maxlen=keep)
+        # each kept event: (id, type, model, time, marshalled data), or the Event itself
+        self._recent: collections.deque[tuple[Any, ...] | Event] = collections.deque(maxlen=keep)
         # Ids start from the clock (microseconds), so that they keep growing across restarts
         # and a client resuming with Last-Event-ID never skips the events of a new process.
         self._ids = itertools.count(int(time.time() * 1_000_000))
@@ -98,11 +105,11 @@ class EventBus:
         self,
         type: str,
         model: str | None,
-        data: dict[str, Any] | Callable[[], dict[str, Any]],
+        data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes,
     ) -> Event:
         with self._lock:
             event = Event(next(self._ids), type, model, time.time(), data)
-            self._recent.append(event)
+            self._recent.append(_kept(event))
             listeners = self._listeners
         for listener in listeners:
             try:
@@ -113,7 +120,9 @@ class EventBus:
 
     def publish_many(
         self,
-        events: Sequence[tuple[str, str | None, dict[str, Any] | Callable[[], dict[str, Any]]]],
+        events: Sequence[
+            tuple[str, str | None, dict[str, Any] | Callable[[], dict[str, Any]] | bytes]
+        ],
     ) -> None:
         """Publish ``(type, model, data)`` events in order (a batch's: one lock, one clock
         read)."""
@@ -123,7 +132,7 @@ class EventBus:
             now = time.time()
             ids = self._ids
             made = [Event(next(ids), type, model, now, data) for type, model, data in events]
-            self._recent.extend(made)
+            self._recent.extend(map(_kept, made))
             listeners = self._listeners
         for listener in listeners:
             for event in made:
@@ -135,5 +144,45 @@ class EventBus:
     def recent(self, *, model: str | None = None, after: int = 0) -> list[Event]:
         """Events still held in memory, oldest first, optionally for one model."""
         with self._lock:
-            events = list(self._recent)
-        return [e for e in events if e.id > after and (model is None or e.model == model)]
+            kept = list(self._recent)
+        return [
+            _event(e)
+            for e in kept
+            if _id_of(e) > after and (model is None or _model_of(e) == model)
+        ]
+
+
+def packed(data: dict[str, Any]) -> dict[str, Any] | bytes:
+    """``data`` as the bytes an :class:`Event` takes for it (marshal's), or ``data`` itself
+    if marshal cannot encode it (an object of another type, a numpy number...). A write
+    waiting for its commit holds its event's data packed: as objects, a batch's events
+    outlived the collector's young generation and were walked by it again and again."""
+    try:
+        return marshal.dumps(data)
+    except ValueError:
+        return data
+
+
+def _kept(event: Event) -> tuple[Any, ...] | Event:
+    """How the bus keeps ``event``: its fields and its data packed (made now, if it was
+    given as a function), or the event itself if the data does not pack."""
+    data = event._data
+    if type(data) is not bytes:
+        data = packed(event.data)
+        if type(data) is not bytes:
+            return event
+    return (event.id, event.type, event.model, event.time, data)
+
+
+def _event(kept: tuple[Any, ...] | Event) -> Event:
+    if isinstance(kept, Event):
+        return kept
+    return Event(*kept)
+
+
+def _id_of(kept: tuple[Any, ...] | Event) -> int:
+    return kept.id if isinstance(kept, Event) else kept[0]
+
+
+def _model_of(kept: tuple[Any, ...] | Event) -> str | None:
+    return kept.model if isinstance(kept, Event) else kept[2]
