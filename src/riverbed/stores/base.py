@@ -356,7 +356,7 @@ def dump(value: Any) -> bytes:
     if type(value) is dict:
         for key in value:  # a classifier's probabilities: {label: p}, labels not strings
             if type(key) is not str:
-                if all(type(v) in _FLAT for v in value.values()):
+                if _FLAT.issuperset(map(type, value.values())):
                     pairs = list(value.items())  # tuples are arrays to orjson
                     return orjson.dumps({_ITEMS: pairs}, option=orjson.OPT_SERIALIZE_NUMPY)
                 return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
