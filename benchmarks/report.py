@@ -342,28 +342,32 @@ def markdown(result: dict[str, Any]) -> str:
 # that the last full runs missed; printed under the table when the target is missed again.
 PROFILE_NOTES = {
     "predict, 16 connections": (
-        "no riverbed function above 3% of the event loop's time; uvicorn's own work per "
-        "request (the same 40 µs the echo costs) is a third of the server's CPU, and the "
-        "loop waits for group commits a fifth of the time (the writer thread needs the GIL "
-        "for its share)"
+        "the event loop's thread is busy all the time; the largest shares of its samples are "
+        "the answer's one socket write (10-18%), the group commit's INSERT (6-8%) and the "
+        "loop's own polling (7%); riverbed's checks, model call, record, cache entry and "
+        "event each hold 1-3%"
     ),
     "batch route": (
-        "river itself is half the time per sample; the rest is riverbed's checks, records, "
-        "three JSON encodings for the log, the metrics wrapper and the writer's share of the "
-        "GIL, none above 3 µs a sample"
+        "river itself is 45-50% of the time per sample; riverbed's part is spread: the "
+        "group commit's INSERT (7% of the samples), the log's JSON and the event's packing "
+        "(7%), the feature checks (3%), parsing the body (2%), the collector (2-4%)"
     ),
     "WebSocket, learn_many": "the batch route's work per sample, less the HTTP framing",
     "(beside it) WebSocket, one predict": (
         "one message a sample: the websockets protocol's frame handling and an answer per "
-        "message cost about 100 µs of server CPU, a river prediction 2 µs"
+        "message cost about 70 µs of server CPU, a river prediction 2 µs"
     ),
     "riverbed p99": (
-        "queueing, not stalls: with 16 connections a request waits for the 15 before it and "
-        "their group commits, so the mean is 16 / the request rate (2.6 ms for the loop's "
-        "6,000 requests/s) and the worst route's p99 is about twice its mean; no pause of "
-        "the collector or checkpoint shows in the tail any more"
+        "queueing, not stalls: at 16 connections a request waits for the loop's pass over "
+        "the requests before it and their group commit, and wrk's 16 threads share the two "
+        "cores with the server; the same machine measured 4.6 ms in one full run and "
+        "5.0-7.2 ms in another, and the code before these changes 6-7.6 ms beside it"
     ),
-    "embedded engine": ("the batch route's work per sample without HTTP; river is half of it"),
+    "embedded engine": (
+        "the batch route's work per sample without HTTP; river is half of it, and the "
+        "garbage collector took 6-8 µs a learn before events were kept packed (under 2 µs "
+        "now)"
+    ),
 }
 
 
