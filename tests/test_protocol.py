@@ -254,3 +254,20 @@ def test_json_operations_take_the_direct_path_and_others_do_not(tmp_path: Path) 
         running.should_exit = True
         thread.join(timeout=30)
         app.state.engine.close()
+
+
+def test_a_body_over_the_read_buffer_is_read_whole(server: Server) -> None:
+    """uvicorn stops reading a socket past 64 KiB of body until the app asks for more; a
+    direct request asks for nothing, so the protocol keeps reading itself."""
+    items = [
+        {"features": {f"f{j}": float(i + j) for j in range(20)}, "ground_truth": i % 2 == 0}
+        for i in range(800)
+    ]
+    request = _request("/v1/models/m/learn/many", {"items": items})
+    assert len(request) > 2 * 65536
+    before = httpx.get(server.url + "/v1/models/m/stats").json()["n_learns"]
+    with _connect(server) as sock:
+        sock.sendall(request)
+        [(status, _, answer)] = _read_responses(sock, 1)
+    assert status == 200 and len(answer["items"]) == 800
+    assert httpx.get(server.url + "/v1/models/m/stats").json()["n_learns"] == before + 800

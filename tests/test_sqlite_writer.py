@@ -9,6 +9,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,16 @@ def test_a_wal_past_its_limit_is_made_to_start_over(tmp_path: Path) -> None:
 # -- group commits on a server's event loop ------------------------------------------------
 
 
+@pytest.fixture
+async def on_loop(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """A store whose writes from this test's event loop are committed on it."""
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    store.serve_on(asyncio.get_running_loop())
+    yield store
+    store.serve_on(None)
+    store.close()
+
+
 def _committer(threads: list[int]) -> Any:
     def op(conn: sqlite3.Connection) -> int:
         threads.append(threading.get_ident())
@@ -119,82 +130,64 @@ def _committer(threads: list[int]) -> Any:
     return op
 
 
-async def test_writes_from_the_loop_commit_on_the_loop_once_per_pass(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "r.db"))
-    try:
-        store.serve_on(asyncio.get_running_loop())
-        threads: list[int] = []
-        futures = [store._writer.submit(_committer(threads)) for _ in range(5)]
-        assert not any(f.done() for f in futures)  # queued until the loop's next pass
-        await asyncio.sleep(0)
-        assert all(f.done() for f in futures)
-        assert [f.result() for f in futures] == [1, 2, 3, 4, 5]
-        assert set(threads) == {threading.get_ident()}  # the loop's thread, no hand-over
-    finally:
-        store.serve_on(None)
-        store.close()
+async def test_writes_from_the_loop_commit_on_the_loop_once_per_pass(on_loop: SQLiteStore) -> None:
+    store = on_loop
+    threads: list[int] = []
+    futures = [store._writer.submit(_committer(threads)) for _ in range(5)]
+    assert not any(f.done() for f in futures)  # queued until the loop's next pass
+    await asyncio.sleep(0)
+    assert all(f.done() for f in futures)
+    assert [f.result() for f in futures] == [1, 2, 3, 4, 5]
+    assert set(threads) == {threading.get_ident()}  # the loop's thread, no hand-over
 
 
-async def test_a_blocking_wait_on_the_loop_commits_rather_than_deadlocks(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "r.db"))
-    try:
-        store.serve_on(asyncio.get_running_loop())
-        record = PredictionRecord("p1", "m", 1, {"x": 1.0}, 0.5, 0.0)
-        store.add_prediction(record).result(timeout=5)  # the loop cannot flush while we wait
-        duplicate = store.add_prediction(PredictionRecord("p1", "m", 2, {}, 0.5, 0.0))
-        with pytest.raises(PredictionExists):
-            duplicate.result(timeout=5)
-        assert store.get_prediction("p1") is not None
-    finally:
-        store.serve_on(None)
-        store.close()
+async def test_a_blocking_wait_on_the_loop_commits_rather_than_deadlocks(
+    on_loop: SQLiteStore,
+) -> None:
+    store = on_loop
+    record = PredictionRecord("p1", "m", 1, {"x": 1.0}, 0.5, 0.0)
+    store.add_prediction(record).result(timeout=5)  # the loop cannot flush while we wait
+    duplicate = store.add_prediction(PredictionRecord("p1", "m", 2, {}, 0.5, 0.0))
+    with pytest.raises(PredictionExists):
+        duplicate.result(timeout=5)
+    assert store.get_prediction("p1") is not None
 
 
 async def test_writes_from_threads_and_the_loop_commit_in_submission_order(
-    tmp_path: Path,
+    on_loop: SQLiteStore,
 ) -> None:
-    store = SQLiteStore(str(tmp_path / "r.db"))
-    try:
-        store.serve_on(asyncio.get_running_loop())
-        order: list[str] = []
+    store = on_loop
+    order: list[str] = []
 
-        def op(name: str) -> Any:
-            return lambda conn: order.append(name)
+    def op(name: str) -> Any:
+        return lambda conn: order.append(name)
 
-        loop_first = store._writer.submit(op("loop-1"))
-        holder: list[Any] = []
-        # submitted from another thread while the loop is held here, before its pass
-        other = threading.Thread(target=lambda: holder.append(store._writer.submit(op("thread"))))
-        other.start()
-        other.join()
-        holder[0].result(timeout=5)
-        assert loop_first.done()  # the writer thread's flush took the loop's write first
-        loop_second = store._writer.submit(op("loop-2"))
-        await asyncio.sleep(0)
-        assert loop_first.done() and loop_second.done()
-        assert order == ["loop-1", "thread", "loop-2"]
-    finally:
-        store.serve_on(None)
-        store.close()
+    loop_first = store._writer.submit(op("loop-1"))
+    holder: list[Any] = []
+    # submitted from another thread while the loop is held here, before its pass
+    other = threading.Thread(target=lambda: holder.append(store._writer.submit(op("thread"))))
+    other.start()
+    other.join()
+    holder[0].result(timeout=5)
+    assert loop_first.done()  # the writer thread's flush took the loop's write first
+    loop_second = store._writer.submit(op("loop-2"))
+    await asyncio.sleep(0)
+    assert loop_first.done() and loop_second.done()
+    assert order == ["loop-1", "thread", "loop-2"]
 
 
-async def test_a_loop_write_waited_on_from_another_thread(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "r.db"))
-    try:
-        store.serve_on(asyncio.get_running_loop())
-        future = store._writer.submit(lambda conn: 42)
-        seen: list[Any] = []
-        waiter = threading.Thread(target=lambda: seen.append(future.result(timeout=5)))
-        waiter.start()
-        await asyncio.sleep(0.05)  # the waiter is blocked; the loop's pass commits
-        await asyncio.to_thread(waiter.join, 5)
-        assert seen == [42]
-        called: list[Any] = []
-        future.add_done_callback(called.append)  # already done: called at once
-        assert called == [future] and future.exception() is None and not future.cancel()
-    finally:
-        store.serve_on(None)
-        store.close()
+async def test_a_loop_write_waited_on_from_another_thread(on_loop: SQLiteStore) -> None:
+    store = on_loop
+    future = store._writer.submit(lambda conn: 42)
+    seen: list[Any] = []
+    waiter = threading.Thread(target=lambda: seen.append(future.result(timeout=5)))
+    waiter.start()
+    await asyncio.sleep(0.05)  # the waiter is blocked; the loop's pass commits
+    await asyncio.to_thread(waiter.join, 5)
+    assert seen == [42]
+    called: list[Any] = []
+    future.add_done_callback(called.append)  # already done: called at once
+    assert called == [future] and future.exception() is None and not future.cancel()
 
 
 def test_leaving_the_loop_commits_what_it_had_queued(tmp_path: Path) -> None:
