@@ -83,15 +83,17 @@ class _Wakeups:
         self.waiters: list[Callable[[], None]] = []
 
     def add(self, waiter: Callable[[], None]) -> None:
+        if threading.get_ident() == self.thread:
+            # A commit run by the loop itself: answer in this pass. Scheduled instead, the
+            # answers would wait for the next pass's new requests to be handled first.
+            waiter()
+            return
         with self.lock:
             self.waiters.append(waiter)
             first = len(self.waiters) == 1
         if first:
             try:
-                if threading.get_ident() == self.thread:  # a commit run by the loop itself
-                    self.loop.call_soon(self.wake)
-                else:
-                    self.loop.call_soon_threadsafe(self.wake)
+                self.loop.call_soon_threadsafe(self.wake)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
