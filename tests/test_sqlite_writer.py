@@ -208,3 +208,19 @@ def test_leaving_the_loop_commits_what_it_had_queued(tmp_path: Path) -> None:
     finally:
         loop.close()
         store.close()
+
+
+async def test_the_loop_leaves_its_commits_to_the_writer_thread_during_a_restart(
+    on_loop: SQLiteStore,
+) -> None:
+    checkpointer = on_loop._writer.checkpointer
+    assert checkpointer is not None
+    threads: list[int] = []
+    checkpointer.restarting = True  # as while a RESTART checkpoint holds writers back
+    try:
+        future = on_loop._writer.submit(_committer(threads))
+        await asyncio.sleep(0)  # the loop's pass hands the commit over
+        assert await asyncio.wrap_future(future) == 1
+    finally:
+        checkpointer.restarting = False
+    assert threads and threads[0] != threading.get_ident()

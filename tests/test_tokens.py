@@ -116,7 +116,10 @@ def test_a_created_secret_verifies_and_only_its_digest_is_stored(tmp_path: Path)
     store.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert made["id"].encode() in raw
-    assert secret.encode() not in raw and secret.split("_")[-1].encode() not in raw
+    # the random part: 43 characters after "rbt_<id>_" (it may itself hold "_")
+    random_part = secret.split("_", 2)[2]
+    assert len(random_part) == 43
+    assert secret.encode() not in raw and random_part.encode() not in raw
 
 
 def test_wrong_unknown_and_malformed_secrets_are_refused(store: Store) -> None:

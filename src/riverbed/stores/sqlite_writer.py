@@ -77,6 +77,9 @@ class Checkpointer(threading.Thread):
         self.path, self.synchronous, self.period = path, synchronous, period
         self.wal_limit = wal_limit
         self.commits = 0  # bumped by the writer; read here without a lock (a hint only)
+        # Set while a RESTART checkpoint holds writers back: the event loop then leaves its
+        # commits to the writer thread rather than wait itself (Writer._loop_flush).
+        self.restarting = False
         self._halt = threading.Event()
 
     def stop(self) -> None:
@@ -106,7 +109,11 @@ class Checkpointer(threading.Thread):
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             if os.path.getsize(self.path + "-wal") > self.wal_limit:
-                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                self.restarting = True
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                finally:
+                    self.restarting = False
         except (sqlite3.Error, OSError):  # pragma: no cover - busy or closing; next period
             log.debug("background WAL checkpoint failed", exc_info=True)
 
@@ -372,6 +379,9 @@ class Writer(threading.Thread):
 
     def _loop_flush(self) -> None:
         self._flush_scheduled = False
+        if self.checkpointer is not None and self.checkpointer.restarting:
+            self.queue.put(None)  # the writer thread waits for the checkpoint, not the loop
+            return
         self.flush()
 
     def flush(self) -> None:
