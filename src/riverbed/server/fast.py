@@ -194,7 +194,8 @@ class JsonOperation:
     """One JSON operation of the fast path: ``op``, and ``app``, the operation as a guarded
     ASGI app. ``gate`` is the guard's checks as plain calls; ``direct`` says the server's
     protocol may answer it without ASGI (:mod:`riverbed.server.protocol`): a plain function
-    (not a coroutine function) on a route that is not audited."""
+    (not a coroutine function, so it returns its answer or a receipt) on a route that is not
+    audited."""
 
     __slots__ = ("op", "app", "gate", "direct")
 

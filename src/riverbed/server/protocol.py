@@ -24,7 +24,6 @@ ASGI request does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -51,16 +50,6 @@ _JSON_HEAD = b"content-type: application/json\r\ncontent-length: "
 # Headers that make the ASGI path answer differently: the proxy-headers middleware rewrites
 # the client's address and scheme from these.
 _ASGI_ONLY = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"})
-
-
-class _Direct:
-    """What a direct request carries between its head and its answer."""
-
-    __slots__ = ("operation", "params")
-
-    def __init__(self, operation: JsonOperation, params: dict[str, str]) -> None:
-        self.operation = operation
-        self.params = params
 
 
 class RiverbedHttp(HttpToolsProtocol):
@@ -90,7 +79,9 @@ class RiverbedHttp(HttpToolsProtocol):
         if direct is not None and not cycle.response_complete:
             self._answer(cycle, direct)
 
-    def _direct_for(self, cycle: RequestResponseCycle) -> _Direct | None:
+    def _direct_for(
+        self, cycle: RequestResponseCycle
+    ) -> tuple[JsonOperation, dict[str, str]] | None:
         scope: Any = cycle.scope
         if cycle.waiting_for_100_continue:
             return None
@@ -106,42 +97,37 @@ class RiverbedHttp(HttpToolsProtocol):
                 return None
         if length is None or not length.isdigit() or int(length) > limit:
             return None  # the ASGI path streams it, or refuses it with 413
-        return _Direct(*found)
+        return found
 
-    def _answer(self, cycle: RequestResponseCycle, direct: _Direct) -> None:
+    def _answer(
+        self, cycle: RequestResponseCycle, direct: tuple[JsonOperation, dict[str, str]]
+    ) -> None:
         cycle.riverbed_direct = None  # type: ignore[attr-defined]
+        operation, params = direct
         app = self.app_of_server
         scope: Any = cycle.scope
         scope["app"] = app
-        scope["path_params"] = direct.params
-        operation = direct.operation
+        scope["path_params"] = params
         try:
             principal = operation.gate.admit(scope)
         except RiverbedError as exc:
             status, headers = operation.gate.refusal(scope, exc)
-            _, _, content = failure(exc, scope["method"], scope["path"])
             extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-            self._write(cycle, status, extra, content)
+            self._write(cycle, status, extra, encode(exc.to_payload()))
             return
         scope[PRINCIPAL_KEY] = principal
         try:
             state = app.state
-            result = operation.op(
-                state, direct.params, parse_json(bytes(cycle.body), state.settings)
-            )
+            result = operation.op(state, params, parse_json(bytes(cycle.body), state.settings))
         except Exception as exc:
             self._write(cycle, *failure(exc, scope["method"], scope["path"]))
             return
-        if type(result) is Receipt:
-            if result.committed.done():
-                self._answer_receipt(cycle, result)
-            else:
-                call_when_committed(result, self.loop, lambda: self._answer_receipt(cycle, result))
-        elif hasattr(result, "__await__"):  # an operation that handed back an awaitable
-            task = asyncio.ensure_future(result)
-            task.add_done_callback(lambda done: self._answer_task(cycle, done))
-        else:
+        if type(result) is not Receipt:
             self._answer_value(cycle, result)
+        elif result.committed.done():
+            self._answer_receipt(cycle, result)
+        else:
+            call_when_committed(result, self.loop, lambda: self._answer_receipt(cycle, result))
 
     def _answer_receipt(self, cycle: RequestResponseCycle, receipt: Receipt[Any]) -> None:
         try:
@@ -150,14 +136,6 @@ class RiverbedHttp(HttpToolsProtocol):
             self._write(cycle, *failure(exc, cycle.scope["method"], cycle.scope["path"]))
             return
         self._answer_value(cycle, receipt.value)
-
-    def _answer_task(self, cycle: RequestResponseCycle, task: asyncio.Future[Any]) -> None:
-        if task.cancelled():
-            self._write(cycle, *failure(RuntimeError("cancelled"), "POST", cycle.scope["path"]))
-        elif (exc := task.exception()) is not None:
-            self._write(cycle, *failure(exc, cycle.scope["method"], cycle.scope["path"]))
-        else:
-            self._answer_value(cycle, task.result())
 
     def _answer_value(self, cycle: RequestResponseCycle, value: Any) -> None:
         try:
