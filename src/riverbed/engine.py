@@ -1044,7 +1044,7 @@ class Engine(Registry, BulkOps):
         }
 
     def _check_features(self, features: Any) -> dict[str, Any]:
-        if not isinstance(features, Mapping):
+        if type(features) is not dict and not isinstance(features, Mapping):
             raise InvalidFeatures(
                 f"features must be an object mapping names to values, got {type(features).__name__}"
             )
@@ -1053,19 +1053,16 @@ class Engine(Registry, BulkOps):
                 f"{len(features)} features is more than the limit of {self.settings.max_features}"
             )
         limit = self.settings.max_string_length
-        if type(features) is dict and set(map(type, features.values())) <= _NUMBERS:
-            # The common case, numbers only, checked in C loops: string names within the
-            # limit, every number finite (an int too large for a float is left to the
-            # general checks below).
+        if type(features) is dict and _NUMBERS.issuperset(map(type, features.values())):
+            # The common case, numbers only, checked in C loops: every number finite (the sum
+            # of finite numbers is finite unless it overflows, and then the general checks
+            # below decide; so does an int too large for a float), and names that are known
+            # good or are strings within the limit.
             try:
-                finite = all(map(math.isfinite, features.values()))
+                finite = math.isfinite(sum(features.values()))
             except OverflowError:
                 finite = False
-            if (
-                finite
-                and set(map(type, features)) <= _STRINGS
-                and (not features or max(map(len, features)) <= limit)
-            ):
+            if finite and _names_within(features, limit):
                 return dict(features)
         x: dict[str, Any] = {}
         for key, value in features.items():
@@ -1092,6 +1089,28 @@ class Engine(Registry, BulkOps):
                 raise InvalidFeatures(f"feature {key!r} is not a finite number")
             x[key] = value
         return x
+
+
+# Feature names already checked (strings, each of this length at most): a stream's samples
+# mostly share theirs, and a lookup is cheaper than looking at every name again. Bounded:
+# short lists of short names only, and a full cache is emptied.
+_KNOWN_NAMES: dict[tuple[Any, ...], int] = {}
+_KNOWN_MAX = 256
+
+
+def _names_within(features: dict[Any, Any], limit: int) -> bool:
+    """Whether every feature name is a string of at most ``limit`` characters."""
+    names = tuple(features)
+    longest = _KNOWN_NAMES.get(names)
+    if longest is None:
+        if not _STRINGS.issuperset(map(type, names)):
+            return False
+        longest = max(map(len, names), default=0)
+        if len(names) <= _KNOWN_MAX and longest <= _KNOWN_MAX:
+            if len(_KNOWN_NAMES) >= _KNOWN_MAX:
+                _KNOWN_NAMES.clear()
+            _KNOWN_NAMES[names] = longest
+    return longest <= limit
 
 
 class _Ids:

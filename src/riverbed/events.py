@@ -131,9 +131,19 @@ class EventBus:
         with self._lock:
             now = time.time()
             ids = self._ids
-            made = [Event(next(ids), type, model, now, data) for type, model, data in events]
-            self._recent.extend(map(_kept, made))
             listeners = self._listeners
+            if not listeners:  # kept only, without event objects
+                self._recent.extend(
+                    [
+                        _kept(Event(next(ids), kind, model, now, data))
+                        if type(data) is not bytes
+                        else (next(ids), kind, model, now, data)
+                        for kind, model, data in events
+                    ]
+                )
+                return
+            made = [Event(next(ids), kind, model, now, data) for kind, model, data in events]
+            self._recent.extend(map(_kept, made))
         for listener in listeners:
             for event in made:
                 try:
@@ -158,7 +168,9 @@ def packed(data: dict[str, Any]) -> dict[str, Any] | bytes:
     waiting for its commit holds its event's data packed: as objects, a batch's events
     outlived the collector's young generation and were walked by it again and again."""
     try:
-        return marshal.dumps(data)
+        # Version 2: binary floats and no back-references, the quickest to write of
+        # marshal's formats (the references of the newer versions cost a lookup per string).
+        return marshal.dumps(data, 2)
     except ValueError:
         return data
 

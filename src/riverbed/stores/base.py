@@ -320,7 +320,6 @@ def done(result: Any = None, error: BaseException | None = None) -> Future[Any]:
 
 
 _ITEMS = "__items__"
-_FLAT = frozenset({float, int, str, bool, type(None)})
 
 
 def _encode(value: Any) -> Any:
@@ -356,10 +355,13 @@ def dump(value: Any) -> bytes:
     if type(value) is dict:
         for key in value:  # a classifier's probabilities: {label: p}, labels not strings
             if type(key) is not str:
-                if _FLAT.issuperset(map(type, value.values())):
-                    pairs = list(value.items())  # tuples are arrays to orjson
+                try:
+                    # tuples are arrays to orjson; values holding no mapping with other keys
+                    # (labelled probabilities: numbers) need no encoding of their own
+                    pairs = list(value.items())
                     return orjson.dumps({_ITEMS: pairs}, option=orjson.OPT_SERIALIZE_NUMPY)
-                return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
+                except TypeError:
+                    return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
             break
     try:
         # Most values (feature objects) have string keys only: orjson takes them as they are,
