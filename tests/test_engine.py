@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing, tree
 
@@ -168,6 +170,32 @@ def test_bad_features_are_refused_and_change_nothing(
         engine.learn("p", features, True)  # type: ignore[arg-type]
     assert engine.stats("p")["n_predictions"] == 0
     assert engine.stats("p")["n_learns"] == 0
+
+
+def test_numeric_features_take_the_quick_checks_with_the_same_outcome(engine: Engine) -> None:
+    engine.create_model("p", phishing_model())
+    # finite numbers whose sum overflows to infinity: each one is checked, and they pass
+    engine.learn("p", {"a": 1e308, "b": 1e308}, True)
+    with pytest.raises(InvalidFeatures, match="an integer of 401 digits"):
+        engine.predict("p", {"a": 10**400})  # too large for a float: refused, not a crash
+    with pytest.raises(InvalidFeatures, match="finite"):
+        engine.predict("p", {"a": 1.0, "b": float("-inf")})
+    with pytest.raises(InvalidFeatures, match="feature names"):
+        engine.predict("p", {"a": 1.0, 2: 1.0})  # type: ignore[dict-item]
+    assert engine.stats("p")["n_learns"] == 1
+
+
+def test_known_feature_names_still_meet_each_engines_length_limit(tmp_path: Path) -> None:
+    x = {"short": 1.0, "a_longer_name": 2.0}
+    with Engine(str(tmp_path / "a.db")) as loose:
+        loose.create_model("p", phishing_model())
+        loose.predict("p", x)  # the names are now known good, at most 13 characters
+        with Engine(str(tmp_path / "b.db"), max_string_length=8) as strict:
+            strict.create_model("p", phishing_model())
+            with pytest.raises(InvalidFeatures, match="at most 8 characters"):
+                strict.predict("p", x)
+            strict.predict("p", {"short": 1.0})
+        loose.predict("p", x)
 
 
 @pytest.mark.parametrize("target", [None, "x" * 10, [1], True, float("nan")])

@@ -1072,9 +1072,10 @@ class Engine(Registry, BulkOps):
                 )
             kind = type(value)
             if kind is float or (kind is not bool and isinstance(value, int | float)):
-                if not math.isfinite(value):
+                if not _is_finite(value):
                     raise InvalidFeatures(
-                        f"feature {key!r} is {value}; only finite numbers are accepted"
+                        f"feature {key!r} is {_shown(value)}; only finite numbers that fit a "
+                        "64-bit float are accepted"
                     )
             elif kind is str:
                 if len(value) > limit:
@@ -1096,6 +1097,19 @@ class Engine(Registry, BulkOps):
 # short lists of short names only, and a full cache is emptied.
 _KNOWN_NAMES: dict[tuple[Any, ...], int] = {}
 _KNOWN_MAX = 256
+
+
+def _is_finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _shown(value: float) -> str:
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return str(value)
 
 
 def _names_within(features: dict[Any, Any], limit: int) -> bool:
