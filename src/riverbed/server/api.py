@@ -122,9 +122,26 @@ def task_inputs(body: Any) -> dict[str, Any]:
     return {k: body[k] for k in TASK_INPUTS if k in body}
 
 
+# The common bodies, whose fields need no check here beyond their types: features (an object)
+# and an optional id (a string); a learn's ground truth is the engine's to check.
+_PLAIN_PREDICT = frozenset({"features", "id"})
+_PLAIN_LEARN = frozenset({"features", "ground_truth", "id"})
+_PREDICT_FIELDS = frozenset({"features", "id", "features_key", *TASK_INPUTS})
+_LEARN_FIELDS = frozenset({"features", "ground_truth", "id", *TASK_INPUTS})
+
+
+def _plain(body: Any, fields: frozenset[str]) -> bool:
+    if type(body) is not dict or not fields.issuperset(body):
+        return False
+    features, id = body.get("features"), body.get("id")
+    return (features is None or type(features) is dict) and (id is None or type(id) is str)
+
+
 def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, Any]]:
-    reject_unknown(body, {"features", "id", "features_key", *TASK_INPUTS})
     engine: Engine = state.engine
+    if _plain(body, _PLAIN_PREDICT):
+        return engine.submit_predict(params["name"], body.get("features"), id=body.get("id"))
+    reject_unknown(body, _PREDICT_FIELDS)
     return engine.submit_predict(
         params["name"],
         field(body, "features", is_object, "an object of feature values"),
@@ -135,8 +152,15 @@ def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str,
 
 
 def _learn(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, Any]]:
-    reject_unknown(body, {"features", "ground_truth", "id", *TASK_INPUTS})
     engine: Engine = state.engine
+    if _plain(body, _PLAIN_LEARN):
+        return engine.submit_learn(
+            params["name"],
+            body.get("features"),
+            body.get("ground_truth", MISSING),
+            id=body.get("id"),
+        )
+    reject_unknown(body, _LEARN_FIELDS)
     return engine.submit_learn(
         params["name"],
         field(body, "features", is_object, "an object of feature values"),

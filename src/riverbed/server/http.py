@@ -4,6 +4,7 @@ field checks with messages that say what to fix, and the error-to-status mapping
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -260,7 +261,7 @@ def field(
     return value
 
 
-def reject_unknown(body: Any, allowed: set[str]) -> None:
+def reject_unknown(body: Any, allowed: AbstractSet[str]) -> None:
     if isinstance(body, dict):
         unknown = sorted(set(body) - allowed)
         if unknown:
