@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,7 @@ from riverbed.stores.base import (
     dump,
     load,
 )
+from riverbed.stores.sqlite import SQLiteStore
 from tests.helpers import STORES, database_for
 
 
@@ -444,3 +447,56 @@ def test_a_long_backlog_is_pruned_in_batches_to_the_same_end(
     assert kept_predictions(store, "m", range(1, 61)) == list(range(56, 61))
     assert [r.seq for r in store.learns_after("m", 0)] == list(range(51, 61))
     assert [p.seq for p in store.metric_history("m")] == list(range(41, 61))
+
+
+def _learn(seq: int) -> LearnRecord:
+    """Learns of every shape the log holds: labels as keys, nested objects, lists, None."""
+    shapes: list[tuple[dict[str, Any], Any, Any]] = [
+        ({"a": seq * 0.5, "b": "x", "c": True}, True, {False: 0.25, True: 0.75}),
+        ({"v": [1, 2.5]}, {"out": 1.0, "flag": False}, {"out": 0.5, "flag": True}),
+        ({"a": 1.0}, 3.5, {"nested": {1: 2.0}}),  # a non-string key inside: encoded in full
+        ({}, None, None),
+    ]
+    features, target, prediction = shapes[seq % len(shapes)]
+    return LearnRecord("m", seq, features, target, prediction, None, 1000.0 + seq)
+
+
+def test_batches_of_learns_read_back_as_written_between_single_learns(store: Store) -> None:
+    """A batch is one row of the SQLite log: read back in order, from any seq, with each
+    value's types, merged with the learns written one at a time around it."""
+    store.create_model(*model()).result()
+    learns = [_learn(seq) for seq in range(1, 66)]
+    for record in learns[:3]:
+        store.add_learn(record)
+    store.add_learns(learns[3:43]).result()
+    store.add_learns(learns[43:45]).result()  # too few for a batch row
+    store.add_learns(learns[45:]).result()
+    assert list(store.learns_after("m", 0)) == learns
+    assert [r.seq for r in store.learns_after("m", 10)] == list(range(11, 66))
+    assert list(store.learns_after("m", 50)) == learns[50:]
+    if isinstance(store, SQLiteStore):  # the two batches are a row each
+        with sqlite3.connect(store.path) as conn:
+            blocks = conn.execute("SELECT first, last FROM learn_blocks ORDER BY first")
+            assert blocks.fetchall() == [(4, 43), (46, 65)]
+    gapped = [_learn(seq) for seq in range(70, 110, 2)]  # seqs with gaps: kept one a row
+    store.add_learns(gapped).result()
+    assert [r.seq for r in store.learns_after("m", 64)] == [65, *range(70, 110, 2)]
+    store.delete_model("m").result()
+    assert list(store.learns_after("m", 0)) == []
+
+
+def test_retention_cuts_through_a_batch_of_learns(store: Store) -> None:
+    from riverbed.stores.base import Pruned, Retention
+
+    store.create_model(*model()).result()
+    learns = [_learn(seq) for seq in range(1, 86)]
+    store.add_learns(learns[:40]).result()
+    for record in learns[40:45]:
+        store.add_learn(record)
+    store.add_learns(learns[45:]).result()
+    store.save_checkpoint(Checkpoint("m", 85, b"s", 1.0)).result()
+    assert store.prune("m", Retention(learns=50)).result() == Pruned(learns=35)
+    assert list(store.learns_after("m", 0)) == learns[35:]
+    assert store.prune("m", Retention(learns=50)).result() == Pruned()
+    assert store.prune("m", Retention(learns=3)).result() == Pruned(learns=47)
+    assert list(store.learns_after("m", 0)) == learns[82:]

@@ -35,8 +35,11 @@ __all__ = [
     "Retention",
     "Store",
     "VersionRecord",
+    "ITEMS",
+    "decode",
     "done",
     "dump",
+    "encode",
     "load",
 ]
 
@@ -319,26 +322,29 @@ def done(result: Any = None, error: BaseException | None = None) -> Future[Any]:
     return future
 
 
-_ITEMS = "__items__"
+ITEMS = "__items__"  # a mapping with other keys than strings: its [key, value] pairs
 
 
-def _encode(value: Any) -> Any:
+def encode(value: Any) -> Any:
+    """``value`` in the form its JSON takes: mappings with other keys than strings as pairs
+    under ``ITEMS``, tuples as lists."""
     if isinstance(value, dict):
         if all(type(k) is str for k in value):
-            return {k: _encode(v) for k, v in value.items()}
-        return {_ITEMS: [[k, _encode(v)] for k, v in value.items()]}
+            return {k: encode(v) for k, v in value.items()}
+        return {ITEMS: [[k, encode(v)] for k, v in value.items()]}
     if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
+        return [encode(v) for v in value]
     return value
 
 
-def _decode(value: Any) -> Any:
+def decode(value: Any) -> Any:
+    """The value that :func:`encode` gave ``value`` for (tuples come back as lists)."""
     if isinstance(value, dict):
-        if len(value) == 1 and _ITEMS in value:
-            return {_key(k): _decode(v) for k, v in value[_ITEMS]}
-        return {k: _decode(v) for k, v in value.items()}
+        if len(value) == 1 and ITEMS in value:
+            return {_key(k): decode(v) for k, v in value[ITEMS]}
+        return {k: decode(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [decode(v) for v in value]
     return value
 
 
@@ -359,19 +365,19 @@ def dump(value: Any) -> bytes:
                     # tuples are arrays to orjson; values holding no mapping with other keys
                     # (labelled probabilities: numbers) need no encoding of their own
                     pairs = list(value.items())
-                    return orjson.dumps({_ITEMS: pairs}, option=orjson.OPT_SERIALIZE_NUMPY)
+                    return orjson.dumps({ITEMS: pairs}, option=orjson.OPT_SERIALIZE_NUMPY)
                 except TypeError:
-                    return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
+                    return orjson.dumps(encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
             break
     try:
         # Most values (feature objects) have string keys only: orjson takes them as they are,
         # and raises TypeError on any other key, which the general encoding handles.
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:
-        return orjson.dumps(_encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def load(data: bytes | str | None) -> Any:
     if data is None:
         return None
-    return _decode(orjson.loads(data))
+    return decode(orjson.loads(data))

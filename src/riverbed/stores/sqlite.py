@@ -42,6 +42,15 @@ from riverbed.stores.sqlite_jobs import SCHEMA as JOBS_SCHEMA
 from riverbed.stores.sqlite_jobs import SQLiteJobs
 from riverbed.stores.sqlite_kv import SCHEMA as CACHE_SCHEMA
 from riverbed.stores.sqlite_kv import SQLiteCache
+from riverbed.stores.sqlite_learns import (
+    BLOCK_COLUMNS,
+    block_row,
+    delete_blocks_through,
+    fits_a_block,
+    learn_cutoff,
+    learns_after,
+)
+from riverbed.stores.sqlite_learns import SCHEMA as LEARNS_SCHEMA
 from riverbed.stores.sqlite_writer import Append, Checkpointer, Writer, chunks, connect
 from riverbed.stores.tokens import SQLiteTokenStore, TokenStore
 
@@ -160,7 +169,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         os.makedirs(directory, exist_ok=True)
         self._synchronous = synchronous.upper()
         conn = connect(path, self._synchronous)
-        conn.executescript(SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA)
+        conn.executescript(SCHEMA + LEARNS_SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA)
         for table, column, definition in COLUMNS:
             present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in present:
@@ -268,6 +277,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             for table, column in (
                 ("predictions", "model"),
                 ("learns", "model"),
+                ("learn_blocks", "model"),
                 ("checkpoints", "model"),
                 ("aliases", "model"),
                 ("alias_history", "model"),
@@ -538,6 +548,11 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         return self.add_learns([record])
 
     def add_learns(self, records: list[LearnRecord]) -> Future[None]:
+        labels = [r.prediction_id for r in records if r.prediction_id is not None]
+        if fits_a_block(records):  # one row for the batch (see stores/sqlite_learns.py)
+            return self._writer.submit(
+                Append("learn_blocks", BLOCK_COLUMNS, [block_row(records)], labels)
+            )
         rows = [
             (
                 r.model,
@@ -550,25 +565,10 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             )
             for r in records
         ]
-        labels = [r.prediction_id for r in records if r.prediction_id is not None]
         return self._writer.submit(Append("learns", _LEARN_COLUMNS, rows, labels))
 
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
-        cursor = self._read().execute(
-            "SELECT model, seq, features, target, prediction, prediction_id, created_at"
-            " FROM learns WHERE model = ? AND seq > ? ORDER BY seq",
-            (name, seq),
-        )
-        for row in cursor:
-            yield LearnRecord(
-                model=row[0],
-                seq=row[1],
-                features=load(row[2]),
-                target=load(row[3]),
-                prediction=load(row[4]),
-                prediction_id=row[5],
-                created_at=row[6],
-            )
+        return learns_after(self._read(), name, seq)
 
     # -- metric history ------------------------------------------------------------------
 
@@ -669,12 +669,14 @@ def _prune_step(conn: sqlite3.Connection, name: str, retention: Retention) -> tu
             pruned.predictions_through = bound if pruned.predictions else 0
             more = more or left
     if retention.learns:
-        through = _cutoff(conn, "learns", name, retention.learns)
+        through = learn_cutoff(conn, name, retention.learns)
         row = conn.execute("SELECT seq FROM checkpoints WHERE model = ?", (name,)).fetchone()
         through = min(through, row[0] if row else 0)  # the learns a restart replays stay
         if through:
             pruned.learns, _, left = _delete_through(conn, "learns", name, through)
-            more = more or left
+            batched, cut = delete_blocks_through(conn, name, through, _PRUNE_BATCH)
+            pruned.learns += batched
+            more = more or left or cut
     if retention.metric_points:
         through = _cutoff(conn, "metric_points", name, retention.metric_points)
         if through:
