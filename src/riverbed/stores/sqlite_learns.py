@@ -7,7 +7,7 @@ it, the prediction id and the time. A batch of at least ``BLOCK_MIN`` learns
 last seq, and one JSON array of five columns (features, targets, predictions, prediction
 ids, times) holding the batch's values in order, each encoded as ``dump`` encodes it. That
 is two encoder calls a learn fewer, and one row to insert rather than hundreds: the
-embedded engine's ``learn_many`` runs 6% fewer instructions a sample (valgrind, 256 a
+embedded engine's ``learn_many`` runs 5% fewer instructions a sample (valgrind, 256 a
 batch), and the batch route's commits are lighter.
 
 A model's learns have increasing seqs (the engine numbers them under the model's lock, and
