@@ -348,11 +348,12 @@ PROFILE_NOTES = {
         "event each hold 1-3%"
     ),
     "batch route": (
-        "river itself is about half of the loop's samples; riverbed's part is spread: the "
-        "group commit's INSERT (6%), the log's JSON and the event's packing (8%), the "
-        "metrics wrapper (3%), the feature checks (3%), the body's parsing and limits (3%); "
-        "river's own cell moved 30,100-36,400 pairs/s between two runs of the same code, "
-        "which moves this ratio by more than its distance to 0.5"
+        "river itself is 60-64% of the loop's samples; the rest is spread: the metrics "
+        "wrapper (3-4%), the event's packing (3%), the feature checks (2-4%), the body's "
+        "parsing and limits (3%), the log's batch row (2%); the same route's cells moved "
+        "12,100-20,800 samples/s within one run and between runs on this machine (the "
+        "WebSocket's learn_many, the same engine path, 17,800-20,900), so the median of "
+        "three falls either side of 0.5"
     ),
     "WebSocket, learn_many": "the batch route's work per sample, less the HTTP framing",
     "(beside it) WebSocket, one predict": (
@@ -366,7 +367,7 @@ PROFILE_NOTES = {
         "follows throughput; committing in the middle of a pass made it worse"
     ),
     "embedded engine": (
-        "the batch route's work per sample without HTTP: 362,000 instructions a sample "
+        "the batch route's work per sample without HTTP: 343,000 instructions a sample "
         "against river's 244,000 (valgrind), river's own cell moving by 20% between runs"
     ),
 }
