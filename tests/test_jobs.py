@@ -555,3 +555,31 @@ def test_riverbed_train_in_process_on_a_database(tmp_path: Path) -> None:
     assert f"* diabetes@{best}" in result.output
     bad = CliRunner().invoke(cli, [*args, "--spec", str(tmp_path / "three.json")])
     assert bad.exit_code == 1 and "invalid_spec" in bad.output
+
+
+async def test_following_a_job_read_as_finished_before_its_last_event_ends_with_its_state(
+    api: httpx.AsyncClient,
+) -> None:
+    """The job's last event is published after the commit that a follower's read already
+    sees: a follower that comes in between gets the job's state as the stream's last event
+    rather than a stream ending on progress."""
+    engine = api.engine  # type: ignore[attr-defined]
+    config = {"model": "phishing", "target": TARGET, "spec": RIVER_SPECS[0]["spec"]}
+    posted = await api.post(
+        "/v1/jobs",
+        files={
+            "config": (None, orjson.dumps(config), "application/json"),
+            "data": ("phishing.csv", PHISHING_CSV, "text/csv"),
+        },
+    )
+    job_id = posted.json()["id"]
+    assert (await wait(api, job_id))["status"] == "succeeded"
+    # as if the follower's read came before the last event: the bus holds only progress
+    kept = engine.events._recent
+    finals = [k for k in kept if k[1] in ("job.succeeded", "job.failed")]
+    assert finals
+    for final in finals:
+        kept.remove(final)
+    stream = (await api.get(f"/v1/jobs/{job_id}/events")).text
+    kinds = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event:")]
+    assert "job.progress" in kinds and kinds[-1] == "job.succeeded"

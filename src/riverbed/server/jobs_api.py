@@ -195,7 +195,10 @@ async def _follow(request: Request, job_id: str) -> AsyncIterator[bytes]:
         for event in replayed:
             last = event.id
             yield sse(event)
-        if not replayed:
+        # A job read as finished may not have published its last event yet (events follow
+        # the commit that the read already sees): its state stands in for that event.
+        ended = any(e.type != "job.progress" and e.data.get("status") in FINISHED for e in replayed)
+        if not replayed or (job["status"] in FINISHED and not ended):
             yield sse(
                 Event(0, f"job.{job['status']}", job["model"], job["created_at"], _state(job))
             )
