@@ -25,14 +25,13 @@ import functools
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from riverbed import artifacts, serialization, specs
+from riverbed import artifacts, serialization, specs, validation
 from riverbed.bulk import BulkOps
 from riverbed.config import Settings
 from riverbed.events import EventBus, packed
@@ -79,10 +78,7 @@ __all__ = ["Engine", "Receipt"]
 
 _MISSING: Any = MISSING
 _METRIC_OPTIONS = {"windows", "history_every", "history_seconds"}
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _EWM_ALPHA = 0.3
-_NUMBERS = frozenset({float, int})
-_STRINGS = frozenset({str})
 _PRUNE_SECONDS = 1.0  # how often the checkpoint thread applies the retention settings
 log = logging.getLogger(__name__)
 
@@ -1008,123 +1004,25 @@ class Engine(Registry, BulkOps):
             "updated_at": record.updated_at,
         }
 
+    # The checks of what callers send (riverbed.validation), with this engine's limits.
+
     @staticmethod
     def _check_name(name: Any) -> str:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise InvalidInput(
-                f"invalid model name {name!r}: use 1 to 128 letters, digits, '_', '-' or '.', "
-                "starting with a letter or digit"
-            )
-        return name
+        return validation.check_name(name)
 
     def _check_id(self, id: Any) -> str:
-        if not isinstance(id, str) or not id or len(id) > 256:
-            raise InvalidInput(
-                f"a prediction id must be a non-empty string of at most 256 characters, got {id!r}"
-            )
-        return id
+        return validation.check_id(id)
 
     def _check_text(self, field: str, value: Any) -> str:
-        if not isinstance(value, str):
-            raise InvalidInput(f"{field} must be a string")
-        if len(value) > self.settings.max_string_length:
-            raise InvalidInput(
-                f"{field} is longer than {self.settings.max_string_length} characters"
-            )
-        return value
+        return validation.check_text(field, value, self.settings.max_string_length)
 
     def _check_tags(self, tags: Mapping[str, str] | None) -> dict[str, str]:
-        if tags is None:
-            return {}
-        if not isinstance(tags, Mapping):
-            raise InvalidInput("tags must be an object of string keys and string values")
-        return {
-            self._check_text("tag name", k): self._check_text(f"tag {k!r}", v)
-            for k, v in tags.items()
-        }
+        return validation.check_tags(tags, self.settings.max_string_length)
 
     def _check_features(self, features: Any) -> dict[str, Any]:
-        if type(features) is not dict and not isinstance(features, Mapping):
-            raise InvalidFeatures(
-                f"features must be an object mapping names to values, got {type(features).__name__}"
-            )
-        if len(features) > self.settings.max_features:
-            raise InvalidFeatures(
-                f"{len(features)} features is more than the limit of {self.settings.max_features}"
-            )
-        limit = self.settings.max_string_length
-        if type(features) is dict and _NUMBERS.issuperset(map(type, features.values())):
-            # The common case, numbers only, checked in C loops: every number finite (the sum
-            # of finite numbers is finite unless it overflows, and then the general checks
-            # below decide; so does an int too large for a float), and names that are known
-            # good or are strings within the limit.
-            try:
-                finite = math.isfinite(sum(features.values()))
-            except OverflowError:
-                finite = False
-            if finite and _names_within(features, limit):
-                return dict(features)
-        x: dict[str, Any] = {}
-        for key, value in features.items():
-            if type(key) is not str or len(key) > limit:
-                raise InvalidFeatures(
-                    f"feature names must be strings of at most {limit} characters, got {key!r}"
-                )
-            kind = type(value)
-            if kind is float or (kind is not bool and isinstance(value, int | float)):
-                if not _is_finite(value):
-                    raise InvalidFeatures(
-                        f"feature {key!r} is {_shown(value)}; only finite numbers that fit a "
-                        "64-bit float are accepted"
-                    )
-            elif kind is str:
-                if len(value) > limit:
-                    raise InvalidFeatures(f"feature {key!r} is longer than {limit} characters")
-            elif kind is not bool and not _is_real(value):
-                raise InvalidFeatures(
-                    f"feature {key!r} must be a number, a string or a boolean, got "
-                    f"{'null' if value is None else type(value).__name__}; leave a missing "
-                    "feature out rather than sending null"
-                )
-            elif kind is not bool and not math.isfinite(value):
-                raise InvalidFeatures(f"feature {key!r} is not a finite number")
-            x[key] = value
-        return x
-
-
-# Feature names already checked (strings, each of this length at most): a stream's samples
-# mostly share theirs, and a lookup is cheaper than looking at every name again. Bounded:
-# short lists of short names only, and a full cache is emptied.
-_KNOWN_NAMES: dict[tuple[Any, ...], int] = {}
-_KNOWN_MAX = 256
-
-
-def _is_finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def _shown(value: float) -> str:
-    if isinstance(value, int) and abs(value) >= 10**30:
-        return f"an integer of {len(str(abs(value)))} digits"
-    return str(value)
-
-
-def _names_within(features: dict[Any, Any], limit: int) -> bool:
-    """Whether every feature name is a string of at most ``limit`` characters."""
-    names = tuple(features)
-    longest = _KNOWN_NAMES.get(names)
-    if longest is None:
-        if not _STRINGS.issuperset(map(type, names)):
-            return False
-        longest = max(map(len, names), default=0)
-        if len(names) <= _KNOWN_MAX and longest <= _KNOWN_MAX:
-            if len(_KNOWN_NAMES) >= _KNOWN_MAX:
-                _KNOWN_NAMES.clear()
-            _KNOWN_NAMES[names] = longest
-    return longest <= limit
+        return validation.check_features(
+            features, self.settings.max_features, self.settings.max_string_length
+        )
 
 
 class _Ids:
@@ -1151,12 +1049,6 @@ class _Ids:
 
 
 _new_id = _Ids()
-
-
-def _is_real(value: Any) -> bool:
-    import numbers
-
-    return isinstance(value, numbers.Real)
 
 
 def _finite(value: Any) -> Any:

@@ -131,19 +131,9 @@ class EventBus:
         with self._lock:
             now = time.time()
             ids = self._ids
-            listeners = self._listeners
-            if not listeners:  # kept only, without event objects
-                self._recent.extend(
-                    [
-                        _kept(Event(next(ids), kind, model, now, data))
-                        if type(data) is not bytes
-                        else (next(ids), kind, model, now, data)
-                        for kind, model, data in events
-                    ]
-                )
-                return
             made = [Event(next(ids), kind, model, now, data) for kind, model, data in events]
             self._recent.extend(map(_kept, made))
+            listeners = self._listeners
         for listener in listeners:
             for event in made:
                 try:

@@ -35,7 +35,6 @@ __all__ = [
     "Retention",
     "Store",
     "VersionRecord",
-    "ITEMS",
     "decode",
     "done",
     "dump",
@@ -322,16 +321,16 @@ def done(result: Any = None, error: BaseException | None = None) -> Future[Any]:
     return future
 
 
-ITEMS = "__items__"  # a mapping with other keys than strings: its [key, value] pairs
+_ITEMS = "__items__"  # a mapping with other keys than strings: its [key, value] pairs
 
 
 def encode(value: Any) -> Any:
     """``value`` in the form its JSON takes: mappings with other keys than strings as pairs
-    under ``ITEMS``, tuples as lists."""
+    under ``_ITEMS``, tuples as lists."""
     if isinstance(value, dict):
         if all(type(k) is str for k in value):
             return {k: encode(v) for k, v in value.items()}
-        return {ITEMS: [[k, encode(v)] for k, v in value.items()]}
+        return {_ITEMS: [[k, encode(v)] for k, v in value.items()]}
     if isinstance(value, list | tuple):
         return [encode(v) for v in value]
     return value
@@ -340,8 +339,8 @@ def encode(value: Any) -> Any:
 def decode(value: Any) -> Any:
     """The value that :func:`encode` gave ``value`` for (tuples come back as lists)."""
     if isinstance(value, dict):
-        if len(value) == 1 and ITEMS in value:
-            return {_key(k): decode(v) for k, v in value[ITEMS]}
+        if len(value) == 1 and _ITEMS in value:
+            return {_key(k): decode(v) for k, v in value[_ITEMS]}
         return {k: decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [decode(v) for v in value]
@@ -365,7 +364,7 @@ def dump(value: Any) -> bytes:
                     # tuples are arrays to orjson; values holding no mapping with other keys
                     # (labelled probabilities: numbers) need no encoding of their own
                     pairs = list(value.items())
-                    return orjson.dumps({ITEMS: pairs}, option=orjson.OPT_SERIALIZE_NUMPY)
+                    return orjson.dumps({_ITEMS: pairs}, option=orjson.OPT_SERIALIZE_NUMPY)
                 except TypeError:
                     return orjson.dumps(encode(value), option=orjson.OPT_SERIALIZE_NUMPY)
             break
