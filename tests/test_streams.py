@@ -228,3 +228,53 @@ def test_an_event_whose_data_does_not_pack_is_kept_as_it_is() -> None:
     bus = EventBus(keep=10)
     event = bus.publish("predict", "m", odd)
     assert bus.recent()[0] is event and event.data is odd
+
+
+def test_a_batchs_events_are_those_of_its_learns_one_by_one(sqlite_engine: Any) -> None:
+    import gc
+
+    spec = {"pipeline": [{"class": "river.linear_model.LogisticRegression"}]}
+    sqlite_engine.create_model("one", spec=spec)
+    sqlite_engine.create_model("many", spec=spec)
+    data = list(itertools.islice(datasets.Phishing(), 40))
+    heard: list[Any] = []
+    unsubscribe = sqlite_engine.events.subscribe(
+        lambda e: heard.append(e) if e.model == "many" else None
+    )
+    for x, y in data[:30]:
+        sqlite_engine.learn("one", x, y)
+    sqlite_engine.learn_many("many", [{"features": x, "ground_truth": y} for x, y in data[:30]])
+    ids = [sqlite_engine.predict("many", x)["id"] for x, _ in data[30:]]
+    labels = [{"id": i, "ground_truth": y} for i, (_, y) in zip(ids, data[30:], strict=True)]
+    sqlite_engine.learn_many("many", labels)
+    unsubscribe()
+
+    def learns(model: str) -> list[Any]:
+        return [e for e in sqlite_engine.events.recent(model=model) if e.type in ("learn", "label")]
+
+    one, many = learns("one"), learns("many")
+    assert [e.data for e in one] == [e.data for e in many[:30]]  # the same data, in order
+    assert [e.type for e in many] == ["learn"] * 30 + ["label"] * 10
+    assert [e.data["prediction_id"] for e in many[30:]] == ids
+    assert [e.data["n_learns"] for e in many] == list(range(1, 41))
+    assert [e.id for e in heard if e.type != "predict"] == [e.id for e in many]  # listeners too
+    assert heard[0].data == many[0].data
+    gc.collect()
+    tracked = [k for k in sqlite_engine.events._recent if gc.is_tracked(k)]
+    assert tracked == []
+
+
+def test_packed_rows_refuse_what_marshal_cannot_encode_and_read_back_in_order() -> None:
+    from riverbed.events import EventBus, pack_rows
+
+    assert pack_rows({"x": [1.0, object()]}) is None
+    rows = pack_rows({"n": [1, 2]}, [{"p": "a"}, {"p": "b"}])
+    assert rows is not None
+    bus = EventBus(keep=3)
+    bus.publish_rows("m", ["learn", "label"], rows)
+    bus.publish_rows("m", ["learn", "learn"], pack_rows({"n": [3, 4]}) or b"")
+    assert [(e.type, e.data) for e in bus.recent()] == [
+        ("label", {"n": 2, "p": "b"}),
+        ("learn", {"n": 3}),
+        ("learn", {"n": 4}),
+    ]

@@ -20,10 +20,11 @@ the same items sent one at a time (the tests check both).
 from __future__ import annotations
 
 import functools
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from riverbed.events import pack_rows
 from riverbed.exceptions import (
     AlreadyLabelled,
     InvalidBatch,
@@ -217,7 +218,7 @@ class BulkOps:
                 return Receipt({"model": name, "n_learns": live.n_learns, "items": []}, done())
             future = self.store.add_learns(applied)
             self._after_learn(live, applied[-1])
-            events = [self._learn_event(live, record) for record in applied]
+            publish = self._learn_events(live, applied)
         result = {
             "model": name,
             "n_learns": applied[-1].seq,
@@ -226,12 +227,34 @@ class BulkOps:
 
         def learned(f: Future[None]) -> None:
             if f.exception() is None:
-                self.events.publish_many(events)
+                publish()
 
         future.add_done_callback(learned)
         return Receipt(result, future)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _learn_events(self, live: _Live, records: list[LearnRecord]) -> Callable[[], None]:
+        """What publishes the events of a batch of learns once it is durable: their data
+        packed together (one event a learn, as :meth:`_learn_event` makes them), or one by
+        one if the batch's values do not pack."""
+        pids = [r.prediction_id for r in records]
+        wire = live.task.wire
+        rows = pack_rows(
+            {
+                "features": [r.features for r in records],
+                "ground_truth": [r.target for r in records],
+                "prediction_id": pids,
+                "n_learns": [r.seq for r in records],
+            },
+            [wire(r.prediction) for r in records],
+        )
+        name = live.record.name
+        if rows is None:
+            events = [self._learn_event(live, record) for record in records]
+            return functools.partial(self.events.publish_many, events)
+        types = ["learn" if pid is None else "label" for pid in pids]
+        return functools.partial(self.events.publish_rows, name, types, rows)
 
     def _check_batch(self, items: Any) -> list[Mapping[str, Any]]:
         if isinstance(items, Mapping) or not isinstance(items, Sequence) or isinstance(items, str):

@@ -10,6 +10,11 @@ its data, the record's features and prediction) is a handful of objects that the
 collector tracks and, as they outlive its young generations, walks again and again; in a
 busy engine that cost more than everything else riverbed does per learn. Bytes are not
 tracked. An event whose data marshal cannot encode is kept as it is.
+
+The events of a batch (a ``learn_many``) are packed together (:func:`pack_rows`, one
+``marshal`` call for the batch's columns rather than a dict and a call an event); each kept
+event names its row of the shared bytes, and reading one decodes the batch once for all of
+its rows (the last batch decoded is remembered).
 """
 
 from __future__ import annotations
@@ -23,14 +28,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Event", "EventBus", "Listener", "packed"]
+__all__ = ["Event", "EventBus", "Listener", "pack_rows", "packed"]
 
 log = logging.getLogger(__name__)
 
 
 class Event:
     """One thing that happened. ``data`` may be given as a function that makes it (made on
-    first read), or as its :func:`packed` bytes (decoded on first read). Read-only."""
+    first read), as its :func:`packed` bytes, or as ``(rows, index)``, its row of
+    :func:`pack_rows`' bytes (both decoded on first read). Read-only: the events of one batch
+    may share the values of their data."""
 
     __slots__ = ("id", "type", "model", "time", "_data")
 
@@ -40,7 +47,7 @@ class Event:
         type: str,  # predict, learn, model.created, model.deleted, ...
         model: str | None,
         time: float,
-        data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes,
+        data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes | tuple[bytes, int],
     ) -> None:
         self.id, self.type, self.model, self.time, self._data = id, type, model, time, data
 
@@ -48,7 +55,13 @@ class Event:
     def data(self) -> dict[str, Any]:
         data = self._data
         if not isinstance(data, dict):
-            data = self._data = marshal.loads(data) if isinstance(data, bytes) else data()
+            if isinstance(data, bytes):
+                data = marshal.loads(data)
+            elif isinstance(data, tuple):
+                data = _row(*data)
+            else:
+                data = data()
+            self._data = data
         return data
 
     def __eq__(self, other: object) -> bool:
@@ -83,7 +96,8 @@ Listener = Callable[[Event], None]
 class EventBus:
     def __init__(self, keep: int = 1000) -> None:
         self._listeners: list[Listener] = []
-        # each kept event: (id, type, model, time, marshalled data), or the Event itself
+        # each kept event: (id, type, model, time, marshalled data), (id, type, model,
+        # time, packed rows, row), or the Event itself
         self._recent: collections.deque[tuple[Any, ...] | Event] = collections.deque(maxlen=keep)
         # Ids start from the clock (microseconds), so that they keep growing across restarts
         # and a client resuming with Last-Event-ID never skips the events of a new process.
@@ -141,6 +155,27 @@ class EventBus:
                 except Exception:  # a broken listener must not break the write path
                     log.exception("event listener failed")
 
+    def publish_rows(self, model: str | None, types: Sequence[str], rows: bytes) -> None:
+        """Publish the events of a batch, in order: ``types[i]`` with row ``i`` of ``rows``
+        (:func:`pack_rows`) as its data."""
+        with self._lock:
+            now = time.time()
+            ids = self._ids
+            # (rows, i) flat in the kept tuple: a tuple in a tuple leaves the outer one
+            # tracked by the collector until a second pass
+            kept = [(next(ids), kind, model, now, rows, i) for i, kind in enumerate(types)]
+            self._recent.extend(kept)
+            listeners = self._listeners
+        if not listeners:
+            return
+        made = [_event(k) for k in kept]
+        for listener in listeners:
+            for event in made:
+                try:
+                    listener(event)
+                except Exception:  # a broken listener must not break the write path
+                    log.exception("event listener failed")
+
     def recent(self, *, model: str | None = None, after: int = 0) -> list[Event]:
         """Events still held in memory, oldest first, optionally for one model."""
         with self._lock:
@@ -165,11 +200,41 @@ def packed(data: dict[str, Any]) -> dict[str, Any] | bytes:
         return data
 
 
+def pack_rows(
+    columns: dict[str, list[Any]], merged: list[dict[str, Any]] | None = None
+) -> bytes | None:
+    """The data of a batch's events as one value for :meth:`EventBus.publish_rows`: row ``i``
+    is ``{name: column[i] for each column}``, with the items of ``merged[i]`` added. None if
+    marshal cannot encode it (the caller then publishes the events one by one)."""
+    value: Any = (tuple(columns), tuple(columns.values()), merged)
+    try:
+        return marshal.dumps(value, 2)
+    except ValueError:
+        return None
+
+
+# The last rows decoded, as (bytes, decoded): the events of a batch are mostly read together.
+_decoded: tuple[bytes | None, Any] = (None, None)
+
+
+def _row(rows: bytes, index: int) -> dict[str, Any]:
+    global _decoded
+    last, decoded = _decoded
+    if last is not rows:
+        decoded = marshal.loads(rows)
+        _decoded = (rows, decoded)
+    names, columns, merged = decoded
+    data = {name: column[index] for name, column in zip(names, columns, strict=True)}
+    if merged is not None:
+        data.update(merged[index])
+    return data
+
+
 def _kept(event: Event) -> tuple[Any, ...] | Event:
     """How the bus keeps ``event``: its fields and its data packed (made now, if it was
     given as a function), or the event itself if the data does not pack."""
     data = event._data
-    if type(data) is not bytes:
+    if type(data) is not bytes and type(data) is not tuple:
         data = packed(event.data)
         if type(data) is not bytes:
             return event
@@ -179,6 +244,8 @@ def _kept(event: Event) -> tuple[Any, ...] | Event:
 def _event(kept: tuple[Any, ...] | Event) -> Event:
     if isinstance(kept, Event):
         return kept
+    if len(kept) == 6:  # a row of a batch's packed rows
+        return Event(kept[0], kept[1], kept[2], kept[3], (kept[4], kept[5]))
     return Event(*kept)
 
 
