@@ -120,3 +120,28 @@ def test_bad_metric_choices_are_refused(engine: Engine, metrics_: list, options:
             options=options,
         )
     assert engine.list_models() == []
+
+
+def test_a_tracker_pickled_without_its_derived_fields_gets_them_back() -> None:
+    import pickle
+
+    labels = Tracker(["Accuracy"])
+    probabilities = Tracker(["Accuracy", "LogLoss"])
+    forecast = Tracker(["MAE"], horizon=3)
+    assert (labels.takes_probabilities, probabilities.takes_probabilities) == (False, True)
+    assert labels.active and forecast.active and not Tracker([]).active
+    for tracker in (labels, probabilities, forecast):
+        # as a checkpoint of an older riverbed holds it: none of the fields made from the rest
+        state = {
+            k: v
+            for k, v in tracker.__dict__.items()
+            if k not in ("active", "takes_probabilities", "_labelled_only", "_probabilities")
+        }
+        old = Tracker.__new__(Tracker)
+        old.__dict__.update(state)
+        loaded = pickle.loads(pickle.dumps(old))
+        for field in ("active", "takes_probabilities", "_labelled_only"):
+            assert getattr(loaded, field) == getattr(tracker, field)
+    labels_again = pickle.loads(pickle.dumps(labels))
+    assert labels_again.update(True, True, t=0.0)
+    assert labels_again.values()["metrics"]["Accuracy"] == 1.0

@@ -275,7 +275,12 @@ class Engine(Registry, BulkOps):
 
     def _checkpoint(self, live: _Live) -> Future[None]:
         # The caller holds live.lock, so the state and its sequence number agree.
-        blob = serialization.dumps(live.state())
+        blob = serialization.dumps(live.state(), inline=True)
+        # Pickling moved the live objects' attributes into dicts of their own, slower to
+        # read and write for good (serialization.live_copy): go on with the copy just written.
+        state = serialization.loads(blob)
+        live.model, live.metric = state["model"], state["metric"]
+        live.task.bind(live.model)
         live.checkpoint_seq = live.n_learns
         live.checkpoint_time = time.monotonic()
         return self.store.save_checkpoint(
@@ -336,7 +341,7 @@ class Engine(Registry, BulkOps):
         if spec is not None:
             obj, source = specs.build(spec, allowed=self._allowed), "spec"
         else:
-            obj, source = serialization.loads(serialization.dumps(model)), "object"
+            obj, source = serialization.live_copy(model), "object"
             try:
                 spec = specs.to_spec(model)
             except InvalidSpec:
@@ -878,7 +883,7 @@ class Engine(Registry, BulkOps):
             version = self.store.get_version(name, live.version)
             if version is None:  # pragma: no cover - a model is always created with a version
                 raise ModelNotFound(f"model {name!r} has no version")
-            live.model = self._object_of(version)
+            live.model = serialization.live_copy(self._object_of(version))
             live.metric = self._tracker(live.task, live.record.metrics, live.record.options)
             live.n_scored = live.n_learns = live.n_predictions = 0
             live.predict_stats, live.learn_stats = _OpStats(), _OpStats()

@@ -31,7 +31,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -238,12 +237,12 @@ class Tracker:
         self.windows: list[tuple[Window, list[tuple[str, str, Any]]]] = []
         if horizon is not None:
             self.horizon = Horizon(names, horizon)
+            self._derive()
             return
         for name in self.names:
             metric = build_metric(name)
             self.running.append((name, _kind(metric), metric))
-        # classifier probabilities arrive when some label metric takes them (see requires_labels)
-        self._probabilities = not self.requires_labels
+        self._derive()
         for window in windows if self.names else ():
             rolled = []
             for name, kind, metric in self.running:
@@ -258,21 +257,25 @@ class Tracker:
                 rolled.append((name, kind, roll))
             self.windows.append((window, rolled))
 
-    @property
-    def active(self) -> bool:
-        """Whether anything is scored (metrics are on)."""
-        return bool(self.names)
+    def _derive(self) -> None:
+        """What follows from the metrics, read for every sample: plain attributes (a
+        property is a call from C on each read, and Python 3.11 does not specialize it)."""
+        # Whether anything is scored (metrics are on).
+        self.active = bool(self.names)
+        # Whether a classifier's probabilities are scored (else its labels): they are when
+        # some label metric takes them (see requires_labels).
+        self.takes_probabilities = self._probabilities = not self.requires_labels
+        self._labelled_only = all(
+            kind in ("label", "label-of-proba") for _, kind, _ in self.running
+        )
 
-    @functools.cached_property
-    def _labelled_only(self) -> bool:
-        # (cached on first use: checkpoints pickled before it existed compute it again)
-        return all(kind in ("label", "label-of-proba") for _, kind, _ in self.running)
-
-    @property
-    def takes_probabilities(self) -> bool:
-        """Whether a classifier's probabilities are scored (else its labels); fixed at
-        creation, so cheaper to ask per prediction than :attr:`requires_labels`."""
-        return self._probabilities
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # One attribute at a time rather than into __dict__, which would keep them in a dict
+        # of the tracker's own (slower to read; see serialization.live_copy). A tracker
+        # pickled by an older riverbed lacks the derived fields: made again here.
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self._derive()
 
     @property
     def requires_labels(self) -> bool:

@@ -27,12 +27,15 @@ class Regression(Task):
         return check_number(y)
 
 
+_LABEL_TYPES = (str, int, bool)  # a tuple: `str | int | bool` makes a union at every call
+
+
 def check_label(y: Any) -> Any:
     if isinstance(y, float) and not y.is_integer():
         raise InvalidTarget(f"a class label must be a string, a boolean or an integer, got {y!r}")
     if isinstance(y, float):
         return int(y)
-    if y is None or not isinstance(y, str | int | bool):
+    if y is None or not isinstance(y, _LABEL_TYPES):
         raise InvalidTarget(f"a class label must be a string, a boolean or an integer, got {y!r}")
     return y
 
@@ -64,7 +67,7 @@ class Binary(_Classification):
     default_metrics = ("Accuracy", "LogLoss", "F1", "ROCAUC")
 
     def check_target(self, y: Any) -> Any:
-        y = super().check_target(y)
+        y = check_label(y)  # as every classifier does (not super(): an object a call)
         if isinstance(y, int) and not isinstance(y, bool):
             if y not in (0, 1):
                 raise InvalidTarget(f"a binary label must be true/false or 0/1, got {y!r}")

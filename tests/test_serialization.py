@@ -1,0 +1,111 @@
+"""Live copies: a model's plain objects rebuilt with their attributes kept in the object."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+from typing import Any
+
+from river import datasets, linear_model, preprocessing
+
+from riverbed import serialization
+
+
+class Plain:
+    def __init__(self) -> None:
+        self.n = 0
+        self.rate = 0.5
+        self.name = "p"
+
+
+class Shimmed(Plain):
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("added_later", 7)  # as river's classes fill in newer attributes
+        self.__dict__.update(state)
+
+
+class WithSetter(Plain):
+    @property
+    def n(self) -> int:  # type: ignore[override]
+        return self._n
+
+    @n.setter
+    def n(self, value: int) -> None:
+        self._n = value
+
+
+class Slotted:
+    __slots__ = ("a",)
+
+    def __init__(self) -> None:
+        self.a = 1
+
+
+def holds_a_dict(obj: Any) -> bool:
+    """Whether ``obj`` keeps its attributes in a dict of its own (none of them is a dict).
+    Read without touching ``__dict__``, which would make one."""
+    return any(type(r) is dict for r in gc.get_referents(obj))
+
+
+def test_a_live_copy_keeps_attributes_in_the_object_where_unpickling_makes_a_dict() -> None:
+    assert not holds_a_dict(Plain())
+    assert holds_a_dict(pickle.loads(pickle.dumps(Plain())))
+    copy = serialization.live_copy([Plain(), {"k": Plain()}])
+    assert not holds_a_dict(copy[0]) and not holds_a_dict(copy[1]["k"])
+    assert vars(copy[0]) == {"n": 0, "rate": 0.5, "name": "p"}
+
+
+def test_a_live_copy_shares_what_the_original_shares_and_applies_setstate() -> None:
+    a = Plain()
+    a.other = a  # a cycle
+    shimmed = Shimmed()
+    copy = serialization.live_copy({"a": a, "again": a, "shimmed": shimmed})
+    assert copy["a"] is copy["again"] and copy["a"].other is copy["a"]
+    assert copy["shimmed"].added_later == 7 and not holds_a_dict(copy["shimmed"])
+
+
+def test_objects_that_pickle_their_own_way_are_copied_as_pickle_copies_them() -> None:
+    setter, slotted = WithSetter(), Slotted()
+    copy = serialization.live_copy({"setter": setter, "slotted": slotted})
+    assert copy["setter"].n == 0 and copy["setter"]._n == 0
+    assert copy["slotted"].a == 1
+
+
+def test_a_live_copy_of_a_river_model_predicts_and_learns_as_the_original() -> None:
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    data = list(datasets.Phishing())[:300]
+    for x, y in data[:200]:
+        model.learn_one(x, y)
+    copy = serialization.live_copy(model)
+    plain = serialization.loads(serialization.dumps(model))
+    assert not holds_a_dict(copy["LogisticRegression"]) and holds_a_dict(
+        plain["LogisticRegression"]
+    )
+    for x, y in data[200:]:
+        assert copy.predict_proba_one(x) == model.predict_proba_one(x)
+        model.learn_one(x, y)
+        copy.learn_one(x, y)
+    assert copy["LogisticRegression"].weights == model["LogisticRegression"].weights
+
+
+def test_the_engine_goes_on_with_live_copies_after_a_checkpoint(tmp_path: Any) -> None:
+    from riverbed import Engine
+
+    spec = {
+        "pipeline": [
+            {"class": "river.preprocessing.StandardScaler"},
+            {"class": "river.linear_model.LogisticRegression"},
+        ]
+    }
+    data = list(datasets.Phishing())[:100]
+    with Engine(str(tmp_path / "live.db"), checkpoint_every=50) as engine:
+        engine.create_model("m", spec=spec)
+        engine.learn_many("m", [{"features": x, "ground_truth": y} for x, y in data[:60]])
+        live = engine._live["m"]
+        assert live.checkpoint_seq == 60
+        assert not holds_a_dict(live.model["LogisticRegression"])
+        assert not holds_a_dict(live.metric)
+        before = engine.metrics("m")["metrics"]
+    with Engine(str(tmp_path / "live.db")) as engine:
+        assert engine.metrics("m")["metrics"] == before
+        assert not holds_a_dict(engine._live["m"].model["LogisticRegression"])
