@@ -348,12 +348,12 @@ PROFILE_NOTES = {
         "event each hold 1-3%"
     ),
     "batch route": (
-        "river itself is 60-64% of the loop's samples; the rest is spread: the metrics "
-        "wrapper (3-4%), the event's packing (3%), the feature checks (2-4%), the body's "
-        "parsing and limits (3%), the log's batch row (2%); the same route's cells moved "
-        "12,100-20,800 samples/s within one run and between runs on this machine (the "
-        "WebSocket's learn_many, the same engine path, 17,800-20,900), so the median of "
-        "three falls either side of 0.5"
+        "riverbed runs 292,000 instructions a sample where river's own loop runs 236,000 "
+        "(valgrind; 0.81), and the route costs over HTTP what it costs embedded; in time "
+        "its instructions run slower than river's tight loop (0.53-0.66 of river in "
+        "alternating runs), and river's own rate moves by a third from second to second on "
+        "this shared machine; what is left per sample is spread: the feature checks "
+        "(15,000 instructions), the log's batch row (13,000), the events (10,000)"
     ),
     "WebSocket, learn_many": "the batch route's work per sample, less the HTTP framing",
     "(beside it) WebSocket, one predict": (
@@ -367,8 +367,15 @@ PROFILE_NOTES = {
         "follows throughput; committing in the middle of a pass made it worse"
     ),
     "embedded engine": (
-        "the batch route's work per sample without HTTP: 343,000 instructions a sample "
-        "against river's 244,000 (valgrind), river's own cell moving by 20% between runs"
+        "the batch route's work per sample without HTTP: 292,000 instructions a sample "
+        "against river's 236,000 (valgrind), river's own cell moving by a third between runs"
+    ),
+    "full online loop": (
+        "an absolute rate, so it moves with the machine; read a miss beside river alone and "
+        "the echo in the same table: the run of 2026-12-02 13:10 that missed it (1,401 "
+        "pairs/s, 0.52 of the echo's requests) measured river alone at 15,300 pairs/s and the "
+        "echo at 5,400 req/s, where the morning's run that met it (3,160 pairs/s, 0.45 of the "
+        "echo) measured 29,800 and 14,200"
     ),
 }
 
