@@ -109,3 +109,24 @@ def test_the_engine_goes_on_with_live_copies_after_a_checkpoint(tmp_path: Any) -
     with Engine(str(tmp_path / "live.db")) as engine:
         assert engine.metrics("m")["metrics"] == before
         assert not holds_a_dict(engine._live["m"].model["LogisticRegression"])
+
+
+def test_reading_a_live_models_state_leaves_a_live_copy_serving(tmp_path: Any) -> None:
+    from riverbed import Engine
+
+    spec = {"pipeline": [{"class": "river.linear_model.LogisticRegression"}]}
+    data = list(datasets.Phishing())[:40]
+    with Engine(str(tmp_path / "read.db")) as engine:
+        engine.create_model("m", spec=spec)
+        engine.learn_many("m", [{"features": x, "ground_truth": y} for x, y in data[:20]])
+        given = engine.live_model("m")
+        engine.snapshot("m")
+        served = engine._live["m"].model
+        assert given is not served and not holds_a_dict(served["LogisticRegression"])
+        assert given.predict_proba_one(data[30][0]) == served.predict_proba_one(data[30][0])
+        engine.learn_many("m", [{"features": x, "ground_truth": y} for x, y in data[20:]])
+        weights = served["LogisticRegression"].weights
+        assert given["LogisticRegression"].weights != weights  # the reader's is not live
+        again = engine.live_model("m")  # what was served, now the reader's
+        assert again is served and engine._live["m"].model is not served
+        assert engine._live["m"].model["LogisticRegression"].weights == weights

@@ -20,7 +20,6 @@ so a killed process comes back with exactly the state it acknowledged.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import math
@@ -425,7 +424,17 @@ class Engine(Registry, BulkOps):
         """A copy of the model object as it is now, with everything it has learned."""
         live = self._get_live(name)
         with live.lock:
-            return copy.deepcopy(live.model)
+            return self._replace_model(live)
+
+    def _replace_model(self, live: _Live) -> Any:
+        """Serve a live copy of the model from now on and return the object it replaces (the
+        caller holds live.lock). For whoever reads a live model's whole state (pickles it,
+        copies it): that moves its attributes into dicts for good, slower to serve with
+        (serialization.live_copy), so the reader gets the old object and the copy goes on."""
+        old = live.model
+        live.model = serialization.live_copy(old)
+        live.task.bind(live.model)
+        return old
 
     def delete_model(self, name: str) -> dict[str, Any]:
         return self.submit_delete_model(name).wait()

@@ -192,10 +192,11 @@ class Versions(RegistryBase):
             raise NotServable(f"model {name!r} has no live learning state to snapshot")
         live = self._get_live(name)
         with live.lock:
-            data = serialization.dumps(live.model)
-            hyper = artifacts.hyperparameters(live.model)
+            frozen = self._replace_model(live)  # pickling it is reading all of it
+            data = serialization.dumps(frozen)
+            hyper = artifacts.hyperparameters(frozen)
             try:
-                spec = specs.to_spec(live.model)
+                spec = specs.to_spec(frozen)
             except InvalidSpec:
                 spec = None
             learned = live.metric.values()["metrics"] if live.n_scored else {}
