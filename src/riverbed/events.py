@@ -148,12 +148,7 @@ class EventBus:
             made = [Event(next(ids), kind, model, now, data) for kind, model, data in events]
             self._recent.extend(map(_kept, made))
             listeners = self._listeners
-        for listener in listeners:
-            for event in made:
-                try:
-                    listener(event)
-                except Exception:  # a broken listener must not break the write path
-                    log.exception("event listener failed")
+        _notify(listeners, made)
 
     def publish_rows(self, model: str | None, types: Sequence[str], rows: bytes) -> None:
         """Publish the events of a batch, in order: ``types[i]`` with row ``i`` of ``rows``
@@ -166,15 +161,8 @@ class EventBus:
             kept = [(next(ids), kind, model, now, rows, i) for i, kind in enumerate(types)]
             self._recent.extend(kept)
             listeners = self._listeners
-        if not listeners:
-            return
-        made = [_event(k) for k in kept]
-        for listener in listeners:
-            for event in made:
-                try:
-                    listener(event)
-                except Exception:  # a broken listener must not break the write path
-                    log.exception("event listener failed")
+        if listeners:
+            _notify(listeners, [_event(k) for k in kept])
 
     def recent(self, *, model: str | None = None, after: int = 0) -> list[Event]:
         """Events still held in memory, oldest first, optionally for one model."""
@@ -198,6 +186,15 @@ def packed(data: dict[str, Any]) -> dict[str, Any] | bytes:
         return marshal.dumps(data, 2)
     except ValueError:
         return data
+
+
+def _notify(listeners: list[Listener], events: list[Event]) -> None:
+    for listener in listeners:
+        for event in events:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break the write path
+                log.exception("event listener failed")
 
 
 def pack_rows(

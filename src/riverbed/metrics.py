@@ -264,7 +264,7 @@ class Tracker:
         self.active = bool(self.names)
         # Whether a classifier's probabilities are scored (else its labels): they are when
         # some label metric takes them (see requires_labels).
-        self.takes_probabilities = self._probabilities = not self.requires_labels
+        self.takes_probabilities = not self.requires_labels
         self._labelled_only = all(
             kind in ("label", "label-of-proba") for _, kind, _ in self.running
         )
@@ -313,7 +313,7 @@ class Tracker:
             return False
         scored = False
         label = y_pred
-        if isinstance(y_pred, dict) and y_pred and self._probabilities:
+        if isinstance(y_pred, dict) and y_pred and self.takes_probabilities:
             label = max(y_pred, key=y_pred.__getitem__)  # as river's Metrics does
         if y is not None and not self.windows and self._labelled_only:
             # The common case, label metrics only and no windows: no argument table.

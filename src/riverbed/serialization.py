@@ -7,6 +7,7 @@ blobs that it wrote itself (checkpoints, versions it created) or that an admin u
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import io
 import pickle
@@ -87,8 +88,6 @@ _plain: dict[type, frozenset[str] | None] = {}
 def _plain_setters(cls: type) -> frozenset[str] | None:
     """For a plain class (a class statement over ``object``, pickled the default way), the
     names its data descriptors take, which an instance's state must not hold; else None."""
-    import copyreg
-
     if (
         not cls.__flags__ & _HEAPTYPE
         or cls.__new__ is not object.__new__
