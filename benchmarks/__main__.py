@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import environments, inprocess, load, reference, report, soak, wsload
+from benchmarks.servers import Steal
 from benchmarks.systems import SYSTEMS, System
 
 RESULTS = environments.ROOT / "results"
@@ -264,6 +265,7 @@ def main() -> None:
             order = cells[:]
             random.Random(repeat).shuffle(order)
             for name, mode, c in order:
+                steal = Steal()
                 if c == 0:
                     run = inprocess_cell(
                         name, mode, repeat, data=data, seconds=args.seconds, ref=ref, work=work
@@ -281,12 +283,14 @@ def main() -> None:
                         ref=ref,
                         work=work,
                     )
+                run["steal_share"] = steal.share()
                 runs.append(run)
                 flag = "ok" if run["ok"] else "FAILED: " + "; ".join(run["problems"])
                 log(
                     f"[{repeat + 1}/{args.repeats}] {name:16} {mode:8} c={c:<3} "
                     f"{run['rate']:>10,.0f}/s  p99={run.get('p99_ms') or 0:7.2f} ms  "
-                    f"cpu/req={run['cpu_us_per_request'] or 0:8.1f} µs  {flag}"
+                    f"cpu/req={run['cpu_us_per_request'] or 0:8.1f} µs  "
+                    f"steal={100 * (run['steal_share'] or 0):4.1f}%  {flag}"
                 )
         elapsed = time.monotonic() - started
     finally:

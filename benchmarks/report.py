@@ -75,6 +75,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "client_cpu_share": _median(
                 [r["client_cpu_share"] for r in group if r.get("client_cpu_share") is not None]
             ),
+            "steal_share": _median(
+                [r["steal_share"] for r in group if r.get("steal_share") is not None]
+            ),
             "errors": sum(r["errors"] for r in group),
             "lost_learns": sum(r["lost_learns"] for r in group),
         }
@@ -265,6 +268,23 @@ def soak_text(soak: dict[str, Any], *, short: bool = False) -> str:
     return text
 
 
+def steal_text(runs: list[dict[str, Any]]) -> str | None:
+    """How much of the machine's CPU time its host took during the cells (steal)."""
+    measured = [r for r in runs if r.get("steal_share") is not None]
+    if not measured:
+        return None
+    worst = max(measured, key=lambda r: r["steal_share"])
+    median = statistics.median(r["steal_share"] for r in measured)
+    return (
+        f"Steal (the share of this virtual machine's CPU time that its host took, from "
+        f"/proc/stat) over the {len(measured)} cells: median {_percent(median, 1)}, at most "
+        f"{_percent(worst['steal_share'], 1)} ({worst['label']}, "
+        f"{MODE_TEXT.get(worst['mode'], worst['mode'])}, repeat {worst['repeat'] + 1}). A cell "
+        "run while the host was busy is slower and has a longer tail for reasons outside "
+        "the systems measured; each cell's share is in latest.json."
+    )
+
+
 def _div(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -307,6 +327,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {_fmt(r['cpu_us_per_request'], cpu_digits)} | {_percent(r['client_cpu_share'])} "
             f"| {r['errors']} | {check} |"
         )
+    steal = steal_text(result.get("runs", []))
+    if steal:
+        lines += ["", steal]
     lines += [
         "",
         "| riverbed over | route | conns | chantilly | django-river-ml | ceiling (echo) |",
@@ -361,10 +384,16 @@ PROFILE_NOTES = {
         "message cost about 70 µs of server CPU, a river prediction 2 µs"
     ),
     "riverbed p99": (
-        "queueing, not stalls: a request waits for the loop's pass over the requests before "
-        "it and their group commit (12 writes a commit), and wrk's 16 threads share the two "
-        "cores with the server; p99 is 2.5-3 times p50 on every route, the echo's too, so it "
-        "follows throughput; committing in the middle of a pass made it worse"
+        "queueing in the server, not the load generator: an answer is written at the end of "
+        "the loop pass that read its request, and the connection's next request, sent while "
+        "the next pass runs, is read only once that pass ends, so a request spans about two "
+        "passes of half the connections each (in a traced run of the loop at 5,600 req/s: "
+        "1.2 ms from read to answer, 1.6 ms from answer to the next read; passes 1.6 ms at "
+        "p50, 4.1 ms at p99). Little's law fixes the mean at 16 connections over the "
+        "throughput and p99 is about three times the mean, the echo's too, so under 5 ms "
+        "needs about 9,500 requests a second on this route; wrk pinned to the other core or "
+        "at the lowest priority left p99 where it was, and committing in the middle of a "
+        "pass made it worse"
     ),
     "embedded engine": (
         "the batch route's work per sample without HTTP: 292,000 instructions a sample "
@@ -384,8 +413,8 @@ def _times(ratio: float | None) -> str:
     return "–" if ratio is None else f"{ratio:,.1f}×"
 
 
-def _percent(share: float | None) -> str:
-    return "–" if share is None else f"{100 * share:.0f}%"
+def _percent(share: float | None, digits: int = 0) -> str:
+    return "–" if share is None else f"{100 * share:.{digits}f}%"
 
 
 def _measured(t: dict[str, Any]) -> str:

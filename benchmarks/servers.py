@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["Server", "free_port"]
+__all__ = ["Server", "Steal", "free_port"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -20,6 +20,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class Steal:
+    """The share of this machine's CPU time that its host took away (``steal`` in
+    /proc/stat) between :meth:`start` and :meth:`share`. On a virtual machine that shares its
+    host, a cell run while the host was busy is slower and has a longer tail for reasons
+    outside the systems measured; the report shows it so that a reader can tell."""
+
+    def __init__(self, stat: str = "/proc/stat") -> None:
+        self.stat = stat
+        self._start = self._read()
+
+    def _read(self) -> tuple[int, int]:
+        with open(self.stat) as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal [guest guest_nice, inside user]
+        return ticks[7] if len(ticks) > 7 else 0, sum(ticks[:8])
+
+    def share(self) -> float | None:
+        steal, total = self._read()
+        elapsed = total - self._start[1]
+        return (steal - self._start[0]) / elapsed if elapsed > 0 else None
 
 
 def _children() -> dict[int, list[int]]:

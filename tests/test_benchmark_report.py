@@ -1,0 +1,46 @@
+"""The benchmark's own arithmetic (benchmarks/): the steal share a report prints beside its
+cells. The benchmark itself runs by `make bench`, outside the test run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.report import steal_text
+from benchmarks.servers import Steal
+
+
+def _stat(path: Path, user: int, idle: int, steal: int) -> None:
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    path.write_text(f"cpu  {user} 0 0 {idle} 0 0 0 {steal} 7 7\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+
+
+def test_steal_is_the_share_of_all_ticks_between_start_and_share(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    _stat(stat, user=100, idle=100, steal=0)
+    steal = Steal(str(stat))
+    _stat(stat, user=160, idle=120, steal=20)  # 100 ticks passed, 20 of them stolen
+    assert steal.share() == 0.2
+
+
+def test_steal_without_ticks_passing_is_unknown(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    _stat(stat, user=5, idle=5, steal=1)
+    assert Steal(str(stat)).share() is None
+
+
+def test_steal_reads_this_machine() -> None:
+    share = Steal().share()
+    assert share is None or 0 <= share <= 1
+
+
+def test_steal_text_names_the_median_and_the_worst_cell() -> None:
+    runs = [
+        {"label": "river alone", "mode": "loop", "repeat": 0, "steal_share": 0.01},
+        {"label": "riverbed", "mode": "predict", "repeat": 2, "steal_share": 0.125},
+        {"label": "echo", "mode": "echo", "repeat": 1, "steal_share": 0.02},
+        {"label": "old run", "mode": "predict", "repeat": 0},  # measured before steal was
+    ]
+    text = steal_text(runs)
+    assert text is not None
+    assert "over the 3 cells: median 2.0%, at most 12.5% (riverbed, predict, repeat 3)" in text
+    assert steal_text([{"label": "x", "mode": "predict", "repeat": 0}]) is None
