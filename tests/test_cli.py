@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from riverbed.cli import cli
 from riverbed.config import SETTINGS
+from riverbed.stores.sqlite import SCHEMA_VERSION
 
 
 def test_help_lists_the_commands() -> None:
@@ -44,3 +47,30 @@ def test_serve_refuses_a_bad_value() -> None:
     result = CliRunner().invoke(cli, ["serve", "--port", "eighty"])
     assert result.exit_code == 2
     assert "eighty" in result.output
+
+
+def _newer_database(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_serve_refuses_a_database_a_newer_version_wrote(tmp_path: Path) -> None:
+    db = _newer_database(tmp_path / "newer.db")
+    result = CliRunner().invoke(cli, ["serve", "--database", str(db), "--port", "0"])
+    assert result.exit_code == 2
+    assert "written by a newer riverbed" in result.output
+
+
+def test_a_local_command_refuses_a_database_a_newer_version_wrote(tmp_path: Path) -> None:
+    db = _newer_database(tmp_path / "newer.db")
+    done = subprocess.run(
+        [sys.executable, "-m", "riverbed", "models", "ls", "--database", str(db)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert "written by a newer riverbed" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -29,7 +29,7 @@ from riverbed.stores.base import (
     dump,
     load,
 )
-from riverbed.stores.sqlite import SQLiteStore
+from riverbed.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.helpers import STORES, database_for
 
 
@@ -283,6 +283,32 @@ def test_sqlite_adds_new_columns_to_an_older_file(tmp_path: Path) -> None:
     assert record is not None and record.flavor == "river"
     assert s.last_version("old") == 1
     s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_sqlite_refuses_a_file_a_newer_version_wrote_and_leaves_it_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "new.db"
+    s = open_store(str(path))
+    s.create_model(*model()).result()
+    s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.execute("DROP TABLE learn_blocks")  # a newer layout, say
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"newer riverbed \(database schema 2; this version"):
+        open_store(str(path))
+    assert path.read_bytes() == before
+    conn = sqlite3.connect(path)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert "learn_blocks" not in tables and "models" in tables
 
 
 def test_sqlite_is_one_file_in_wal_mode(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from typing import Any
 
 import click
@@ -49,6 +50,7 @@ def serve(**options: Any) -> None:
 
     from riverbed.server import create_app
     from riverbed.server.protocol import protocol_for
+    from riverbed.stores import check_database
 
     try:
         settings = Settings.load(options)
@@ -58,6 +60,7 @@ def serve(**options: Any) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        check_database(settings.database)
         app = create_app(settings=settings)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -118,7 +121,13 @@ _add_commands()
 
 
 def main() -> None:
-    cli(prog_name="riverbed")
+    from riverbed.stores.sqlite import NewerDatabase
+
+    try:
+        cli(prog_name="riverbed")
+    except NewerDatabase as exc:  # a command that opened a database file itself
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

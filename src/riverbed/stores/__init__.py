@@ -22,8 +22,19 @@ __all__ = [
     "PredictionRecord",
     "Store",
     "VersionRecord",
+    "check_database",
     "open_store",
 ]
+
+
+def check_database(database: str) -> None:
+    """Refuse, before anything opens it, a database that a newer riverbed wrote
+    (:class:`~riverbed.stores.sqlite.NewerDatabase`, a ValueError)."""
+    if database in (":memory:", "memory://"):
+        return
+    from riverbed.stores.sqlite import check_schema
+
+    check_schema(_sqlite_path(database))
 
 
 def open_store(database: str, *, synchronous: str = "NORMAL") -> Store:
@@ -34,5 +45,8 @@ def open_store(database: str, *, synchronous: str = "NORMAL") -> Store:
         return MemoryStore()
     from riverbed.stores.sqlite import SQLiteStore
 
-    path = database.removeprefix("sqlite:///").removeprefix("sqlite://")
-    return SQLiteStore(path, synchronous=synchronous)
+    return SQLiteStore(_sqlite_path(database), synchronous=synchronous)
+
+
+def _sqlite_path(database: str) -> str:
+    return database.removeprefix("sqlite:///").removeprefix("sqlite://")

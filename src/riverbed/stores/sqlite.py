@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pathlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -54,7 +55,7 @@ from riverbed.stores.sqlite_learns import SCHEMA as LEARNS_SCHEMA
 from riverbed.stores.sqlite_writer import Append, Checkpointer, Writer, chunks, connect
 from riverbed.stores.tokens import SQLiteTokenStore, TokenStore
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SCHEMA_VERSION", "NewerDatabase", "SQLiteStore", "check_schema"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,13 @@ COLUMNS = (
     ("versions", "description", "TEXT NOT NULL DEFAULT ''"),
     ("versions", "tags", "TEXT NOT NULL DEFAULT '{}'"),
 )
+# The layout this version writes, kept in the file's ``PRAGMA user_version``. Raise it when a
+# change means an older riverbed would misread the file (as a batch of learns kept in
+# ``learn_blocks`` would be, read by a version that knows only ``learns``): that older
+# version then refuses the file rather than lose what it cannot see. 0 is a file from before
+# the number was kept; 1 has ``learn_blocks``.
+SCHEMA_VERSION = 1
+
 _VERSION_COLUMNS = "model, version, spec, source, created_at, metadata, format, description, tags"
 
 # Rows of one table one prune write deletes at most: a few milliseconds of the writer, so
@@ -160,6 +168,48 @@ _LEARN_COLUMNS = (
 )
 
 
+class NewerDatabase(ValueError):
+    """The file was written by a newer riverbed, in a layout this version could misread."""
+
+
+def _refuse_newer(found: int, path: str) -> None:
+    if found > SCHEMA_VERSION:
+        raise NewerDatabase(
+            f"{path} was written by a newer riverbed (database schema {found}; this version "
+            f"reads schema {SCHEMA_VERSION} and older): upgrade riverbed to open it"
+        )
+
+
+def check_schema(path: str) -> None:
+    """Raise :class:`NewerDatabase` if the SQLite file at ``path`` was written by a newer
+    riverbed. Reads only; a missing file, or one that is not SQLite, is left to the store."""
+    if not os.path.isfile(path):
+        return
+    try:
+        conn = sqlite3.connect(f"{pathlib.Path(path).absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return
+    _refuse_newer(found, path)
+
+
+def _open_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create or bring up to date the tables of a file this version can read, and mark it
+    with :data:`SCHEMA_VERSION`; refuse, changing nothing, a file a newer version wrote."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    _refuse_newer(found, path)
+    conn.executescript(SCHEMA + LEARNS_SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA)
+    for table, column, definition in COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    if found < SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
@@ -169,11 +219,11 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         os.makedirs(directory, exist_ok=True)
         self._synchronous = synchronous.upper()
         conn = connect(path, self._synchronous)
-        conn.executescript(SCHEMA + LEARNS_SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA)
-        for table, column, definition in COLUMNS:
-            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            if column not in present:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        try:
+            _open_schema(conn, path)
+        except BaseException:
+            conn.close()
+            raise
         self._checkpointer = Checkpointer(path, self._synchronous)
         self._checkpointer.start()
         self._writer = Writer(conn, self._checkpointer)
