@@ -38,8 +38,9 @@ from riverbed.tasks import MISSING
 
 if TYPE_CHECKING:
     from riverbed.config import Settings
-    from riverbed.engine import Receipt, _Live
     from riverbed.events import EventBus
+    from riverbed.live import _Live
+    from riverbed.receipts import Receipt
     from riverbed.stores.base import LearnRecord, PredictionRecord, Store
 
 __all__ = ["BulkOps", "item_error"]

@@ -21,8 +21,9 @@ from riverbed.tasks import get_task
 
 if TYPE_CHECKING:
     from riverbed.config import Settings
-    from riverbed.engine import Receipt, _Live
     from riverbed.events import EventBus
+    from riverbed.live import _Live
+    from riverbed.receipts import Receipt
     from riverbed.stores.base import PredictionRecord, Store
 
 __all__ = ["MAX_ROWS", "RESERVED_ALIASES", "RegistryBase", "split_ref"]

@@ -1,0 +1,485 @@
+"""Live models: the in-memory learning state of each model, and its life.
+
+A live model (:class:`_Live`) is one version's model object, its metrics and counters,
+guarded by one lock. :class:`LiveModels` is the :class:`~riverbed.engine.Engine` mixin that
+creates live models, loads them (the last checkpoint, then the learns after it from the
+log), checkpoints them (every ``checkpoint_every`` learns from the learn path, every
+``checkpoint_seconds`` from the checkpoint thread, on close), applies the retention
+settings, and deletes them. Predict and learn are the engine's own (engine.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from riverbed import artifacts, serialization, specs
+from riverbed.exceptions import (
+    InvalidInput,
+    InvalidSpec,
+    ModelExists,
+    ModelNotFound,
+    NotServable,
+)
+from riverbed.metrics import (
+    DEFAULT_HISTORY_EVERY,
+    DEFAULT_HISTORY_SECONDS,
+    Tracker,
+    parse_windows,
+)
+from riverbed.receipts import Receipt
+from riverbed.stores.base import Checkpoint, ModelRecord, Retention, VersionRecord
+from riverbed.tasks import Task, detect_task, get_task
+
+if TYPE_CHECKING:
+    from riverbed.config import Settings
+    from riverbed.events import EventBus
+    from riverbed.prediction_cache import PredictionCache
+    from riverbed.stores.base import PredictionRecord, Store
+
+__all__ = ["LiveModels"]
+
+_METRIC_OPTIONS = {"windows", "history_every", "history_seconds"}
+_EWM_ALPHA = 0.3
+_PRUNE_SECONDS = 1.0  # how often the checkpoint thread applies the retention settings
+log = logging.getLogger(__name__)
+
+
+class _OpStats:
+    __slots__ = ("n_calls", "total", "ewm")
+
+    def __init__(self, n_calls: int = 0, total: float = 0.0, ewm: float = 0.0) -> None:
+        self.n_calls, self.total, self.ewm = n_calls, total, ewm
+
+    def add(self, seconds: float) -> None:
+        self.n_calls += 1
+        self.total += seconds
+        self.ewm = (
+            seconds if self.n_calls == 1 else (_EWM_ALPHA * seconds + (1 - _EWM_ALPHA) * self.ewm)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_calls": self.n_calls,
+            "mean_duration": self.total / self.n_calls if self.n_calls else 0.0,
+            "ewm_duration": self.ewm,
+        }
+
+
+class _Live:
+    """One model's in-memory learning state; every field is guarded by ``lock``."""
+
+    def __init__(self, record: ModelRecord, task: Task, version: int) -> None:
+        self.record = record
+        self.task = task
+        self.version = version
+        self.lock = threading.RLock()
+        self.model: Any = None
+        self.metric: Tracker = None  # type: ignore[assignment]
+        self.n_scored = 0
+        self.n_learns = 0
+        self.n_predictions = 0
+        self.checkpoint_seq = 0
+        self.checkpoint_time = time.monotonic()
+        self.pruned_through = 0  # retention removed the predictions up to this seq
+        self.pruned_at = (0, 0)  # (n_predictions, n_learns) at the last prune
+        self.predict_stats = _OpStats()
+        self.learn_stats = _OpStats()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "metric": self.metric,
+            "n_scored": self.n_scored,
+            "n_learns": self.n_learns,
+            "n_predictions": self.n_predictions,
+            "predict_stats": vars_of(self.predict_stats),
+            "learn_stats": vars_of(self.learn_stats),
+        }
+
+
+def vars_of(stats: _OpStats) -> tuple[int, float, float]:
+    return (stats.n_calls, stats.total, stats.ewm)
+
+
+class LiveModels:
+    """The engine's live models: create, load, checkpoint, prune, delete."""
+
+    if TYPE_CHECKING:  # what the engine provides
+        settings: Settings
+        store: Store
+        events: EventBus
+        _allowed: tuple[str, ...]
+        _live: dict[str, _Live]
+        _lock: threading.RLock
+        _cache: PredictionCache
+        _pending: dict[str, PredictionRecord]
+        _deleting: set[str]
+        _stop: threading.Event
+
+        def _check_name(self, name: Any) -> str: ...
+        def _check_text(self, field: str, value: Any) -> str: ...
+        def _check_tags(self, tags: Mapping[str, str] | None) -> dict[str, str]: ...
+        def _flavor(self, name: str) -> str: ...
+        def _describe_batch(self, name: str) -> dict[str, Any]: ...
+        def _with_registry(self, described: dict[str, Any]) -> dict[str, Any]: ...
+        def _object_of(self, version: VersionRecord) -> Any: ...
+        def _forget(self, name: str, number: int | None = None) -> None: ...
+        def _publisher(
+            self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes
+        ) -> Any: ...
+
+    def _tick(self) -> None:
+        period = max(0.05, min(1.0, self.settings.checkpoint_seconds / 2))
+        pruned = time.monotonic()
+        while not self._stop.wait(period):
+            now = time.monotonic()
+            for live in list(self._live.values()):
+                if (
+                    live.n_learns > live.checkpoint_seq
+                    and now - live.checkpoint_time >= self.settings.checkpoint_seconds
+                ):
+                    with live.lock:
+                        self._checkpoint(live)
+            if now - pruned >= _PRUNE_SECONDS:  # after the checkpoints: their learns may go
+                pruned = now
+                try:
+                    self.prune()
+                except Exception:  # the checkpoints must go on
+                    log.exception("pruning by the retention settings failed")
+
+    def checkpoint(self, name: str | None = None) -> int:
+        """Checkpoint one model, or every live model that learned since its last checkpoint.
+
+        Returns how many checkpoints were written.
+        """
+        targets = [self._get_live(name)] if name is not None else list(self._live.values())
+        futures = []
+        for live in targets:
+            with live.lock:
+                if name is not None or live.n_learns > live.checkpoint_seq:
+                    futures.append(self._checkpoint(live))
+        for future in futures:
+            future.result()
+        return len(futures)
+
+    def prune(self, name: str | None = None) -> dict[str, int]:
+        """Delete what the retention settings do not keep (the newest
+        ``retention_predictions`` predictions, ``retention_learns`` learns and
+        ``retention_metric_points`` history points) of one model, or of every live model that
+        predicted or learned since its last prune. The learns after a model's checkpoint are
+        always kept. The checkpoint thread does this about once a second.
+
+        Returns how many predictions, learns and metric points were deleted.
+        """
+        s = self.settings
+        retention = Retention(
+            s.retention_predictions, s.retention_learns, s.retention_metric_points
+        )
+        counts = {"predictions": 0, "learns": 0, "metric_points": 0}
+        if not retention:
+            return counts
+        targets = [self._get_live(name)] if name is not None else list(self._live.values())
+        pending = []
+        for live in targets:
+            mark = (live.n_predictions, live.n_learns)
+            if name is None and mark == live.pruned_at:
+                continue
+            live.pruned_at = mark
+            pending.append((live, self.store.prune(live.record.name, retention)))
+        for live, future in pending:
+            pruned = future.result()
+            live.pruned_through = max(live.pruned_through, pruned.predictions_through)
+            counts["predictions"] += pruned.predictions
+            counts["learns"] += pruned.learns
+            counts["metric_points"] += pruned.metric_points
+        return counts
+
+    def _checkpoint(self, live: _Live) -> Future[None]:
+        # The caller holds live.lock, so the state and its sequence number agree.
+        blob = serialization.dumps(live.state(), inline=True)
+        # Pickling moved the live objects' attributes into dicts of their own, slower to
+        # read and write for good (serialization.live_copy): go on with the copy just written.
+        state = serialization.loads(blob)
+        live.model, live.metric = state["model"], state["metric"]
+        live.task.bind(live.model)
+        live.checkpoint_seq = live.n_learns
+        live.checkpoint_time = time.monotonic()
+        return self.store.save_checkpoint(
+            Checkpoint(live.record.name, live.n_learns, blob, time.time())
+        )
+
+    def create_model(
+        self,
+        name: str,
+        model: Any = None,
+        *,
+        spec: Any = None,
+        task: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        metrics: list[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create a model from a river object or a declarative spec (see :mod:`riverbed.specs`).
+
+        The task is detected from the object unless stated; ``metrics`` names river metrics
+        and defaults to the task's own (``[]`` turns metrics off). ``options`` holds the
+        metric options (``windows``, ``history_every``, ``history_seconds``) and the task's
+        own (see docs/tasks.md).
+        """
+        return self.submit_create_model(
+            name,
+            model,
+            spec=spec,
+            task=task,
+            description=description,
+            tags=tags,
+            metrics=metrics,
+            options=options,
+        ).wait()
+
+    def submit_create_model(
+        self,
+        name: str,
+        model: Any = None,
+        *,
+        spec: Any = None,
+        task: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        metrics: list[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Receipt[dict[str, Any]]:
+        name = self._check_name(name)
+        if options is not None and not isinstance(options, Mapping):
+            raise InvalidInput("options must be an object")
+        options = dict(options or {})
+        task_options = {k: v for k, v in options.items() if k not in _METRIC_OPTIONS}
+        if (model is None) == (spec is None):
+            raise InvalidInput("give either a model object or a spec, not both or neither")
+        if spec is not None:
+            obj, source = specs.build(spec, allowed=self._allowed), "spec"
+        else:
+            obj, source = serialization.live_copy(model), "object"
+            try:
+                spec = specs.to_spec(model)
+            except InvalidSpec:
+                spec = None
+        task_ = get_task(task, task_options) if task is not None else detect_task(obj, task_options)
+        task_.check_model(obj)
+        obj = task_.prepare(obj)
+        if metrics is not None and (
+            not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)
+        ):
+            raise InvalidInput("metrics must be a list of river metric names")
+        metric_names = list(task_.metrics_for(obj) if metrics is None else metrics)
+        metric = self._tracker(task_, metric_names, options)
+        misfits = metric.works_with(obj) if task_.checks_metric_fit else []
+        if misfits:
+            raise InvalidInput(f"metric {misfits[0]} does not fit a {task_.name} model")
+        description = self._check_text("description", description)
+        tags = self._check_tags(tags)
+        now = time.time()
+        record = ModelRecord(
+            name=name,
+            task=task_.name,
+            description=description,
+            tags=tags,
+            metrics=metric_names,
+            created_at=now,
+            updated_at=now,
+            options=options,
+        )
+        artifact = serialization.dumps(obj)
+        version = VersionRecord(
+            model=name,
+            version=1,
+            artifact=artifact,
+            spec=spec,
+            source=source,
+            created_at=now,
+            metadata={
+                "hyperparameters": artifacts.hyperparameters(obj),
+                "size": len(artifact),
+                "checksum": serialization.checksum(artifact),
+            },
+        )
+        live = _Live(record, task_, version=1)
+        live.model, live.metric = obj, metric
+        with self._lock:
+            if name in self._live or self.store.get_model(name) is not None:
+                raise ModelExists(f"a model named {name!r} already exists")
+            self._live[name] = live
+            future = self.store.create_model(record, version)
+
+        def created(f: Future[None]) -> None:
+            if f.exception() is not None:
+                with self._lock:
+                    if self._live.get(name) is live:
+                        del self._live[name]
+            else:
+                self.events.publish("model.created", name, {"task": task_.name, "source": source})
+
+        future.add_done_callback(created)
+        return Receipt(self._describe(live, spec=spec, source=source), future)
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """Every model, by name, without loading any of them."""
+        return [self._record_dict(r) for r in self.store.list_models()]
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        if self._flavor(name) != "river":
+            return self._describe_batch(name)
+        live = self._get_live(name)
+        version = self.store.get_version(name, live.version)
+        return self._with_registry(
+            self._describe(
+                live,
+                spec=version.spec if version else None,
+                source=version.source if version else None,
+            )
+        )
+
+    def live_model(self, name: str) -> Any:
+        """A copy of the model object as it is now, with everything it has learned."""
+        live = self._get_live(name)
+        with live.lock:
+            return self._replace_model(live)
+
+    def _replace_model(self, live: _Live) -> Any:
+        """Serve a live copy of the model from now on and return the object it replaces (the
+        caller holds live.lock). For whoever reads a live model's whole state (pickles it,
+        copies it): that moves its attributes into dicts for good, slower to serve with
+        (serialization.live_copy), so the reader gets the old object and the copy goes on."""
+        old = live.model
+        live.model = serialization.live_copy(old)
+        live.task.bind(live.model)
+        return old
+
+    def delete_model(self, name: str) -> dict[str, Any]:
+        return self.submit_delete_model(name).wait()
+
+    def submit_delete_model(self, name: str) -> Receipt[dict[str, Any]]:
+        # A batch model has no live state; its lock is a fresh one.
+        live = self._get_live(name) if self._flavor(name) == "river" else None
+        with self._lock, live.lock if live is not None else threading.RLock():
+            # Until the deletion commits, the store still holds the model: without this
+            # mark a read in between would load it back into _live, where it would outlive
+            # its deletion.
+            self._deleting.add(name)
+            self._live.pop(name, None)
+            self._cache.drop_model(name)
+            for key in [k for k, p in self._pending.items() if p.model == name]:
+                del self._pending[key]
+            future = self.store.delete_model(name)
+            self._forget(name)
+        future.add_done_callback(self._publisher("model.deleted", name, {}))
+        future.add_done_callback(lambda _: self._deleting.discard(name))
+        return Receipt({"name": name, "deleted": True}, future)
+
+    def _get_live(self, name: str) -> _Live:
+        live = self._live.get(name)
+        if live is not None:
+            return live
+        if not isinstance(name, str):
+            raise ModelNotFound(f"no model named {name!r}")
+        with self._lock:
+            live = self._live.get(name)
+            if live is None:
+                if name in self._deleting:
+                    raise ModelNotFound(f"no model named {name!r} (it is being deleted)")
+                record = self.store.get_model(name)
+                if record is None:
+                    raise ModelNotFound(f"no model named {name!r}")
+                if record.flavor != "river":
+                    raise NotServable(
+                        f"model {name!r} is a {record.flavor} model: it has versions, not a "
+                        "live learning state (address a version, e.g. name@latest)"
+                    )
+                task = get_task(record.task, self._task_options(record.options))
+                live = _Live(record, task, version=1)
+                self._load(live)
+                self._live[name] = live
+            return live
+
+    def _load(self, live: _Live) -> None:
+        """Bring a live model to its last acknowledged state: checkpoint, then the log."""
+        name = live.record.name
+        checkpoint = self.store.get_checkpoint(name)
+        if checkpoint is not None:
+            state = serialization.loads(checkpoint.state)
+            live.model, live.metric = state["model"], state["metric"]
+            live.n_scored, live.n_learns = state["n_scored"], state["n_learns"]
+            live.n_predictions = state["n_predictions"]
+            live.predict_stats = _OpStats(*state["predict_stats"])
+            live.learn_stats = _OpStats(*state["learn_stats"])
+        else:
+            version = self.store.get_version(name, live.version)
+            if version is None:  # pragma: no cover - a model is always created with a version
+                raise ModelNotFound(f"model {name!r} has no version")
+            live.model = serialization.live_copy(self._object_of(version))
+            live.metric = self._tracker(live.task, live.record.metrics, live.record.options)
+            live.n_scored = live.n_learns = live.n_predictions = 0
+            live.predict_stats, live.learn_stats = _OpStats(), _OpStats()
+        live.task.bind(live.model)
+        live.checkpoint_seq = live.n_learns
+        live.checkpoint_time = time.monotonic()
+        task, model, tracker = live.task, live.model, live.metric
+        for record in self.store.learns_after(name, live.n_learns):
+            x, y, y_pred = record.features, record.target, record.prediction
+            live.n_scored += task.score(tracker, model, x, y, y_pred, record.created_at)
+            task.learn(model, x, y, y_pred)
+            live.learn_stats.n_calls += 1
+            live.n_learns = record.seq
+        live.n_predictions = max(live.n_predictions, self.store.max_prediction_seq(name))
+
+    @staticmethod
+    def _task_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in options.items() if k not in _METRIC_OPTIONS}
+
+    @staticmethod
+    def _tracker(task: Task, names: list[str], options: Mapping[str, Any]) -> Tracker:
+        every = options.get("history_every", DEFAULT_HISTORY_EVERY)
+        seconds = options.get("history_seconds", DEFAULT_HISTORY_SECONDS)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise InvalidInput(f"history_every must be a positive integer, got {every!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise InvalidInput(f"history_seconds must be a positive number, got {seconds!r}")
+        return task.tracker(
+            list(names),
+            windows=parse_windows(options.get("windows")),
+            history_every=every,
+            history_seconds=float(seconds),
+        )
+
+    def _reload(self, live: _Live) -> None:
+        self.store.sync()
+        self._load(live)
+
+    def _describe(self, live: _Live, *, spec: Any, source: str | None) -> dict[str, Any]:
+        return {
+            **self._record_dict(live.record),
+            "version": live.version,
+            "source": source,
+            "spec": spec,
+            "n_predictions": live.n_predictions,
+            "n_learns": live.n_learns,
+        }
+
+    @staticmethod
+    def _record_dict(record: ModelRecord) -> dict[str, Any]:
+        return {
+            "name": record.name,
+            "task": record.task,
+            "description": record.description,
+            "tags": dict(record.tags),
+            "metrics": list(record.metrics),
+            "options": dict(record.options),
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }
