@@ -133,6 +133,8 @@ class LiveModels:
             self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes
         ) -> Any: ...
 
+    # -- checkpoints and retention ----------------------------------------------------------
+
     def _tick(self) -> None:
         period = max(0.05, min(1.0, self.settings.checkpoint_seconds / 2))
         pruned = time.monotonic()
@@ -212,6 +214,8 @@ class LiveModels:
         return self.store.save_checkpoint(
             Checkpoint(live.record.name, live.n_learns, blob, time.time())
         )
+
+    # -- models ------------------------------------------------------------------------------
 
     def create_model(
         self,
@@ -381,6 +385,8 @@ class LiveModels:
         future.add_done_callback(self._publisher("model.deleted", name, {}))
         future.add_done_callback(lambda _: self._deleting.discard(name))
         return Receipt({"name": name, "deleted": True}, future)
+
+    # -- loading -----------------------------------------------------------------------------
 
     def _get_live(self, name: str) -> _Live:
         live = self._live.get(name)
