@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing, tree
 
@@ -196,6 +197,23 @@ def test_known_feature_names_still_meet_each_engines_length_limit(tmp_path: Path
                 strict.predict("p", x)
             strict.predict("p", {"short": 1.0})
         loose.predict("p", x)
+
+
+def test_names_of_a_str_subclass_are_taken_whether_known_or_not(engine: Engine) -> None:
+    """numpy's str_ (a data frame's column names) names a feature as its str does, before
+    the names have been seen (the full checks) and after (the quick check by equality)."""
+    engine.create_model("p", phishing_model())
+    fresh = {np.str_("never_seen"): 1.0, np.str_("nor_this"): 2.0}
+    engine.learn("p", fresh, True)
+    engine.learn("p", {"never_seen": 1.0, "nor_this": 2.0}, False)
+    engine.learn("p", fresh, True)  # now known: the quick check
+    with pytest.raises(InvalidFeatures, match="feature names"):
+        engine.predict("p", {np.float64(1.0): 1.0})  # not a str at all
+    assert engine.stats("p")["n_learns"] == 3
+    with Engine(":memory:", max_string_length=4) as strict:
+        strict.create_model("p", phishing_model())
+        with pytest.raises(InvalidFeatures, match="at most 4 characters"):
+            strict.predict("p", {np.str_("longer"): 1.0})
 
 
 @pytest.mark.parametrize("target", [None, "x" * 10, [1], True, float("nan")])

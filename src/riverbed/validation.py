@@ -70,8 +70,9 @@ def check_tags(tags: Mapping[str, str] | None, limit: int) -> dict[str, str]:
 
 
 def check_features(features: Any, max_features: int, limit: int) -> dict[str, Any]:
-    """``features`` as a new dict of names (strings of at most ``limit`` characters) to
-    finite numbers, strings or booleans."""
+    """``features`` as a new dict of names (strings of at most ``limit`` characters; a str
+    subclass such as numpy's ``str_`` is taken as its str) to finite numbers, strings or
+    booleans."""
     if type(features) is not dict and not isinstance(features, Mapping):
         raise InvalidFeatures(
             f"features must be an object mapping names to values, got {type(features).__name__}"
@@ -87,7 +88,15 @@ def check_features(features: Any, max_features: int, limit: int) -> dict[str, An
             return dict(features)
     x: dict[str, Any] = {}
     for key, value in features.items():
-        if type(key) is not str or len(key) > limit:
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise InvalidFeatures(
+                    f"feature names must be strings of at most {limit} characters, got {key!r}"
+                )
+            # a str subclass (numpy's str_, from a data frame's columns): the same name, as
+            # the quick check above lets it through when it equals names seen before
+            key = str(key)
+        if len(key) > limit:
             raise InvalidFeatures(
                 f"feature names must be strings of at most {limit} characters, got {key!r}"
             )
