@@ -205,17 +205,28 @@ def targets(
         0.5,
         "ratio",
     )
-    worst = [
-        r["p99_ms"]
+    one_sample = [
+        r
         for r in rows
-        if r["system"] == "riverbed" and r["connections"] == 16 and r["mode"] not in MANY_MODES
+        if r["system"] == "riverbed"
+        and r["connections"] == 16
+        and r["mode"] not in MANY_MODES
+        and r["p99_ms"] is not None
     ]
+    worst = max(one_sample, key=lambda r: r["p99_ms"], default=None)
+    echo_row = _find(rows, "echo", "echo", 16)
+    # The route that set it, and the bare echo's own p99 in the same run: the ceiling's tail
+    # on this machine at the time.
+    beside = [MODE_TEXT.get(worst["mode"], worst["mode"])] if worst else []
+    if echo_row and echo_row["p99_ms"] is not None:
+        beside.append(f"the echo's own: {echo_row['p99_ms']:.2f} ms")
     add(
         "riverbed p99 at 16 connections (worst one-sample HTTP route)",
-        max(worst) if worst else None,
+        worst["p99_ms"] if worst else None,
         5,
         "ms",
         False,
+        measured=f"{worst['p99_ms']:.2f} ms ({'; '.join(beside)})" if worst else None,
     )
     bad = [r for r in rows if r["system"] in ("riverbed", *ENGINE_SYSTEMS)]
     add(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.report import steal_text
+from benchmarks.report import steal_text, targets
 from benchmarks.servers import Steal
 
 
@@ -44,3 +44,30 @@ def test_steal_text_names_the_median_and_the_worst_cell() -> None:
     assert text is not None
     assert "over the 3 cells: median 2.0%, at most 12.5% (riverbed, predict, repeat 3)" in text
     assert steal_text([{"label": "x", "mode": "predict", "repeat": 0}]) is None
+
+
+def _row(system: str, mode: str, connections: int, p99: float | None) -> dict[str, object]:
+    return {
+        "system": system,
+        "mode": mode,
+        "connections": connections,
+        "p99_ms": p99,
+        "rate": 1.0,
+        "requests_per_s": 1.0,
+        "failed": 0,
+        "errors": 0,
+        "lost_learns": 0,
+    }
+
+
+def test_the_p99_target_names_its_route_and_the_echos_own_p99() -> None:
+    rows = [
+        _row("riverbed", "predict", 16, 4.2),
+        _row("riverbed", "loop", 16, 6.25),
+        _row("riverbed", "batch", 16, 900.0),  # a batch's latency: not a one-sample route
+        _row("riverbed", "loop", 1, 9.0),  # one connection: not the target's
+        _row("echo", "echo", 16, 3.5),
+    ]
+    (p99,) = [t for t in targets(rows) if t["target"].startswith("riverbed p99")]
+    assert (p99["value"], p99["met"]) == (6.25, False)
+    assert p99["measured"] == "6.25 ms (predict + learn by id; the echo's own: 3.50 ms)"
