@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ import pytest
 from riverbed.exceptions import PredictionExists
 from riverbed.stores.base import LearnRecord, PredictionRecord
 from riverbed.stores.sqlite import SQLiteStore
+from riverbed.stores.sqlite_checkpoints import Checkpointer, CheckpointProcess
 
 
 def test_commits_do_not_checkpoint_but_the_background_does(tmp_path: Path) -> None:
@@ -224,3 +227,130 @@ async def test_the_loop_leaves_its_commits_to_the_writer_thread_during_a_restart
     finally:
         checkpointer.restarting = False
     assert threads and threads[0] != threading.get_ident()
+
+
+# -- checkpoints in a process of their own, while a server's loop commits --------------------
+
+
+def _wal_sequence(path: str) -> bytes:
+    """The WAL header's checkpoint sequence number: it changes each time the log restarts."""
+    with open(path + "-wal", "rb") as f:
+        return f.read(16)[12:16]
+
+
+def _ended(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.split()[1] in ("Z", "X") for line in f if line.startswith("State:"))
+    except FileNotFoundError:
+        return True
+
+
+linux_only = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="memfd_create: Linux")
+
+
+@linux_only
+async def test_a_serving_store_checkpoints_in_a_process_and_back_in_a_thread(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "r.db")
+    store = SQLiteStore(path)
+    try:
+        assert isinstance(store._checkpointer, Checkpointer)
+        store.serve_on(asyncio.get_running_loop())
+        process = store._checkpointer
+        assert isinstance(process, CheckpointProcess) and process.process.poll() is None
+        assert store._writer.checkpointer is process
+        before = os.path.getsize(path)
+        features = {f"f{i}": float(i) for i in range(50)}
+        futures = [
+            store.add_prediction(PredictionRecord(f"p{n}", "m", n, features, 0.5, 0.0))
+            for n in range(3000)
+        ]
+        await asyncio.wrap_future(futures[-1])
+        # only a checkpoint copies rows into the database file, and only the process runs one
+        deadline = time.monotonic() + 30
+        while os.path.getsize(path) <= before and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert os.path.getsize(path) > before
+        store.serve_on(None)
+        assert process.process.returncode == 0
+        assert isinstance(store._checkpointer, Checkpointer) and store._checkpointer.is_alive()
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 3000
+
+
+@linux_only
+def test_the_checkpoint_process_restarts_a_wal_past_its_limit(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.db")
+    store = SQLiteStore(path)
+    process = CheckpointProcess(path, "NORMAL", period=0.02, wal_limit=0)
+    try:
+        store.add_prediction(PredictionRecord("p0", "m", 0, {"a": 1.0}, 0.5, 0.0)).result()
+        first = _wal_sequence(path)
+        deadline = time.monotonic() + 30
+        n = 0
+        while _wal_sequence(path) == first and time.monotonic() < deadline:
+            n += 1  # the log starts over at the first commit after a RESTART checkpoint
+            store.add_prediction(PredictionRecord(f"p{n}", "m", n, {"a": 1.0}, 0.5, 0.0)).result()
+            time.sleep(0.01)
+        assert _wal_sequence(path) != first
+        assert not process.restarting  # set only while a RESTART holds the writers back
+    finally:
+        process.stop()
+        store.close()
+    assert process.process.returncode == 0
+
+
+@linux_only
+def test_the_checkpoint_process_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.db")
+    SQLiteStore(path).close()
+    code = (
+        "import sys, time\n"
+        "from riverbed.stores.sqlite_checkpoints import CheckpointProcess\n"
+        f"p = CheckpointProcess({path!r}, 'NORMAL')\n"
+        "print(p.process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert not _ended(child)
+    finally:
+        parent.kill()  # no stop(): as when a server is killed
+        parent.wait()
+        assert parent.stdout is not None
+        parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while not _ended(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _ended(child)
+
+
+@linux_only
+def test_the_server_sees_the_process_hold_writers_back(tmp_path: Path) -> None:
+    """A RESTART checkpoint waits (up to its busy timeout) for a reader of an older snapshot:
+    meanwhile the process's byte says so, and the server's loop reads it there."""
+    path = str(tmp_path / "r.db")
+    store = SQLiteStore(path)
+    reader = sqlite3.connect(path, isolation_level=None)
+    process = None
+    try:
+        store.add_prediction(PredictionRecord("p0", "m", 0, {"a": 1.0}, 0.5, 0.0)).result()
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM predictions").fetchone()  # holds its snapshot
+        store.add_prediction(PredictionRecord("p1", "m", 1, {"a": 1.0}, 0.5, 0.0)).result()
+        process = CheckpointProcess(path, "NORMAL", period=0.02, wal_limit=0)
+        deadline = time.monotonic() + 10
+        while not process.restarting and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert process.restarting
+    finally:
+        reader.close()
+        if process is not None:
+            process.stop()
+        store.close()

@@ -39,6 +39,7 @@ from riverbed.stores.base import (
     dump,
     load,
 )
+from riverbed.stores.sqlite_checkpoints import open_checkpointer
 from riverbed.stores.sqlite_jobs import SCHEMA as JOBS_SCHEMA
 from riverbed.stores.sqlite_jobs import SQLiteJobs
 from riverbed.stores.sqlite_kv import SCHEMA as CACHE_SCHEMA
@@ -52,7 +53,7 @@ from riverbed.stores.sqlite_learns import (
     learns_after,
 )
 from riverbed.stores.sqlite_learns import SCHEMA as LEARNS_SCHEMA
-from riverbed.stores.sqlite_writer import Append, Checkpointer, Writer, chunks, connect
+from riverbed.stores.sqlite_writer import Append, Writer, chunks, connect
 from riverbed.stores.tokens import SQLiteTokenStore, TokenStore
 
 __all__ = ["SCHEMA_VERSION", "NewerDatabase", "SQLiteStore", "check_schema"]
@@ -224,8 +225,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         except BaseException:
             conn.close()
             raise
-        self._checkpointer = Checkpointer(path, self._synchronous)
-        self._checkpointer.start()
+        self._checkpointer = open_checkpointer(path, self._synchronous, process=False)
         self._writer = Writer(conn, self._checkpointer)
         self._writer.start()
         self._local = threading.local()
@@ -254,7 +254,15 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         self._writer.submit(lambda conn: None).result()
 
     def serve_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Commit the writes made on ``loop`` on it (see Writer.serve_on), and checkpoint in
+        a process of its own while it serves, where the checkpoints take no turn of the
+        loop's GIL (stores/sqlite_checkpoints.py); None goes back to the writer thread and a
+        checkpoint thread."""
         self._writer.serve_on(loop)
+        old = self._checkpointer
+        new = open_checkpointer(self.path, self._synchronous, process=loop is not None)
+        self._checkpointer = self._writer.checkpointer = new
+        old.stop()
 
     def close(self) -> None:
         if self._closed:

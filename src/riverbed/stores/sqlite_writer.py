@@ -6,8 +6,8 @@ see :class:`Writer`); the futures of the batch complete after that commit, so
 many concurrent requests share one commit. When a write of the batch fails, the batch is
 applied again with a savepoint per write, so that one bad write fails alone.
 :class:`Append` writes (rows for one table) queued next to each other are merged into
-multi-row statements. The :class:`Checkpointer` moves the WAL into the database file beside
-the writer, so no commit waits for a checkpoint.
+multi-row statements. Checkpoints run beside the writer (stores/sqlite_checkpoints.py), so no
+commit waits for one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import functools
 import itertools
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -25,11 +24,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from riverbed.exceptions import ServerError
+from riverbed.stores.sqlite_checkpoints import WAL_LIMIT, Checkpointer, CheckpointProcess
 
 __all__ = [
     "WAL_LIMIT",
     "Append",
     "Checkpointer",
+    "CheckpointProcess",
     "LoopFuture",
     "Writer",
     "chunks",
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 _MAX_BATCH = 4096
-WAL_LIMIT = 64 * 1024 * 1024  # the WAL file's size past which it is made to start over
 _Op = Callable[[sqlite3.Connection], Any]
 # Rows per multi-row statement: 256s, 64s and 32s, then the rest (under 32) in one; so the
 # writer makes at most 34 statements a table, which the connection's statement cache holds.
@@ -61,61 +61,6 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
-
-
-class Checkpointer(threading.Thread):
-    """Moves the WAL into the database file in the background (``PRAGMA
-    wal_checkpoint(PASSIVE)`` on a connection of its own), so that the writer's commits never
-    wait for a checkpoint's copy and fsync: SQLite's automatic checkpoint would run them
-    inside the commit that crosses 1,000 pages, stalling every request of that group commit.
-    A passive checkpoint takes no lock that writers need."""
-
-    def __init__(
-        self, path: str, synchronous: str, period: float = 0.2, wal_limit: int = WAL_LIMIT
-    ) -> None:
-        super().__init__(name="riverbed-sqlite-checkpointer", daemon=True)
-        self.path, self.synchronous, self.period = path, synchronous, period
-        self.wal_limit = wal_limit
-        self.commits = 0  # bumped by the writer; read here without a lock (a hint only)
-        # Set while a RESTART checkpoint holds writers back: the event loop then leaves its
-        # commits to the writer thread rather than wait itself (Writer._loop_flush).
-        self.restarting = False
-        self._halt = threading.Event()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
-
-    def run(self) -> None:
-        conn = connect(self.path, self.synchronous)
-        # A RESTART checkpoint holds the writers back while it waits: never for long.
-        conn.execute("PRAGMA busy_timeout=100")
-        seen = 0
-        try:
-            while not self._halt.wait(self.period):
-                if self.commits != seen:
-                    seen = self.commits
-                    self.checkpoint(conn)
-        finally:
-            conn.close()
-
-    def checkpoint(self, conn: sqlite3.Connection) -> None:
-        """A passive checkpoint, then a RESTART one if the WAL file has outgrown
-        ``wal_limit``. Under steady writes a passive checkpoint never catches up with the
-        writer, so the log would never start over and its file would grow without end
-        (gigabytes in minutes under load); RESTART waits for the commit in progress, copies
-        the few frames left and makes the next commit write the log from its start (the
-        file cut back to ``journal_size_limit``)."""
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            if os.path.getsize(self.path + "-wal") > self.wal_limit:
-                self.restarting = True
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                finally:
-                    self.restarting = False
-        except (sqlite3.Error, OSError):  # pragma: no cover - busy or closing; next period
-            log.debug("background WAL checkpoint failed", exc_info=True)
 
 
 @functools.lru_cache(maxsize=128)
@@ -333,7 +278,11 @@ class Writer(threading.Thread):
     never interleave and batches commit in the order of their writes.
     """
 
-    def __init__(self, conn: sqlite3.Connection, checkpointer: Checkpointer | None = None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        checkpointer: Checkpointer | CheckpointProcess | None = None,
+    ) -> None:
         super().__init__(name="riverbed-sqlite-writer", daemon=True)
         # Checkpoints run beside the writer (see Checkpointer), not inside its commits; the
         # WAL file is cut back to 64 MiB whenever a checkpoint lets it restart.
