@@ -20,7 +20,7 @@ import pytest
 from riverbed.exceptions import PredictionExists
 from riverbed.stores.base import LearnRecord, PredictionRecord
 from riverbed.stores.sqlite import SQLiteStore
-from riverbed.stores.sqlite_checkpoints import Checkpointer, CheckpointProcess
+from riverbed.stores.sqlite_checkpoints import Checkpointer, CheckpointProcess, open_checkpointer
 
 
 def test_commits_do_not_checkpoint_but_the_background_does(tmp_path: Path) -> None:
@@ -354,3 +354,39 @@ def test_the_server_sees_the_process_hold_writers_back(tmp_path: Path) -> None:
         if process is not None:
             process.stop()
         store.close()
+
+
+@linux_only
+def test_a_checkpoint_process_that_dies_is_started_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "r.db")
+    SQLiteStore(path).close()
+    process = CheckpointProcess(path, "NORMAL")
+    try:
+        first = process.process
+        process.restarting = True  # as if it died in the middle of a RESTART
+        first.kill()
+        deadline = time.monotonic() + 10
+        while process.process is first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.process is not first and process.process.poll() is None
+        assert not process.restarting
+        assert "the WAL checkpoint process ended" in caplog.text
+    finally:
+        process.stop()
+    assert process.process.returncode == 0
+
+
+@linux_only
+def test_a_checkpoint_process_that_cannot_start_leaves_the_work_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "r.db")
+    SQLiteStore(path).close()
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+    checkpointer = open_checkpointer(path, "NORMAL", process=True)
+    try:
+        assert isinstance(checkpointer, Checkpointer) and checkpointer.is_alive()
+    finally:
+        checkpointer.stop()

@@ -34,6 +34,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 __all__ = ["WAL_LIMIT", "CheckpointProcess", "Checkpointer", "checkpoint", "open_checkpointer"]
@@ -107,25 +108,56 @@ class Checkpointer(threading.Thread):
 
 
 class CheckpointProcess:
-    """The checkpoints in a process of their own (Linux: the shared byte is a ``memfd``)."""
+    """The checkpoints in a process of their own (Linux: the shared byte is a ``memfd``).
+
+    A thread waits on the process (in ``waitpid``, without the GIL) and starts another if it
+    ends before :meth:`stop`, a second later: without checkpoints the log would grow without
+    end."""
 
     def __init__(
         self, path: str, synchronous: str, period: float = PERIOD, wal_limit: int = WAL_LIMIT
     ) -> None:
         self.path, self.wal_limit = path, wal_limit
         self.commits = 0  # the writer bumps it for the thread's sake; the process looks at the log
-        fd = os.memfd_create("riverbed-checkpoint")
+        self._argv = [sys.executable, "-I", __file__, path, synchronous, repr(period)]
+        self._argv.append(str(wal_limit))
+        self._fd = os.memfd_create("riverbed-checkpoint")
+        os.ftruncate(self._fd, 1)
+        self._flag = mmap.mmap(self._fd, 1)
+        self._lock = threading.Lock()
+        self._stopping = False
         try:
-            os.ftruncate(fd, 1)
-            self._flag = mmap.mmap(fd, 1)
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", __file__, path, synchronous, repr(period)]
-                + [str(wal_limit), str(fd)],
-                stdin=subprocess.PIPE,
-                pass_fds=(fd,),
-            )
-        finally:
-            os.close(fd)
+            self.process = self._start()
+        except OSError:
+            self._flag.close()
+            os.close(self._fd)
+            raise
+        self._watcher = threading.Thread(
+            target=self._watch, name="riverbed-checkpoint-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [*self._argv, str(self._fd)], stdin=subprocess.PIPE, pass_fds=(self._fd,)
+        )
+
+    def _watch(self) -> None:
+        while True:
+            process = self.process
+            code = process.wait()
+            with self._lock:
+                if self._stopping:
+                    return
+                assert process.stdin is not None
+                process.stdin.close()
+                self._flag[0] = 0  # a RESTART it was running is over
+            log.error("the WAL checkpoint process ended (exit status %s); starting another", code)
+            time.sleep(1)
+            with self._lock:
+                if self._stopping:
+                    return
+                self.process = self._start()
 
     @property
     def restarting(self) -> bool:
@@ -137,23 +169,31 @@ class CheckpointProcess:
 
     def stop(self) -> None:
         """Close the process's input, which ends it after the checkpoint it is running."""
-        assert self.process.stdin is not None
-        self.process.stdin.close()
+        with self._lock:
+            self._stopping = True
+            process = self.process
+        assert process.stdin is not None
+        process.stdin.close()
         try:
-            self.process.wait(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:  # pragma: no cover - a checkpoint stuck on I/O
-            self.process.kill()
-            self.process.wait()
+            process.kill()
+            process.wait()
+        self._watcher.join()
         self._flag.close()
+        os.close(self._fd)
 
 
 def open_checkpointer(
     path: str, synchronous: str, *, process: bool
 ) -> Checkpointer | CheckpointProcess:
     """A checkpointer for the file at ``path``: a process if asked and the system has
-    ``memfd_create`` (Linux), a thread otherwise."""
+    ``memfd_create`` (Linux) and it starts, a thread otherwise."""
     if process and hasattr(os, "memfd_create"):
-        return CheckpointProcess(path, synchronous)
+        try:
+            return CheckpointProcess(path, synchronous)
+        except OSError:  # no interpreter to start, no memfd: the thread does the same work
+            log.warning("cannot start the WAL checkpoint process; checkpointing in a thread")
     return Checkpointer(path, synchronous)
 
 
