@@ -121,26 +121,31 @@ class CheckpointProcess:
         self.commits = 0  # the writer bumps it for the thread's sake; the process looks at the log
         self._argv = [sys.executable, "-I", __file__, path, synchronous, repr(period)]
         self._argv.append(str(wal_limit))
-        self._fd = os.memfd_create("riverbed-checkpoint")
-        os.ftruncate(self._fd, 1)
-        self._flag = mmap.mmap(self._fd, 1)
         self._lock = threading.Lock()
         self._stopping = False
-        try:
-            self.process = self._start()
-        except OSError:
-            self._flag.close()
-            os.close(self._fd)
-            raise
+        self.process, self._flag = self._start()
         self._watcher = threading.Thread(
             target=self._watch, name="riverbed-checkpoint-watch", daemon=True
         )
         self._watcher.start()
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [*self._argv, str(self._fd)], stdin=subprocess.PIPE, pass_fds=(self._fd,)
-        )
+    def _start(self) -> tuple[subprocess.Popen[bytes], mmap.mmap]:
+        """A process and the byte it shares: a new memfd each time, whose descriptor this
+        process closes at once (the mapping keeps its own), so none is held open here."""
+        fd = os.memfd_create("riverbed-checkpoint")
+        try:
+            os.ftruncate(fd, 1)
+            flag = mmap.mmap(fd, 1)
+            try:
+                process = subprocess.Popen(
+                    [*self._argv, str(fd)], stdin=subprocess.PIPE, pass_fds=(fd,)
+                )
+            except OSError:
+                flag.close()
+                raise
+        finally:
+            os.close(fd)
+        return process, flag
 
     def _watch(self) -> None:
         while True:
@@ -151,13 +156,20 @@ class CheckpointProcess:
                     return
                 assert process.stdin is not None
                 process.stdin.close()
-                self._flag[0] = 0  # a RESTART it was running is over
             log.error("the WAL checkpoint process ended (exit status %s); starting another", code)
             time.sleep(1)
             with self._lock:
                 if self._stopping:
                     return
-                self.process = self._start()
+                # A new byte, at 0 (a RESTART the dead one was running is over). The old
+                # mapping is not closed here: the loop may be reading it; it goes with its
+                # last reference.
+                try:
+                    self.process, self._flag = self._start()
+                except OSError:
+                    log.exception("cannot start the WAL checkpoint process again")
+                    self._flag[0] = 0
+                    return
 
     @property
     def restarting(self) -> bool:
@@ -180,8 +192,6 @@ class CheckpointProcess:
             process.kill()
             process.wait()
         self._watcher.join()
-        self._flag.close()
-        os.close(self._fd)
 
 
 def open_checkpointer(
