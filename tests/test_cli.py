@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from riverbed.cli import cli
 from riverbed.config import SETTINGS
-from riverbed.stores.sqlite import SCHEMA_VERSION
+from riverbed.stores.sqlite_schema import SCHEMA_VERSION
 
 
 def test_help_lists_the_commands() -> None:

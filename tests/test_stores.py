@@ -29,7 +29,8 @@ from riverbed.stores.base import (
     dump,
     load,
 )
-from riverbed.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+from riverbed.stores.sqlite import SQLiteStore
+from riverbed.stores.sqlite_schema import SCHEMA_VERSION
 from tests.helpers import STORES, database_for
 
 

@@ -121,7 +121,7 @@ _add_commands()
 
 
 def main() -> None:
-    from riverbed.stores.sqlite import NewerDatabase
+    from riverbed.stores.sqlite_schema import NewerDatabase
 
     try:
         cli(prog_name="riverbed")

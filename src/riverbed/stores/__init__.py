@@ -32,7 +32,7 @@ def check_database(database: str) -> None:
     (:class:`~riverbed.stores.sqlite.NewerDatabase`, a ValueError)."""
     if database in (":memory:", "memory://"):
         return
-    from riverbed.stores.sqlite import check_schema
+    from riverbed.stores.sqlite_schema import check_schema
 
     check_schema(_sqlite_path(database))
 
