@@ -24,7 +24,7 @@ def free_port() -> int:
 
 class Steal:
     """The share of this machine's CPU time that its host took away (``steal`` in
-    /proc/stat) between :meth:`start` and :meth:`share`. On a virtual machine that shares its
+    /proc/stat) between its creation and :meth:`share`. On a virtual machine that shares its
     host, a cell run while the host was busy is slower and has a longer tail for reasons
     outside the systems measured; the report shows it so that a reader can tell."""
 

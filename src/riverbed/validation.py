@@ -88,15 +88,11 @@ def check_features(features: Any, max_features: int, limit: int) -> dict[str, An
             return dict(features)
     x: dict[str, Any] = {}
     for key, value in features.items():
-        if type(key) is not str:
-            if not isinstance(key, str):
-                raise InvalidFeatures(
-                    f"feature names must be strings of at most {limit} characters, got {key!r}"
-                )
+        if type(key) is not str and isinstance(key, str):
             # a str subclass (numpy's str_, from a data frame's columns): the same name, as
             # the quick check above lets it through when it equals names seen before
             key = str(key)
-        if len(key) > limit:
+        if type(key) is not str or len(key) > limit:
             raise InvalidFeatures(
                 f"feature names must be strings of at most {limit} characters, got {key!r}"
             )

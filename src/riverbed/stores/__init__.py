@@ -29,24 +29,28 @@ __all__ = [
 
 def check_database(database: str) -> None:
     """Refuse, before anything opens it, a database that a newer riverbed wrote
-    (:class:`~riverbed.stores.sqlite.NewerDatabase`, a ValueError)."""
-    if database in (":memory:", "memory://"):
-        return
-    from riverbed.stores.sqlite_schema import check_schema
+    (:class:`~riverbed.stores.sqlite_schema.NewerDatabase`, a ValueError)."""
+    path = _sqlite_path(database)
+    if path is not None:
+        from riverbed.stores.sqlite_schema import check_schema
 
-    check_schema(_sqlite_path(database))
+        check_schema(path)
 
 
 def open_store(database: str, *, synchronous: str = "NORMAL") -> Store:
     """Open the store a database string names."""
-    if database in (":memory:", "memory://"):
+    path = _sqlite_path(database)
+    if path is None:
         from riverbed.stores.memory import MemoryStore
 
         return MemoryStore()
     from riverbed.stores.sqlite import SQLiteStore
 
-    return SQLiteStore(_sqlite_path(database), synchronous=synchronous)
+    return SQLiteStore(path, synchronous=synchronous)
 
 
-def _sqlite_path(database: str) -> str:
+def _sqlite_path(database: str) -> str | None:
+    """The SQLite file a database string names; None for the in-memory store."""
+    if database in (":memory:", "memory://"):
+        return None
     return database.removeprefix("sqlite:///").removeprefix("sqlite://")

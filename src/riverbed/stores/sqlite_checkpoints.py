@@ -117,10 +117,9 @@ class CheckpointProcess:
     def __init__(
         self, path: str, synchronous: str, period: float = PERIOD, wal_limit: int = WAL_LIMIT
     ) -> None:
-        self.path, self.wal_limit = path, wal_limit
         self.commits = 0  # the writer bumps it for the thread's sake; the process looks at the log
-        self._argv = [sys.executable, "-I", __file__, path, synchronous, repr(period)]
-        self._argv.append(str(wal_limit))
+        args = [path, synchronous, repr(period), str(wal_limit)]
+        self._argv = [sys.executable, "-I", __file__, *args]
         self._lock = threading.Lock()
         self._stopping = False
         self.process, self._flag = self._start()
