@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +59,7 @@ class Server:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a group of its own, as a terminal's job (interrupt())
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -78,6 +80,18 @@ class Server:
         self.process.wait(timeout=30)
         if self.process.stdout:
             self.process.stdout.close()
+
+    def interrupt(self) -> tuple[int, str]:
+        """SIGINT to the server's whole process group, as Ctrl-C in a terminal sends it: the
+        exit status and everything the server (and its children) printed."""
+        assert self.process is not None and self.process.stdout is not None
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            output, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return self.process.returncode, output.decode()
 
     def stop(self) -> int:
         """SIGTERM: a clean shutdown."""

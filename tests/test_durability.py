@@ -116,6 +116,28 @@ def test_a_clean_shutdown_checkpoints_everything(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_ctrl_c_stops_the_server_quietly(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals the whole process group. The WAL checkpoint process runs in
+    # a session of its own, so the server alone handles it: no traceback from the child, no
+    # "ended; starting another" while shutting down, and the child ends with the server.
+    database = str(tmp_path / "interrupted.db")
+    server = Server(database, None, "--log-level", "info").start()
+    with httpx.Client(base_url=server.url) as http:
+        http.post("/v1/models", json={"name": "p", "spec": SPEC}).raise_for_status()
+        for x, y in datasets.Phishing().take(20):
+            http.post(
+                "/v1/models/p/learn", json={"features": x, "ground_truth": y}
+            ).raise_for_status()
+    code, output = server.interrupt()
+    assert code in (0, -signal.SIGINT), output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "checkpoint process ended" not in output, output
+    assert "Application shutdown complete" in output, output
+    conn = sqlite3.connect(database)
+    assert conn.execute("SELECT seq FROM checkpoints WHERE model = 'p'").fetchone() == (20,)
+    conn.close()
+
+
 def test_reopening_an_engine_replays_the_log_after_the_checkpoint(tmp_path: Path) -> None:
     database = str(tmp_path / "e.db")
     engine = Engine(database, checkpoint_every=40, checkpoint_seconds=3600)

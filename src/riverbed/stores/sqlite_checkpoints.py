@@ -136,8 +136,14 @@ class CheckpointProcess:
             os.ftruncate(fd, 1)
             flag = mmap.mmap(fd, 1)
             try:
+                # A session of its own: Ctrl-C in a terminal, or a signal to the server's
+                # process group, is the server's to handle. The process ends when its input
+                # closes, which the server's end does, however it ends.
                 process = subprocess.Popen(
-                    [*self._argv, str(fd)], stdin=subprocess.PIPE, pass_fds=(fd,)
+                    [*self._argv, str(fd)],
+                    stdin=subprocess.PIPE,
+                    pass_fds=(fd,),
+                    start_new_session=True,
                 )
             except OSError:
                 flag.close()
