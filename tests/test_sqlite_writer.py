@@ -29,6 +29,8 @@ def test_commits_do_not_checkpoint_but_the_background_does(tmp_path: Path) -> No
     try:
         writer = store._writer.conn
         assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        # A group commit's scratch pages stay in memory (2), not in a temporary file.
+        assert writer.execute("PRAGMA temp_store").fetchone()[0] == 2
         before = os.path.getsize(path)
         features = {f"f{i}": float(i) for i in range(50)}
         futures = [

@@ -291,6 +291,11 @@ class Writer(threading.Thread):
         # The writer's page cache holds the indexes' hot pages (2 MB by default: a store of
         # some million rows then read index pages back from the OS on every commit).
         conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
+        # A group commit's multi-row INSERT spilled its scratch pages to a temporary file
+        # (created, unlinked, written, closed: about 30 times a second under load, on the
+        # event loop's thread); the writer's statements are a pass's worth of rows, so their
+        # scratch space stays in memory. Readers keep the default: their sorts may be large.
+        conn.execute("PRAGMA temp_store=MEMORY")
         self.conn = conn
         self.checkpointer = checkpointer
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # wake-ups of this thread
