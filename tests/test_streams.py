@@ -14,7 +14,7 @@ import orjson
 import pytest
 from river import datasets
 
-from riverbed import Client
+from riverbed import AsyncClient, Client
 from riverbed.exceptions import ModelNotFound
 from tests.helpers import Server
 
@@ -140,6 +140,58 @@ def test_the_websocket_and_the_upload_over_a_real_server(server: Server, client:
     reports = list(client.learn_stream("p", bodies, chunk_size=8))
     assert [r["n_learned"] for r in reports] == [8, 16, 20]
     assert reports[-1]["done"] and reports[-1]["n_learns"] == 40
+
+
+async def test_the_async_client_streams(server: Server, client: Client) -> None:
+    """AsyncClient's events, metrics stream and NDJSON upload (from an async iterable),
+    against the real server: the same messages the blocking client gets."""
+    client.create_model("a", spec=SPEC, options={"history_every": 4, "history_seconds": 1e9})
+    rows = list(datasets.Phishing().take(12))
+
+    async def bodies() -> Any:
+        for x, y in rows:
+            yield {"features": x, "ground_truth": y}
+
+    async with AsyncClient(server.url) as aclient:
+        reports = [r async for r in aclient.learn_stream("a", bodies(), chunk_size=5)]
+        assert [r["n_learned"] for r in reports] == [5, 10, 12]
+        assert reports[-1]["done"] and reports[-1]["n_learns"] == 12
+
+        events = aclient.events(model="a", types=["learn"], last_event_id=1)
+        replayed = [await anext(events) for _ in range(3)]
+        await events.aclose()
+        assert [e["data"]["n_learns"] for e in replayed] == [1, 2, 3]
+        assert replayed == take(client.events(model="a", types=["learn"], last_event_id=1), 3)
+
+        # Reconnecting after learn 4 replays the stored points past it, then the values.
+        points = [p for p in client.metrics_history("a")["points"] if p["seq"] > 4]
+        assert points  # an upload of 12 learns leaves history points past learn 4
+        metrics = aclient.metrics_stream("a", last_event_id=4)
+        again = [await anext(metrics) for _ in range(len(points) + 1)]
+        await metrics.aclose()
+        assert [m["event"] for m in again] == ["point"] * len(points) + ["metrics"]
+        assert [{**p, "model": "a"} for p in points] == [m["data"] for m in again[:-1]]
+        assert again[-1]["data"] == client.metrics("a")
+
+        with pytest.raises(ModelNotFound):
+            await anext(aclient.metrics_stream("nope"))
+        with pytest.raises(ModelNotFound):
+            await anext(aclient.learn_stream("nope", [{"features": {}, "ground_truth": 1}]))
+
+
+def test_server_sent_event_lines_make_messages() -> None:
+    from riverbed.client import _EventLines
+
+    lines = _EventLines(raw=True)
+    fed = [
+        lines.feed(line)
+        for line in [": connected", "id: 3", "event: metrics", 'data: {"a":', "data: 1}", ""]
+    ]
+    assert fed[:-1] == [None] * 5
+    assert fed[-1] == {"event": "metrics", "id": "3", "data": {"a": 1}}
+    assert lines.feed("") is None  # a blank line with no message before it
+    plain = _EventLines(raw=False)
+    assert [plain.feed(x) for x in ["data: [1, 2]", ""]] == [None, [1, 2]]
 
 
 def test_the_learn_forecast_and_tail_commands(

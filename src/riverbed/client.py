@@ -17,7 +17,7 @@ A server with auth on needs a token: ``Client(url, token="rbt_...")``; without `
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -67,6 +67,60 @@ def _result(response: httpx.Response, pick: str | None = None) -> Any:
             f"HTTP {response.status_code} from {response.request.url}: {response.text[:200]}"
         )
     raise error_from_payload(payload)
+
+
+def _ndjson(row: dict[str, Any]) -> bytes:
+    return orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+
+
+def _learn_stream_request(name: str, chunk_size: int) -> tuple[str, dict[str, str]]:
+    path = _path("models", name, "learn", "stream") + f"?chunk_size={chunk_size}"
+    return path, {"content-type": "application/x-ndjson"}
+
+
+def _last_event(last_event_id: int | None) -> dict[str, str]:
+    return {"last-event-id": str(last_event_id)} if last_event_id else {}
+
+
+def _events_request(
+    model: str | None, types: Iterable[str] | None, last_event_id: int | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    query = _body(model=model, types=",".join(types) if types else None)
+    return query, _last_event(last_event_id)
+
+
+def _metrics_stream_request(
+    name: str, interval: float, last_event_id: int | None
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    path = _path("models", name, "metrics", "stream")
+    return path, {"interval": interval}, _last_event(last_event_id)
+
+
+class _EventLines:
+    """Server-sent event lines in, messages out: a message's ``data`` as JSON (or, ``raw``,
+    ``{"event", "id", "data"}``) once the blank line that ends it arrives. Comment lines
+    (``: heartbeat``) are skipped; a message's several ``data`` lines join with newlines."""
+
+    def __init__(self, raw: bool) -> None:
+        self.raw = raw
+        self.fields: dict[str, str] = {}
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        if line:
+            if not line.startswith(":"):
+                key, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if key == "data" and "data" in self.fields:
+                    value = self.fields["data"] + "\n" + value
+                self.fields[key] = value
+            return None
+        fields, self.fields = self.fields, {}
+        if "data" not in fields:
+            return None
+        data = orjson.loads(fields["data"])
+        if self.raw:
+            return {"event": fields.get("event"), "id": fields.get("id"), "data": data}
+        return data
 
 
 class _Methods(RegistryMethods):
@@ -296,10 +350,9 @@ class Client(_Methods):
 
         def body() -> Iterator[bytes]:
             for row in rows:
-                yield orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+                yield _ndjson(row)
 
-        path = _path("models", name, "learn", "stream") + f"?chunk_size={chunk_size}"
-        headers = {"content-type": "application/x-ndjson"}
+        path, headers = _learn_stream_request(name, chunk_size)
         with self._http.stream(
             "POST", path, content=body(), headers=headers, timeout=None
         ) as response:
@@ -318,17 +371,14 @@ class Client(_Methods):
         last_event_id: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Follow the event feed (server-sent events) for ever, as event dicts."""
-        query = _body(model=model, types=",".join(types) if types else None)
-        headers = {"last-event-id": str(last_event_id)} if last_event_id else {}
-        yield from self._sse("/v1/events", query, headers)
+        yield from self._sse("/v1/events", *_events_request(model, types, last_event_id))
 
     def metrics_stream(
         self, name: str, *, interval: float = 1.0, last_event_id: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """Follow a model's metrics: ``{"event": "metrics"|"point", "id", "data"}``."""
-        headers = {"last-event-id": str(last_event_id)} if last_event_id else {}
-        path = _path("models", name, "metrics", "stream")
-        yield from self._sse(path, {"interval": interval}, headers, raw=True)
+        path, query, headers = _metrics_stream_request(name, interval, last_event_id)
+        yield from self._sse(path, query, headers, raw=True)
 
     def _sse(
         self, path: str, query: dict[str, Any], headers: dict[str, str], *, raw: bool = False
@@ -339,20 +389,11 @@ class Client(_Methods):
             if not response.is_success:
                 response.read()
                 _result(response)
-            message: dict[str, Any] = {}
+            messages = _EventLines(raw)
             for line in response.iter_lines():
-                if not line:
-                    if "data" in message:
-                        data = orjson.loads(message["data"])
-                        yield (
-                            {"event": message.get("event"), "id": message.get("id"), "data": data}
-                            if raw
-                            else data
-                        )
-                    message = {}
-                elif not line.startswith(":"):
-                    key, _, value = line.partition(":")
-                    message[key] = value.removeprefix(" ")
+                message = messages.feed(line)
+                if message is not None:
+                    yield message
 
     def close(self) -> None:
         self._http.close()
@@ -365,7 +406,8 @@ class Client(_Methods):
 
 
 class AsyncClient(_Methods):
-    """The same methods as :class:`Client`, to be awaited."""
+    """The same methods as :class:`Client`, to be awaited; the streams (:meth:`events`,
+    :meth:`metrics_stream`, :meth:`learn_stream`) are async iterators."""
 
     def __init__(
         self,
@@ -394,6 +436,72 @@ class AsyncClient(_Methods):
         from riverbed.client_jobs import AsyncJobs
 
         return AsyncJobs(self._request)
+
+    async def learn_stream(
+        self,
+        name: str,
+        rows: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]],
+        *,
+        chunk_size: int = 1000,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Learn from a stream of learn bodies (an iterable, or an async one) sent as one
+        NDJSON upload; yields the server's progress reports (``{"n_learned": ...}``), the
+        last with ``"done": true``: ``async for report in client.learn_stream(...)``."""
+
+        async def body() -> AsyncIterator[bytes]:
+            if isinstance(rows, AsyncIterable):
+                async for row in rows:
+                    yield _ndjson(row)
+            else:
+                for row in rows:
+                    yield _ndjson(row)
+
+        path, headers = _learn_stream_request(name, chunk_size)
+        async with self._http.stream(
+            "POST", path, content=body(), headers=headers, timeout=None
+        ) as response:
+            if not response.is_success:
+                await response.aread()
+                _result(response)
+            async for line in response.aiter_lines():
+                if line.strip():
+                    yield orjson.loads(line)
+
+    async def events(
+        self,
+        model: str | None = None,
+        *,
+        types: Iterable[str] | None = None,
+        last_event_id: int | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Follow the event feed (server-sent events) for ever, as event dicts:
+        ``async for event in client.events(...)``."""
+        query, headers = _events_request(model, types, last_event_id)
+        async for message in self._sse("/v1/events", query, headers):
+            yield message
+
+    async def metrics_stream(
+        self, name: str, *, interval: float = 1.0, last_event_id: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Follow a model's metrics: ``{"event": "metrics"|"point", "id", "data"}``."""
+        path, query, headers = _metrics_stream_request(name, interval, last_event_id)
+        async for message in self._sse(path, query, headers, raw=True):
+            yield message
+
+    async def _sse(
+        self, path: str, query: dict[str, Any], headers: dict[str, str], *, raw: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        async with self._http.stream(
+            "GET", path, params=query, headers=headers, timeout=httpx.Timeout(None)
+        ) as response:
+            if not response.is_success:
+                await response.aread()
+                _result(response)
+            messages = _EventLines(raw)
+            async for line in response.aiter_lines():
+                message = messages.feed(line)
+                if message is not None:
+                    yield message
 
     async def aclose(self) -> None:
         await self._http.aclose()
