@@ -153,6 +153,39 @@ def test_reopening_an_engine_replays_the_log_after_the_checkpoint(tmp_path: Path
         assert again.stats("p")["n_learns"] == 130
 
 
+def test_checkpoints_by_count_keep_to_their_share_of_the_time(tmp_path: Path) -> None:
+    rows = list(datasets.Phishing().take(100))
+
+    def checkpointed(share: float) -> tuple[list[int], Engine]:
+        engine = Engine(
+            str(tmp_path / f"{share}.db"),
+            checkpoint_every=10,
+            checkpoint_seconds=3600,
+            checkpoint_share=share,
+        )
+        engine.create_model("p", preprocessing.StandardScaler() | linear_model.LogisticRegression())
+        seqs = []
+        for x, y in rows:
+            engine.learn("p", x, y)
+            seqs.append(engine._live["p"].checkpoint_seq)
+        return sorted(set(seqs)), engine
+
+    every, engine = checkpointed(1.0)  # no bound: every 10 learns
+    engine.close()
+    assert every == list(range(0, 101, 10))
+    # A share no checkpoint can keep to: after the first, the next by count would wait
+    # (its cost) * 10^9 seconds, far longer than this test.
+    held, engine = checkpointed(1e-9)
+    assert held == [0, 10]
+    expected = engine.metrics("p")
+    engine.store.close()  # as if the process died: the learns after 10 are in the log only
+    engine._stop.set()
+    with Engine(str(tmp_path / "1e-09.db"), checkpoint_share=1e-9) as again:
+        assert again.metrics("p") == expected
+        assert again.checkpoint("p") == 1  # asked for, it runs whatever the share
+        assert again._live["p"].checkpoint_seq == 100
+
+
 def test_sigkill_with_retention_replays_to_the_acknowledged_state(tmp_path: Path) -> None:
     """Retention on (50 predictions, 50 learns): old rows go, the learns after the last
     checkpoint stay, and a killed server comes back with river's own state."""

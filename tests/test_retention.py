@@ -115,9 +115,11 @@ def test_the_message_names_retention_only_when_it_is_on(tmp_path: Path) -> None:
 def test_after_a_crash_a_pruned_engine_replays_to_the_acknowledged_state(tmp_path: Path) -> None:
     """Pruned, then killed with learns after the checkpoint: those were kept and replayed."""
     database = str(tmp_path / "crash.db")
-    engine = Engine(database, checkpoint_every=40, checkpoint_seconds=3600, **RETENTION)
+    engine = Engine(
+        database, checkpoint_every=40, checkpoint_seconds=3600, checkpoint_share=1, **RETENTION
+    )
     engine.create_model("p", phishing_model())
-    stream(engine, 130)  # checkpoints at 40, 80, 120
+    stream(engine, 130)  # checkpoints at 40, 80, 120 (share 1: however quick the learns)
     engine.prune()
     assert rows(database, "learns") == list(range(101, 131))  # the newest 30, 121+ replayed
     stream(engine, 20, start=130)  # checkpoint at 140

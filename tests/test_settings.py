@@ -40,3 +40,9 @@ def test_environment_and_overrides() -> None:
 def test_a_bad_environment_value_says_which_variable() -> None:
     with pytest.raises(ValueError, match="RIVERBED_PORT"):
         Settings.load(environ={"RIVERBED_PORT": "eighty"})
+
+
+@pytest.mark.parametrize("share", [0, -0.5, 1.5])
+def test_a_checkpoint_share_outside_its_range_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="checkpoint_share"):
+        Settings.load({"checkpoint_share": share}, environ={})

@@ -96,6 +96,16 @@ SETTINGS: tuple[Setting, ...] = (
         "last checkpoint.",
     ),
     Setting(
+        "checkpoint_share",
+        0.02,
+        float,
+        "The most of a live model's time that its checkpoints after checkpoint_every learns "
+        "may take: after a checkpoint that took d seconds, the next such one waits at least "
+        "d * (1 - share) / share seconds (1 turns the bound off). A large model (a forest of "
+        "megabytes) then stalls its requests rarely rather than every checkpoint_every "
+        "learns; every learn is in the log either way, so a restart only replays more.",
+    ),
+    Setting(
         "sqlite_synchronous",
         "NORMAL",
         str,
@@ -223,6 +233,7 @@ class Settings:
     log_level: str = "info"
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 30.0
+    checkpoint_share: float = 0.02
     sqlite_synchronous: str = "NORMAL"
     max_body_bytes: int = 1_048_576
     max_features: int = 10_000
@@ -266,6 +277,10 @@ class Settings:
         for name in ("retention_predictions", "retention_learns", "retention_metric_points"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (keep all) or a positive count")
+        if not 0 < self.checkpoint_share <= 1:
+            raise ValueError(
+                f"checkpoint_share must be above 0 and at most 1, not {self.checkpoint_share!r}"
+            )
 
     @property
     def allowed_module_prefixes(self) -> tuple[str, ...]:

@@ -13,9 +13,10 @@ awaits receipts so that many requests share one group commit::
         engine.learn("phishing", ground_truth=True, id=p["id"])
 
 Durability: a prediction and a learn are committed before they are acknowledged. Live models
-are checkpointed every ``checkpoint_every`` learns, every ``checkpoint_seconds`` and on
-close; opening the engine again loads the last checkpoint and replays the learns after it,
-so a killed process comes back with exactly the state it acknowledged.
+are checkpointed every ``checkpoint_every`` learns (spending at most ``checkpoint_share`` of
+the time on it), every ``checkpoint_seconds`` and on close; opening the engine again loads
+the last checkpoint and replays the learns after it, so a killed process comes back with
+exactly the state it acknowledged.
 """
 
 from __future__ import annotations
@@ -402,7 +403,10 @@ class Engine(LiveModels, Registry, BulkOps):
             self.store.add_metric_point(
                 MetricPoint(live.record.name, record.seq, record.created_at, values)
             )
-        if live.n_learns - live.checkpoint_seq >= self.settings.checkpoint_every:
+        if (
+            live.n_learns - live.checkpoint_seq >= self.settings.checkpoint_every
+            and time.monotonic() >= live.checkpoint_next
+        ):
             self._checkpoint(live)
 
     def _learn_event(
