@@ -293,8 +293,9 @@ class Writer(threading.Thread):
         conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
         # A group commit's multi-row INSERT spilled its scratch pages to a temporary file
         # (created, unlinked, written, closed: about 30 times a second under load, on the
-        # event loop's thread); the writer's statements are a pass's worth of rows, so their
-        # scratch space stays in memory. Readers keep the default: their sorts may be large.
+        # event loop's thread). The writer's statements are bounded (inserts of at most 256
+        # rows, prunes of at most 2,000), so their scratch space stays in memory. Readers
+        # keep the default: their sorts may be large.
         conn.execute("PRAGMA temp_store=MEMORY")
         self.conn = conn
         self.checkpointer = checkpointer
