@@ -186,6 +186,28 @@ def test_checkpoints_by_count_keep_to_their_share_of_the_time(tmp_path: Path) ->
         assert again._live["p"].checkpoint_seq == 100
 
 
+def test_timed_checkpoints_keep_to_the_share_too(tmp_path: Path) -> None:
+    rows = list(datasets.Phishing().take(10))
+    with Engine(
+        str(tmp_path / "timed.db"),
+        checkpoint_every=1_000_000,
+        checkpoint_seconds=0.05,
+        checkpoint_share=1e-9,
+    ) as engine:
+        engine.create_model("p", preprocessing.StandardScaler() | linear_model.LogisticRegression())
+        for x, y in rows[:5]:
+            engine.learn("p", x, y)
+        live = engine._live["p"]
+        deadline = time.monotonic() + 30
+        while live.checkpoint_seq < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert live.checkpoint_seq == 5  # the first timed checkpoint
+        for x, y in rows[5:]:
+            engine.learn("p", x, y)
+        time.sleep(0.5)  # ten periods of the ticker: none may checkpoint within the share
+        assert live.checkpoint_seq == 5
+
+
 def test_sigkill_with_retention_replays_to_the_acknowledged_state(tmp_path: Path) -> None:
     """Retention on (50 predictions, 50 learns): old rows go, the learns after the last
     checkpoint stay, and a killed server comes back with river's own state."""

@@ -93,17 +93,18 @@ SETTINGS: tuple[Setting, ...] = (
         30.0,
         float,
         "Checkpoint a live model that has learned at most this many seconds after its "
-        "last checkpoint.",
+        "last checkpoint (or later, if checkpoint_share says so).",
     ),
     Setting(
         "checkpoint_share",
         0.02,
         float,
-        "The most of a live model's time that its checkpoints after checkpoint_every learns "
-        "may take: after a checkpoint that took d seconds, the next such one waits at least "
-        "d * (1 - share) / share seconds (1 turns the bound off). A large model (a forest of "
-        "megabytes) then stalls its requests rarely rather than every checkpoint_every "
-        "learns; every learn is in the log either way, so a restart only replays more.",
+        "The most of a live model's time that its checkpoints (after checkpoint_every learns "
+        "or checkpoint_seconds) may take: after a checkpoint that took d seconds, the next "
+        "waits at least d * (1 - share) / share seconds (1 turns the bound off). A large "
+        "model (a forest of megabytes) then stalls its requests rarely rather than every "
+        "checkpoint_every learns; every learn is in the log either way, so a restart only "
+        "replays more.",
     ),
     Setting(
         "sqlite_synchronous",

@@ -13,8 +13,8 @@ awaits receipts so that many requests share one group commit::
         engine.learn("phishing", ground_truth=True, id=p["id"])
 
 Durability: a prediction and a learn are committed before they are acknowledged. Live models
-are checkpointed every ``checkpoint_every`` learns (spending at most ``checkpoint_share`` of
-the time on it), every ``checkpoint_seconds`` and on close; opening the engine again loads
+are checkpointed every ``checkpoint_every`` learns and every ``checkpoint_seconds`` (spending
+at most ``checkpoint_share`` of the time on it) and on close; opening the engine again loads
 the last checkpoint and replays the learns after it, so a killed process comes back with
 exactly the state it acknowledged.
 """

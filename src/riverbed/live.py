@@ -85,7 +85,7 @@ class _Live:
         self.n_predictions = 0
         self.checkpoint_seq = 0
         self.checkpoint_time = time.monotonic()
-        # No checkpoint after checkpoint_every learns before this time (checkpoint_share).
+        # No checkpoint by count or by time before this (checkpoint_share).
         self.checkpoint_next = 0.0
         self.pruned_through = 0  # retention removed the predictions up to this seq
         self.pruned_at = (0, 0)  # (n_predictions, n_learns) at the last prune
@@ -146,6 +146,7 @@ class LiveModels:
                 if (
                     live.n_learns > live.checkpoint_seq
                     and now - live.checkpoint_time >= self.settings.checkpoint_seconds
+                    and now >= live.checkpoint_next
                 ):
                     with live.lock:
                         self._checkpoint(live)
