@@ -407,8 +407,9 @@ PROFILE_NOTES = {
         "middle of a pass made it worse, and moving the WAL checkpoints into a process of "
         "their own (no GIL hand-offs with the loop) took about 0.5 ms off it. It moves with "
         "the machine: on 2026-12-03 this code met it (4.41 ms) in a run where the echo served "
-        "20,400 req/s at 16 connections and the loop route 9,000, and missed it (6.23 ms) 26 "
-        "minutes later at 14,700 and 6,200, steal 0.0% both times"
+        "20,400 req/s at 16 connections and the loop route 9,000, and missed it at 6.23 ms "
+        "(14,700 and 6,200) and at 9.20 ms (11,600 and 4,700) within the hour, steal 0.0% "
+        "every time"
     ),
     "embedded engine": (
         "the batch route's work per sample without HTTP: 292,000 instructions a sample "
