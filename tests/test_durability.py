@@ -99,21 +99,33 @@ def test_sigkill_mid_stream_loses_no_acknowledged_learn(tmp_path: Path) -> None:
         restarted.stop()
 
 
+def learn_over_http(server: Server, n: int) -> None:
+    """Model ``p`` created on ``server`` and taught the first ``n`` Phishing samples."""
+    with httpx.Client(base_url=server.url) as http:
+        http.post("/v1/models", json={"name": "p", "spec": SPEC}).raise_for_status()
+        for x, y in datasets.Phishing().take(n):
+            http.post(
+                "/v1/models/p/learn", json={"features": x, "ground_truth": y}
+            ).raise_for_status()
+
+
+def checkpointed_seq(database: str) -> int | None:
+    conn = sqlite3.connect(database)
+    try:
+        row = conn.execute("SELECT seq FROM checkpoints WHERE model = 'p'").fetchone()
+    finally:
+        conn.close()
+    return None if row is None else int(row[0])
+
+
 def test_a_clean_shutdown_checkpoints_everything(tmp_path: Path) -> None:
     database = str(tmp_path / "clean.db")
     server = Server(
         database, None, "--checkpoint-every", "100000", "--checkpoint-seconds", "3600"
     ).start()
-    with httpx.Client(base_url=server.url) as http:
-        http.post("/v1/models", json={"name": "p", "spec": SPEC}).raise_for_status()
-        for x, y in datasets.Phishing().take(50):
-            http.post(
-                "/v1/models/p/learn", json={"features": x, "ground_truth": y}
-            ).raise_for_status()
+    learn_over_http(server, 50)
     assert server.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
-    conn = sqlite3.connect(database)
-    assert conn.execute("SELECT seq FROM checkpoints WHERE model = 'p'").fetchone() == (50,)
-    conn.close()
+    assert checkpointed_seq(database) == 50
 
 
 def test_ctrl_c_stops_the_server_quietly(tmp_path: Path) -> None:
@@ -122,20 +134,13 @@ def test_ctrl_c_stops_the_server_quietly(tmp_path: Path) -> None:
     # "ended; starting another" while shutting down, and the child ends with the server.
     database = str(tmp_path / "interrupted.db")
     server = Server(database, None, "--log-level", "info").start()
-    with httpx.Client(base_url=server.url) as http:
-        http.post("/v1/models", json={"name": "p", "spec": SPEC}).raise_for_status()
-        for x, y in datasets.Phishing().take(20):
-            http.post(
-                "/v1/models/p/learn", json={"features": x, "ground_truth": y}
-            ).raise_for_status()
+    learn_over_http(server, 20)
     code, output = server.interrupt()
     assert code in (0, -signal.SIGINT), output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert "checkpoint process ended" not in output, output
     assert "Application shutdown complete" in output, output
-    conn = sqlite3.connect(database)
-    assert conn.execute("SELECT seq FROM checkpoints WHERE model = 'p'").fetchone() == (20,)
-    conn.close()
+    assert checkpointed_seq(database) == 20
 
 
 def test_reopening_an_engine_replays_the_log_after_the_checkpoint(tmp_path: Path) -> None:
