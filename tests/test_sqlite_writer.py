@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -135,15 +136,59 @@ def _committer(threads: list[int]) -> Any:
     return op
 
 
-async def test_writes_from_the_loop_commit_on_the_loop_once_per_pass(on_loop: SQLiteStore) -> None:
+async def _passes(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)  # one pass of the loop: a poll, then the ready callbacks
+
+
+async def test_writes_from_the_loop_commit_on_the_loop_two_passes_later(
+    on_loop: SQLiteStore,
+) -> None:
     store = on_loop
     threads: list[int] = []
     futures = [store._writer.submit(_committer(threads)) for _ in range(5)]
-    assert not any(f.done() for f in futures)  # queued until the loop's next pass
-    await asyncio.sleep(0)
+    assert not any(f.done() for f in futures)  # queued: the commit waits for one more poll
+    await _passes(1)
+    assert not any(f.done() for f in futures)
+    await _passes(1)
     assert all(f.done() for f in futures)
     assert [f.result() for f in futures] == [1, 2, 3, 4, 5]
     assert set(threads) == {threading.get_ident()}  # the loop's thread, no hand-over
+
+
+async def test_a_request_read_in_the_next_poll_shares_the_commit(
+    on_loop: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that arrives while the loop handles the requests of a pass is read in the
+    next poll; its write joins theirs in one commit rather than waiting for a commit of its
+    own a whole pass later."""
+    store = on_loop
+    commits: list[int] = []
+    committed = store._writer._committed
+    monkeypatch.setattr(store._writer, "_committed", lambda: (commits.append(1), committed()))
+    loop = asyncio.get_running_loop()
+    threads: list[int] = []
+    ours, theirs = socket.socketpair()
+    late: list[Any] = []
+
+    def readable() -> None:  # the straggler's request, read by the next poll
+        ours.recv(1)
+        loop.remove_reader(ours.fileno())
+        late.append(store._writer.submit(_committer(threads)))
+
+    loop.add_reader(ours.fileno(), readable)
+    try:
+        first = store._writer.submit(_committer(threads))  # a request of this pass
+        theirs.send(b"x")  # the straggler arrives while this pass runs
+        while not first.done():
+            await asyncio.sleep(0)
+        assert late and late[0].done()
+        assert [first.result(), late[0].result()] == [1, 2]
+        assert commits == [1]
+    finally:
+        loop.remove_reader(ours.fileno())
+        ours.close()
+        theirs.close()
 
 
 async def test_a_blocking_wait_on_the_loop_commits_rather_than_deadlocks(
@@ -176,7 +221,7 @@ async def test_writes_from_threads_and_the_loop_commit_in_submission_order(
     holder[0].result(timeout=5)
     assert loop_first.done()  # the writer thread's flush took the loop's write first
     loop_second = store._writer.submit(op("loop-2"))
-    await asyncio.sleep(0)
+    await _passes(2)
     assert loop_first.done() and loop_second.done()
     assert order == ["loop-1", "thread", "loop-2"]
 
