@@ -1,5 +1,6 @@
 """The benchmark's own arithmetic (benchmarks/): the steal share a report prints beside its
-cells. The benchmark itself runs by `make bench`, outside the test run."""
+cells, and the soak's growth. The benchmark itself runs by `make bench`, outside the test
+run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from benchmarks.report import steal_text, targets
 from benchmarks.servers import Steal
+from benchmarks.soak import BOUND, growth
 
 
 def _stat(path: Path, user: int, idle: int, steal: int) -> None:
@@ -71,3 +73,22 @@ def test_the_p99_target_names_its_route_and_the_echos_own_p99() -> None:
     (p99,) = [t for t in targets(rows) if t["target"].startswith("riverbed p99")]
     assert (p99["value"], p99["met"]) == (6.25, False)
     assert p99["measured"] == "6.25 ms (predict + learn by id; the echo's own: 3.50 ms)"
+
+
+def _samples(sizes: list[int]) -> list[dict[str, int]]:
+    return [{"predictions": 100 * (i + 1), "db_bytes": size} for i, size in enumerate(sizes)]
+
+
+def test_one_sample_caught_in_a_swing_of_the_log_is_not_growth() -> None:
+    # the run of 2026-12-03: 78.0 MB all along, the last sample 85.8 MB (its WAL mid-swing)
+    sizes = [60_000_000] * 3 + [78_008_320] * 14 + [80_309_128, 78_008_320, 85_776_368]
+    assert growth(_samples(sizes), "db_bytes") < 0.03  # the last sample alone: +10.0%
+
+
+def test_a_steady_leak_after_warm_up_is_growth() -> None:
+    sizes = [50_000_000 + 1_000_000 * i for i in range(20)]  # +1 MB a slice, all the way
+    assert growth(_samples(sizes), "db_bytes") > BOUND
+
+
+def test_two_samples_compare_the_first_and_the_last() -> None:
+    assert growth(_samples([100, 150]), "db_bytes") == 0.5
