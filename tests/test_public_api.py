@@ -26,6 +26,7 @@ def test_exported_members() -> None:
         "JobNotFound",
         "LimitExceeded",
         "MalformedJSON",
+        "ModelDiverged",
         "ModelExists",
         "ModelNotFound",
         "NotFound",

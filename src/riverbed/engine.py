@@ -40,6 +40,7 @@ from riverbed.exceptions import (
     InvalidFeatures,
     InvalidInput,
     InvalidTarget,
+    ModelDiverged,
     PredictionExists,
     PredictionNotFound,
 )
@@ -240,6 +241,7 @@ class Engine(LiveModels, Registry, BulkOps):
             raise InvalidFeatures(
                 f"the model could not predict from these features: {type(exc).__name__}: {exc}"
             ) from None
+        validation.check_prediction(live.record.name, y_pred)
         live.predict_stats.add(time.perf_counter() - start)
         live.n_predictions += 1
         return PredictionRecord(
@@ -363,6 +365,7 @@ class Engine(LiveModels, Registry, BulkOps):
             raise InvalidFeatures(
                 f"the model could not predict from these features: {type(exc).__name__}: {exc}"
             ) from None
+        validation.check_prediction(live.record.name, y_pred)
         if prediction is not None:
             prediction.labelled = True
             self._mark(prediction)
@@ -372,18 +375,24 @@ class Engine(LiveModels, Registry, BulkOps):
         )
 
     def _apply(self, live: _Live, record: LearnRecord) -> None:
-        """Score and learn one record (the caller holds live.lock); a sample that makes the
-        model fail rebuilds the model from its checkpoint and log, which do not hold it."""
+        """Score and learn one record (the caller holds live.lock), all or nothing: a sample
+        that makes the metrics fail rebuilds them from the checkpoint and the log, which do
+        not hold it (the model is untouched yet); one that makes the model fail rebuilds the
+        model and the metrics."""
         start = time.perf_counter()
         task = live.task
-        scored = task.score(
-            live.metric,
-            live.model,
-            record.features,
-            record.target,
-            record.prediction,
-            record.created_at,
-        )
+        try:
+            scored = task.score(
+                live.metric,
+                live.model,
+                record.features,
+                record.target,
+                record.prediction,
+                record.created_at,
+            )
+        except Exception as exc:
+            self._rescore(live)
+            raise _unscored(live.record.name, record.prediction, exc) from None
         try:
             task.learn(live.model, record.features, record.target, record.prediction)
         except Exception as exc:
@@ -641,6 +650,20 @@ class _Ids:
 
 
 _new_id = _Ids()
+
+
+def _unscored(name: str, y_pred: Any, exc: Exception) -> InvalidInput | ModelDiverged:
+    """The error of a learn whose prediction the metrics could not score."""
+    cause = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OverflowError | FloatingPointError):
+        return ModelDiverged(
+            f"the metrics of model {name!r} cannot score its prediction {y_pred!r} ({cause}): "
+            "the model has diverged; nothing was learned and its metrics are unchanged",
+            detail={"prediction": repr(y_pred)},
+        )
+    return InvalidInput(
+        f"the metrics of model {name!r} cannot score this sample ({cause}); nothing was learned"
+    )
 
 
 def _finite(value: Any) -> Any:

@@ -26,6 +26,7 @@
      │    ├── NotServable              the version is kept for the registry, not served
      │    ├── PredictionExists
      │    ├── AlreadyLabelled
+     │    ├── ModelDiverged            the model predicts no finite number (or its metrics overflow)
      │    └── WrongCacheKind           a cache key holds a value, not a list, or the reverse
      ├── Unauthorized                  no credentials where some are needed
      │    └── InvalidToken             a token that is unknown ...
@@ -60,6 +61,7 @@ __all__ = [
     "JobNotFound",
     "LimitExceeded",
     "MalformedJSON",
+    "ModelDiverged",
     "ModelExists",
     "ModelNotFound",
     "NotFound",
@@ -197,6 +199,13 @@ class PredictionExists(Conflict):
 
 class AlreadyLabelled(Conflict):
     code = "already_labelled"
+
+
+class ModelDiverged(Conflict):
+    """The model's prediction is not a finite number, or too large for its metrics: the
+    model's state is the problem, not the request. Nothing was changed or stored."""
+
+    code = "model_diverged"
 
 
 class WrongCacheKind(Conflict):

@@ -472,8 +472,32 @@ class LiveModels:
         )
 
     def _reload(self, live: _Live) -> None:
+        """Rebuild the model and its metrics from the checkpoint and the log, undoing what
+        was applied and not logged; the counts and latencies of predict and learn are the
+        process's own (a prediction not yet committed is counted already)."""
+        kept = live.n_predictions, live.predict_stats, live.learn_stats
         self.store.sync()
         self._load(live)
+        live.n_predictions = max(live.n_predictions, kept[0])
+        live.predict_stats, live.learn_stats = kept[1], kept[2]
+
+    def _rescore(self, live: _Live) -> None:
+        """Rebuild the metrics alone from the checkpoint and the log (the caller holds
+        live.lock): the scores of every logged learn, none of one that failed to score."""
+        self.store.sync()
+        name = live.record.name
+        checkpoint = self.store.get_checkpoint(name)
+        if checkpoint is not None:
+            state = serialization.loads(checkpoint.state)
+            tracker, n_scored, seq = state["metric"], state["n_scored"], checkpoint.seq
+        else:
+            tracker = self._tracker(live.task, live.record.metrics, live.record.options)
+            n_scored = seq = 0
+        task, model = live.task, live.model
+        for record in self.store.learns_after(name, seq):
+            x, y, y_pred = record.features, record.target, record.prediction
+            n_scored += task.score(tracker, model, x, y, y_pred, record.created_at)
+        live.metric, live.n_scored = tracker, n_scored
 
     def _describe(self, live: _Live, *, spec: Any, source: str | None) -> dict[str, Any]:
         return {

@@ -18,9 +18,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from riverbed.exceptions import InvalidFeatures, InvalidInput
+from riverbed.exceptions import InvalidFeatures, InvalidInput, ModelDiverged
 
-__all__ = ["check_features", "check_id", "check_name", "check_tags", "check_text"]
+__all__ = [
+    "check_features",
+    "check_id",
+    "check_name",
+    "check_prediction",
+    "check_tags",
+    "check_text",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _NUMBERS = frozenset({float, int})
@@ -144,3 +151,28 @@ def _names_within(features: dict[Any, Any], limit: int) -> bool:
                 _KNOWN_NAMES.clear()
             _KNOWN_NAMES[names] = longest
     return longest <= limit
+
+
+def check_prediction(name: str, y_pred: Any) -> Any:
+    """A model's prediction, refused with :class:`ModelDiverged` when it is a number that is
+    not finite (or a mapping holding one, as probabilities): a diverged model's output is
+    not an answer, and no metric can score it."""
+    kind = type(y_pred)
+    if kind is dict:
+        values = y_pred.values()
+        if _NUMBERS.issuperset(map(type, values)) and math.isfinite(sum(values)):
+            return y_pred
+        bad = next((v for v in values if isinstance(v, float) and not math.isfinite(v)), None)
+    elif kind is float or isinstance(y_pred, float):
+        if math.isfinite(y_pred):
+            return y_pred
+        bad = y_pred
+    else:
+        return y_pred
+    if bad is None:
+        return y_pred
+    raise ModelDiverged(
+        f"model {name!r} predicted {_shown(bad)}, not a finite number: its state has "
+        "diverged (a learning rate too large for the targets, say); nothing was stored",
+        detail={"prediction": _shown(bad)},
+    )
