@@ -27,11 +27,11 @@ class _Local:
     """The token operations over a database file."""
 
     def __init__(self, database: str) -> None:
-        from riverbed.stores import open_store
+        from riverbed.stores import open_token_file
         from riverbed.tokens import Tokens
 
-        self.store = open_store(database)
-        self.tokens = Tokens(self.store.token_store())
+        store, self._close = open_token_file(database)
+        self.tokens = Tokens(store)
 
     def create_token(self, scopes: list[str], name: str, expires_in: str | None) -> Any:
         return self.tokens.create_token(scopes, name=name, expires_in=expires_in)
@@ -43,7 +43,7 @@ class _Local:
         return self.tokens.revoke_token(token_id)
 
     def close(self) -> None:
-        self.store.close()
+        self._close()
 
 
 class _Remote:

@@ -52,8 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
         "database",
         "riverbed.db",
         str,
-        "Where state lives: an SQLite file path (created if missing) or ':memory:' "
-        "for the in-memory store.",
+        "Where state lives: an SQLite file path or sqlite:///path (created if missing; one "
+        "process at a time) or ':memory:' for the in-memory store. Other URLs are refused.",
     ),
     Setting("host", "127.0.0.1", str, "Address the server binds to."),
     Setting(

@@ -49,6 +49,7 @@ from riverbed.stores.sqlite_learns import (
     learn_cutoff,
     learns_after,
 )
+from riverbed.stores.sqlite_lock import DatabaseLock
 from riverbed.stores.sqlite_schema import open_schema
 from riverbed.stores.sqlite_writer import Append, Writer, chunks, connect
 from riverbed.stores.tokens import SQLiteTokenStore, TokenStore
@@ -82,11 +83,17 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._synchronous = synchronous.upper()
-        conn = connect(path, self._synchronous)
+        self._hold = DatabaseLock(path)  # DatabaseInUse when another store has the file
+        try:
+            conn = connect(path, self._synchronous)
+        except BaseException:
+            self._hold.release()
+            raise
         try:
             open_schema(conn, path)
         except BaseException:
             conn.close()
+            self._hold.release()
             raise
         self._checkpointer = open_checkpointer(path, self._synchronous, process=False)
         self._writer = Writer(conn, self._checkpointer)
@@ -137,6 +144,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+        self._hold.release()
 
     # -- models and versions ----------------------------------------------------------------
 
