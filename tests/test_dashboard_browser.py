@@ -489,3 +489,39 @@ def test_a_reload_draws_the_stored_history_first(live: Live, page: Page) -> None
         expect(legend).to_contain_text("running")
         expect(legend).to_contain_text("last 50")
     shot(page, "model-history")
+
+
+def test_river_scikit_learn_and_file_models_side_by_side(
+    tmp_path: Path, browser: Browser, request: pytest.FixtureRequest
+) -> None:
+    """The README's registry example (a scikit-learn tree beside a river model) and a model
+    holding a file: the overview shows all three and stays live, each model's page opens,
+    and the scrape answers."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    db = str(tmp_path / "mixed.db")
+    with Engine(db) as engine:
+        engine.create_model("spam", spec=CLASSIFIER)
+        for x, y in PHISHING[:50]:
+            engine.learn("spam", x, y)
+        tree = DecisionTreeClassifier(max_depth=2).fit([[0, 0], [1, 1]], [0, 1])
+        engine.upload("tree", tree, metrics={"accuracy": 0.98}, dataset="toy")
+        engine.upload("notes", b"an opaque file", format="file", filename="notes.txt")
+    server = Server(db).start()
+    try:
+        assert httpx.get(server.url + "/metrics").status_code == 200
+        page = open_page(browser, request, viewport={"width": 1280, "height": 900})
+        page.goto(server.url + "/")
+        expect(page.locator(".card:visible")).to_have_count(3)
+        expect(page.locator("#conn")).to_contain_text("live")
+        expect(page.locator('[data-model="spam"]')).to_contain_text("Accuracy")
+        expect(page.locator('[data-model="tree"] .versions-only')).to_contain_text("sklearn")
+        expect(page.locator('[data-model="notes"] .versions-only')).to_contain_text("file")
+        shot(page, "overview-mixed")
+        for name, flavor in (("tree", "sklearn"), ("notes", "file")):
+            page.goto(f"{server.url}/#/models/{name}")
+            expect(page.locator("#metrics-note")).to_contain_text(f"This {flavor} model")
+            expect(page.locator("#versions")).to_contain_text("v1")
+            expect(page.locator("#conn")).to_contain_text("live")
+    finally:
+        server.stop()

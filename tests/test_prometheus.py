@@ -107,3 +107,25 @@ async def test_rolling_windows_are_gauges_too(api: httpx.AsyncClient) -> None:
     for metric, value in windows[0]["metrics"].items():
         labels = (("model", "w"), ("metric", metric), ("window", "5"))
         assert math.isclose(samples[("riverbed_metric_window", labels)], value)
+
+
+async def test_a_model_served_from_its_versions_does_not_fail_the_scrape(
+    api: httpx.AsyncClient,
+) -> None:
+    """The README's registry example (a scikit-learn tree beside a river model), and a model
+    holding an opaque file: the scrape answers, with the river model's samples."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    engine = api.engine  # type: ignore[attr-defined]
+    await api.post("/v1/models", json={"name": "p", "spec": SPEC})
+    for x, y in datasets.Phishing().take(10):
+        await api.post("/v1/models/p/learn", json={"features": x, "ground_truth": y})
+    tree = DecisionTreeClassifier(max_depth=2).fit([[0, 0], [1, 1]], [0, 1])
+    engine.upload("tree", tree, metrics={"accuracy": 0.98})
+    engine.upload("notes", b"an opaque file", format="file", filename="notes.txt")
+    response = await api.get("/metrics")
+    assert response.status_code == 200, response.text
+    samples = parse(response.text)
+    assert samples[("riverbed_models", ())] == 3
+    assert samples[("riverbed_learns_total", (("model", "p"),))] == 10
+    assert not any(dict(labels).get("model") in ("tree", "notes") for _, labels in samples)

@@ -342,7 +342,7 @@ class LiveModels:
 
     def list_models(self) -> list[dict[str, Any]]:
         """Every model, by name, without loading any of them."""
-        return [self._record_dict(r) for r in self.store.list_models()]
+        return [{**self._record_dict(r), "flavor": r.flavor} for r in self.store.list_models()]
 
     def get_model(self, name: str) -> dict[str, Any]:
         if self._flavor(name) != "river":

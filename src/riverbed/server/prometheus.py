@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from riverbed.engine import Engine
-from riverbed.exceptions import NotFound
+from riverbed.exceptions import NotFound, RiverbedError
 from riverbed.server.routing import Endpoint
 
 __all__ = ["ENDPOINTS", "exposition"]
@@ -68,6 +68,8 @@ def _samples(engine: Engine) -> Iterable[tuple[str, dict[str, str], float]]:
             stats = engine.stats(name)
             metrics = engine.metrics(name)
         except NotFound:  # deleted between the listing and now
+            continue
+        except RiverbedError:  # served from its versions (scikit-learn, files): no live counts
             continue
         labels = {"model": name}
         yield "riverbed_predictions_total", labels, stats["n_predictions"]

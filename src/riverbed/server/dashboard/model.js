@@ -187,6 +187,14 @@ export function modelPage(main, name, ctx) {
     renderVersions(versions, info).catch((error) => {
       replace(versions, h("p", { class: "error" }, "Could not load the versions: ", error.message));
     });
+    if (info.flavor !== undefined && info.flavor !== "river") {
+      // A scikit-learn model or a file is served from its versions: it has no live learning
+      // state, so no live metrics or latency to poll; its versions are the page.
+      metricsNote.textContent = `This ${info.flavor} model is served from its versions: it does not learn online, so there are no live metrics.`;
+      perfGrid.replaceChildren(h("p", { class: "muted small" }, "No live counters for a model served from its versions."));
+      ctx.setConn("live", "");
+      return;
+    }
 
     if (hasHistory) {
       let after = null;

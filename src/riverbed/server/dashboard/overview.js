@@ -213,16 +213,18 @@ export function overview(main, query, ctx) {
       names.length > 1
         ? h("dl", { class: "mini" }, names.slice(1).map((n) => [h("dt", {}, n), h("dd", {}, metric(values[n]))]))
         : null,
-      h(
-        "dl",
-        { class: "rates" },
-        h("dt", {}, "predictions/min"),
-        h("dd", { class: "pred-rate" }, rate(model.predictions.perMinute())),
-        h("dt", {}, "learns/min"),
-        h("dd", { class: "learn-rate" }, rate(model.learns.perMinute())),
-        h("dt", {}, "learned"),
-        h("dd", {}, count(stats ? stats.n_learns : undefined)),
-      ),
+      model.versionsOnly
+        ? h("p", { class: "muted small versions-only" }, `served from its versions (${info.flavor}): no live metrics`)
+        : h(
+            "dl",
+            { class: "rates" },
+            h("dt", {}, "predictions/min"),
+            h("dd", { class: "pred-rate" }, rate(model.predictions.perMinute())),
+            h("dt", {}, "learns/min"),
+            h("dd", { class: "learn-rate" }, rate(model.learns.perMinute())),
+            h("dt", {}, "learned"),
+            h("dd", {}, count(stats ? stats.n_learns : undefined)),
+          ),
     );
   }
 
@@ -306,6 +308,11 @@ export function overview(main, query, ctx) {
             models.set(info.name, model);
           }
           model.info = info;
+          if (info.flavor !== undefined && info.flavor !== "river") {
+            // Served from its versions (scikit-learn, files): no live metrics or counters.
+            model.versionsOnly = true;
+            return;
+          }
           try {
             const [metrics, stats] = await Promise.all([get(modelPath(info.name, "/metrics")), get(modelPath(info.name, "/stats"))]);
             const now = Date.now() / 1000;
