@@ -22,6 +22,8 @@ SPEC = {
     ]
 }
 HOT = [
+    "POST /label/{}",  # Beaver's label and predict (riverbed.server.compat.beaver)
+    "POST /predict/{}",
     "POST /v1/models/{}/learn",
     "POST /v1/models/{}/learn/many",
     "POST /v1/models/{}/predict",

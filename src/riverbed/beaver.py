@@ -41,8 +41,12 @@ class Models:
         result: dict[str, Any] = self._client.create_model(name, model)
         return result
 
-    def list(self) -> list[str]:
+    def list_names(self) -> list[str]:
+        """Every model's name (Beaver's ``client.models.list_names()``)."""
         return [m["name"] for m in self._client.list_models()]
+
+    def list(self) -> list[str]:
+        return self.list_names()
 
     def delete(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._client.delete_model(name)

@@ -197,11 +197,19 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "compat",
-        "chantilly,django-river-ml,lrnstak,maisie",
+        "chantilly,django-river-ml,lrnstak,maisie,beaver",
         str,
         "Comma-separated compatibility layers to serve (chantilly, django-river-ml, lrnstak, "
-        "maisie), so older clients work unchanged; empty turns them all off. See "
+        "maisie, beaver), so older clients work unchanged; empty turns them all off. See "
         "docs/migration/.",
+    ),
+    Setting(
+        "compat_shared",
+        "lrnstak",
+        str,
+        "Which layer answers the routes that lrnstak and Beaver both have (GET /models, "
+        "POST /train/{name}) when both are served: lrnstak or beaver. A layer that is not "
+        "served leaves them to the other.",
     ),
     Setting(
         "max_artifact_bytes",
@@ -252,7 +260,8 @@ class Settings:
     retention_learns: int = 0
     retention_metric_points: int = 0
     allow_pickle_uploads: str = "auto"
-    compat: str = "chantilly,django-river-ml,lrnstak,maisie"
+    compat: str = "chantilly,django-river-ml,lrnstak,maisie,beaver"
+    compat_shared: str = "lrnstak"
     max_artifact_bytes: int = 268_435_456
     version_cache_size: int = 32
 

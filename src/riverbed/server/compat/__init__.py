@@ -8,11 +8,14 @@ against riverbed by changing a URL:
 - :mod:`.django_river_ml` (``/api/.../`` with trailing slashes, what the ``riverapi`` client
   calls);
 - :mod:`.lrnstak` (``/models``, ``/predict/model/{name}``, ``/cache/{key}``);
-- :mod:`.maisie` (``/api/v1/...``, what the ``maisie`` client calls).
+- :mod:`.maisie` (``/api/v1/...``, what the ``maisie`` client calls);
+- :mod:`.beaver` (``/models``, ``/predict/{name}``, ``/label/{loop_id}``, ``/train/{name}``,
+  what Beaver's ``HTTPClient`` calls).
 
-Beaver's call shapes live in the Python client (:mod:`riverbed.beaver`), not here.
 The ``compat`` setting chooses which layers are served; ``docs/migration/`` says what maps to
-what for each system and where riverbed deliberately answers differently.
+what for each system and where riverbed deliberately answers differently. lrnstak and Beaver
+both have ``GET /models`` and ``POST /train/{name}``, with different answers: one layer
+answers them, the one the ``compat_shared`` setting names (see :func:`enabled`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ MODULES = {
     "django-river-ml": "django_river_ml",
     "lrnstak": "lrnstak",
     "maisie": "maisie",
+    "beaver": "beaver",
 }
 LAYERS = tuple(MODULES)
 
@@ -56,5 +60,34 @@ def enabled(all_endpoints: list[Endpoint], settings: Settings) -> list[Endpoint]
             f"unknown compatibility layer(s) {', '.join(unknown)} in the compat setting; "
             f"known: {', '.join(LAYERS)}"
         )
+    owner = settings.compat_shared.strip()
+    if owner not in ("lrnstak", "beaver"):
+        raise ValueError(f"compat_shared is lrnstak or beaver, not {settings.compat_shared!r}")
     off = set(LAYERS) - set(chosen)
-    return [e for e in all_endpoints if e.tag not in off]
+    served = [e for e in all_endpoints if e.tag not in off]
+    return _one_layer_a_route(served, owner)
+
+
+def _shape(endpoint: Endpoint) -> tuple[str, str]:
+    """A route's method and path with its parameters unnamed (``/train/{}``)."""
+    parts = ["{}" if s.startswith("{") else s for s in endpoint.path.split("/")]
+    return endpoint.method.upper(), "/".join(parts)
+
+
+def _one_layer_a_route(served: list[Endpoint], owner: str) -> list[Endpoint]:
+    """``served`` less the routes that another compatibility layer also declares and that
+    belong to ``owner`` (or, when ``owner`` has none of them, to the layer listed first)."""
+    layers = set(LAYERS)
+    by_shape: dict[tuple[str, str], set[str]] = {}
+    for e in served:
+        if e.tag in layers:
+            by_shape.setdefault(_shape(e), set()).add(e.tag)
+    kept: list[Endpoint] = []
+    for e in served:
+        tags = by_shape.get(_shape(e), set())
+        if len(tags) > 1:
+            winner = owner if owner in tags else next(t for t in LAYERS if t in tags)
+            if e.tag != winner:
+                continue
+        kept.append(e)
+    return kept

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import inspect
 import math
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -31,8 +32,10 @@ __all__ = [
     "legacy_errors",
     "legacy_error_response",
     "load_pickled_upload",
+    "pickle_refused",
     "random_name",
     "replace_upload",
+    "slug",
     "sse_response",
 ]
 
@@ -73,17 +76,26 @@ async def load_pickled_upload(request: Request) -> Any:
     must also allow pickled uploads (the ``allow_pickle_uploads`` setting).
     """
     settings = request.app.state.settings
-    if not pickle_allowed(request):
-        raise Forbidden(
-            "this server does not accept pickled models (unpickling runs code on the server); "
-            "create the model from a spec with POST /v1/models, or start the server with "
-            "--allow-pickle-uploads true on a trusted network",
-            detail={"format": "dill"},
-        )
+    refusal = pickle_refused(request, "dill")
+    if refusal is not None:
+        raise refusal
     data = await read_body(request, limit=settings.max_artifact_bytes)
     if not data:
         raise InvalidArtifact("the body is empty: send the pickled model as the request body")
     return serialization.loads_plain(data, "dill")
+
+
+def pickle_refused(request: Request, format: str) -> Forbidden | None:
+    """The error for a pickled upload this request may not make (None if it may): the
+    caller holds admin and the ``allow_pickle_uploads`` setting allows pickles."""
+    if pickle_allowed(request):
+        return None
+    return Forbidden(
+        "this server does not accept pickled models (unpickling runs code on the server); "
+        "create the model from a spec with POST /v1/models, or start the server with "
+        "--allow-pickle-uploads true on a trusted network",
+        detail={"format": format},
+    )
 
 
 _ADJECTIVES = (
@@ -121,6 +133,16 @@ async def replace_upload(request: Request, model: Any, **create: Any) -> str:
             pass
     await engine.submit_create_model(name, model, **create)
     return name
+
+
+def slug(name: str) -> str:
+    """A registry model name for an older system's free-form name: runs of characters
+    riverbed's names do not allow become '-'.
+
+    >>> slug("My first model"), slug("...")
+    ('My-first-model', 'model')
+    """
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "-", name).strip("-._")[:128] or "model"
 
 
 def humanize_ns(ns: int) -> str:

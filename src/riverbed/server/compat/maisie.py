@@ -12,7 +12,6 @@ each version uploaded through these routes gets the next number, kept in the ver
 from __future__ import annotations
 
 import math
-import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,7 @@ from starlette.responses import Response
 
 from riverbed.exceptions import InvalidInput, NotFound, PayloadTooLarge
 from riverbed.server.auth import principal_of
-from riverbed.server.compat.common import engine_of, legacy_errors
+from riverbed.server.compat.common import engine_of, legacy_errors, slug
 from riverbed.server.http import JSONResponse
 from riverbed.server.routing import Endpoint
 
@@ -86,12 +85,6 @@ def _maisie_versions(request: Request) -> list[dict[str, Any]]:
             continue
         found.extend(v for v in versions if ID_TAG in v["tags"])
     return sorted(found, key=lambda v: int(v["tags"][ID_TAG]))
-
-
-def _slug(name: str) -> str:
-    """A registry model name for a Maisie name ("My first model" -> "My-first-model")."""
-    slug = re.sub(r"[^A-Za-z0-9_.\-]+", "-", name).strip("-._")[:128]
-    return slug or "model"
 
 
 def _json_field(form: Any, name: str) -> dict[str, Any]:
@@ -202,7 +195,7 @@ async def upload(request: Request) -> Response:
     if not data:
         raise InvalidInput("the uploaded file is empty")
     params = _json_field(form, "parameters")
-    if _slug(name) != name:
+    if slug(name) != name:
         params["maisie.name"] = name
     project = form.get("project_id")
     if isinstance(project, str) and project:
@@ -227,7 +220,7 @@ async def upload(request: Request) -> Response:
     number = (await engine.cache.submit_push(COUNTER_KEY, time.time()))["length"]
     principal = principal_of(request)
     await engine.submit_upload(
-        _slug(name),
+        slug(name),
         data,
         format="file",
         filename=getattr(file, "filename", None) or None,
