@@ -85,6 +85,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests allowed per token, per route group, in the same form as "
         "rate_limit_address. Empty: no limit.",
     ),
+    Setting(
+        "allowed_hosts",
+        "",
+        str,
+        "Comma-separated names the server answers to (the Host header) besides the address "
+        "it is bound to and the loopback names (localhost, 127.0.0.1, [::1]); '.example.com' "
+        "also matches its subdomains, '*' any name (only behind a proxy that checks Host). "
+        "Other hosts get 400 host_not_allowed: the defence against DNS rebinding. See "
+        "docs/security.md.",
+    ),
+    Setting(
+        "cors_origins",
+        "",
+        str,
+        "Comma-separated origins (scheme://host:port) of web pages that may change this "
+        "server's state besides its own (the dashboard's). A state-changing request or "
+        "WebSocket from a page on any other origin gets 403 cross_origin_refused. See "
+        "docs/security.md.",
+    ),
     Setting("port", 8000, int, "Port the server listens on."),
     Setting("log_level", "info", str, "Log level: debug, info, warning or error."),
     Setting("checkpoint_every", 1000, int, "Checkpoint a live model after this many learns."),
@@ -238,6 +257,8 @@ class Settings:
     route_groups: str = "*"
     rate_limit_address: str = ""
     rate_limit_token: str = ""
+    allowed_hosts: str = ""
+    cors_origins: str = ""
     port: int = 8000
     log_level: str = "info"
     checkpoint_every: int = 1000

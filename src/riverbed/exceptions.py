@@ -11,8 +11,10 @@
      │    ├── InvalidFilter            a registry search filter or order_by does not parse
      │    ├── InvalidArtifact          uploaded bytes cannot be read in the format stated
      │    ├── LimitExceeded            nested too deep, a string too long (a configured limit)
+     │    ├── HostNotAllowed           the Host header is not a name of this server (allowed_hosts)
      │    └── PayloadTooLarge          a request body or batch is over the configured limit
      ├── Forbidden                     the caller may not do this (a token's scope, a pickle)
+     │    └── CrossOriginRefused       a web page on another origin tried to change state
      ├── NotFound                      the thing named does not exist
      │    ├── ModelNotFound
      │    ├── PredictionNotFound
@@ -48,7 +50,9 @@ __all__ = [
     "AlreadyLabelled",
     "CacheKeyNotFound",
     "Conflict",
+    "CrossOriginRefused",
     "Forbidden",
+    "HostNotAllowed",
     "InvalidArtifact",
     "InvalidBatch",
     "InvalidFeatures",
@@ -147,6 +151,14 @@ class Forbidden(RiverbedError):
 
 class LimitExceeded(InvalidInput):
     code = "limit_exceeded"
+
+
+class HostNotAllowed(InvalidInput):
+    code = "host_not_allowed"
+
+
+class CrossOriginRefused(Forbidden):
+    code = "cross_origin_refused"
 
 
 class NotFound(RiverbedError):

@@ -5,6 +5,9 @@ Every route comes from an :class:`~riverbed.server.routing.Endpoint`, and
 route is protected by declaring it -- its ``scope`` says who may call it, its ``tag`` names
 its route group. For each request (HTTP or WebSocket) the guard, in this order:
 
+0. refuses a request that a web page on another site may be driving: a ``Host`` that is
+   not this server's (400) or, on a state-changing request, a foreign ``Origin`` (403) --
+   :mod:`riverbed.server.guard`;
 1. charges the client address's bucket of the route's group (``rate_limit_address``);
 2. when auth is on and the route is not ``public``: reads the token (``Authorization:
    Bearer <token>``, ``Token <token>`` or ``Basic base64(user:token)``; for event streams and
@@ -139,6 +142,9 @@ class AuthPolicy:
         local = is_loopback(settings.host)
         self.enabled = mode == "on" or (mode == "auto" and not local)
         self._check_connection = mode == "auto" and local
+        from riverbed.server.guard import WebGuard
+
+        self.web = WebGuard(settings)
         try:
             self.by_address = RateLimiter(parse_rates(settings.rate_limit_address))
             self.by_token = RateLimiter(parse_rates(settings.rate_limit_token))
@@ -264,7 +270,7 @@ class Gate:
     :func:`guard` and by the server's direct path for JSON operations
     (:mod:`riverbed.server.protocol`), which answers without an ASGI round trip."""
 
-    __slots__ = ("endpoint", "needed", "group", "allow_query", "audited")
+    __slots__ = ("endpoint", "needed", "group", "allow_query", "audited", "changes_state")
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -275,12 +281,16 @@ class Gate:
             or endpoint.method.upper() in WEBSOCKET_METHODS
         )
         self.audited = self.needed == "admin"
+        # Checked against the Origin: what a page could use to change something.
+        safe = endpoint.method.upper() in ("GET", "HEAD")
+        self.changes_state = not safe or self.needed in ("predict", "learn", "admin")
         if self.needed not in ("public", *SCOPES):
             raise ValueError(f"{endpoint.method} {endpoint.path}: unknown scope {self.needed!r}")
 
     def admit(self, scope: Scope) -> Principal:
-        """The caller, or the :class:`RiverbedError` (401, 403, 429) that refuses it."""
+        """The caller, or the :class:`RiverbedError` (400, 401, 403, 429) that refuses it."""
         policy: AuthPolicy = scope["app"].state.auth
+        policy.web.check(scope, self.changes_state)
         if policy.by_address.rates:
             _charge(policy.by_address, self.group, _address(scope), "this address")
         if not policy.required(scope):

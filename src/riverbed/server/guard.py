@@ -1,0 +1,148 @@
+"""What stops a web page from driving the server: Host and Origin checks, the pickle rule.
+
+riverbed's default is a loopback server with auth off. Any web page the user opens can send
+requests to it: a cross-origin ``fetch`` with a ``text/plain`` body, a form or a WebSocket
+needs no preflight, so the browser sends it and only hides the answer. With DNS rebinding
+(a name the page's site controls re-pointed at 127.0.0.1) the page can even read the
+answers. The checks here, made by every route's :class:`~riverbed.server.auth.Gate` before
+anything else (the ASGI routes, the fast path and the server's direct protocol alike):
+
+1. **Host.** A request whose ``Host`` is not a loopback name (``localhost``, 127.0.0.0/8,
+   ``[::1]``), the address the server is bound to, the local address the connection arrived
+   on or a name in ``allowed_hosts`` is refused with 400 ``host_not_allowed``: a rebound
+   name is not any of these.
+2. **Origin.** A state-changing request (any method but GET and HEAD, a WebSocket
+   handshake, and a route whose scope is ``predict``, ``learn`` or ``admin`` whatever its
+   method) that carries an ``Origin`` other than the server's own (the ``Host`` it was sent
+   to) and not in ``cors_origins``, or no Origin but ``Sec-Fetch-Site: cross-site`` or
+   ``same-site``, is refused with 403 ``cross_origin_refused``. Requests without those
+   headers (curl, the Python clients, the older systems' clients) are not browsers' and
+   pass; the dashboard's requests carry its own origin and pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from riverbed.config import Settings
+from riverbed.exceptions import CrossOriginRefused, HostNotAllowed
+from riverbed.server.auth import is_loopback
+
+__all__ = ["WebGuard", "split_host"]
+
+Scope = MutableMapping[str, Any]
+
+_BROWSER_SITES = frozenset({b"cross-site", b"same-site"})
+_MEMO_SIZE = 1024
+
+
+def _items(raw: str) -> list[str]:
+    return [item.strip().lower() for item in raw.split(",") if item.strip()]
+
+
+def split_host(value: str) -> str:
+    """The host of a ``Host`` header (or an origin's netloc), without its port or brackets.
+
+    >>> split_host("[::1]:8000"), split_host("Example.com:80"), split_host("10.0.0.2")
+    ('::1', 'example.com', '10.0.0.2')
+    """
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value[1:]
+    if value.count(":") == 1:
+        return value.partition(":")[0]
+    return value
+
+
+def _netloc(value: str) -> str:
+    """A Host value or an origin's netloc, lowercased, with a default port dropped."""
+    value = value.strip().lower()
+    for default in (":80", ":443"):
+        if value.endswith(default):
+            return value[: -len(default)]
+    return value
+
+
+class WebGuard:
+    """The Host and Origin rules of one app (the module docstring), from its settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        hosts = _items(settings.allowed_hosts)
+        self.any_host = "*" in hosts
+        self.hosts = frozenset(split_host(h) for h in hosts if not h.startswith("."))
+        self.suffixes = tuple(h for h in hosts if h.startswith(".") and len(h) > 1)
+        bound = split_host(settings.host)
+        self.bound = "" if bound in ("0.0.0.0", "::", "") else bound
+        self.origins = frozenset(_netloc(o.rstrip("/")) for o in _items(settings.cors_origins))
+        self._hosts_seen: dict[bytes, bool] = {}
+
+    def check(self, scope: Scope, changes_state: bool) -> None:
+        """Refuse the request (:class:`HostNotAllowed`, :class:`CrossOriginRefused`) if a
+        page on another site could be driving it; return quietly otherwise."""
+        host = origin = site = None
+        for name, value in scope["headers"]:  # the first of each, as Starlette reads them
+            if name == b"host":
+                host = value if host is None else host
+            elif name == b"origin":
+                origin = value if origin is None else origin
+            elif name == b"sec-fetch-site":
+                site = value if site is None else site
+        if host is not None and not self.any_host and not self.host_allowed(host, scope):
+            shown = host.decode("latin-1")
+            raise HostNotAllowed(
+                f"this server does not answer to the host {shown!r}; add it to the "
+                "allowed_hosts setting (--allowed-hosts / RIVERBED_ALLOWED_HOSTS) if it is "
+                "this server's name",
+                detail={"host": shown, "setting": "allowed_hosts"},
+            )
+        if changes_state and (origin is not None or site is not None):
+            reason = self.origin_refusal(host, origin, site)
+            if reason is not None:
+                raise CrossOriginRefused(
+                    f"{reason}: a web page on another site may not change this server's "
+                    "state; add its origin to the cors_origins setting (--cors-origins / "
+                    "RIVERBED_CORS_ORIGINS) if it should",
+                    detail={
+                        "origin": None if origin is None else origin.decode("latin-1"),
+                        "setting": "cors_origins",
+                    },
+                )
+
+    def host_allowed(self, raw: bytes, scope: Scope) -> bool:
+        known = self._hosts_seen.get(raw)
+        if known is None:
+            host = split_host(raw.decode("latin-1"))
+            known = (
+                is_loopback(host)
+                or host == self.bound
+                or host in self.hosts
+                or any(host.endswith(s) or host == s[1:] for s in self.suffixes)
+            )
+            if len(self._hosts_seen) >= _MEMO_SIZE:
+                self._hosts_seen.clear()
+            self._hosts_seen[raw] = known
+        if known:
+            return True
+        server = scope.get("server")  # bound to 0.0.0.0: the address this client reached
+        if not server:
+            return False
+        return split_host(str(server[0])) == split_host(raw.decode("latin-1"))
+
+    def origin_refusal(
+        self, host: bytes | None, origin: bytes | None, site: bytes | None
+    ) -> str | None:
+        """Why a state-changing request with these headers is refused, or None."""
+        if origin is None:
+            if site is not None and site in _BROWSER_SITES:
+                return f"Sec-Fetch-Site is {site.decode('latin-1')}"
+            return None
+        text = origin.decode("latin-1").strip().lower()
+        scheme, sep, netloc = text.partition("://")
+        if sep and scheme in ("http", "https") and netloc:
+            netloc = _netloc(netloc)
+            if host is not None and netloc == _netloc(host.decode("latin-1")):
+                return None
+            if netloc in self.origins or f"{scheme}://{netloc}" in self.origins:
+                return None
+        return f"the request comes from the origin {text!r}"
