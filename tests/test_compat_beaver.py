@@ -149,6 +149,62 @@ def test_beavers_taxis_example_names_and_model_protocol(beaver_server: Server) -
     client.models.delete("mean")
 
 
+TAXIS_SCRIPT = """
+import sys
+from river import compose, linear_model, preprocessing
+from tests.test_compat_beaver import BeaverClient
+
+def distances(trip):
+    import math
+    return {"distance": math.sqrt(trip["a"] ** 2 + trip["b"] ** 2)}
+
+model = (
+    compose.FuncTransformer(distances)
+    | preprocessing.StandardScaler()
+    | linear_model.LinearRegression()
+)
+model.predict = model.predict_one
+model.learn = model.learn_one
+client = BeaverClient(host=sys.argv[1])
+client.models.upload("Linear regression", model)
+for i in range(20):
+    trip = {"a": float(i), "b": float(i % 3)}
+    client.predict(trip, model_name="Linear regression", loop_id=str(i).zfill(4))
+    client.label(loop_id=str(i).zfill(4), label=60.0 + 10 * i)
+"""
+
+
+@pytest.mark.slow
+def test_a_model_with_functions_of_the_uploaders_script_is_served_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Beaver's taxis example uploads a pipeline whose FuncTransformers call functions of
+    the uploading script: dill carries them by value, pickle cannot write them back. The
+    server serves, checkpoints and reloads that model."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "upload_model.py"
+    script.write_text(TAXIS_SCRIPT)
+    db = str(tmp_path / "taxis.db")
+    server = Server(db).start()
+    try:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+        subprocess.run([sys.executable, str(script), server.url], check=True, env=env)
+        client = BeaverClient(server.url)
+        before = client.predict({"a": 3.0, "b": 4.0}, model_name="Linear regression")
+        assert before["content"] != 0.0
+    finally:
+        server.stop()
+    server = Server(db).start()  # the model comes back from its checkpoint
+    try:
+        after = BeaverClient(server.url).predict({"a": 3.0, "b": 4.0}, "Linear regression")
+        assert after["content"] == before["content"]
+    finally:
+        server.stop()
+
+
 class RunningMean:
     """A model of Beaver's own protocol: ``predict(x)`` and ``learn(x, y)``."""
 

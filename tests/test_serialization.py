@@ -130,3 +130,66 @@ def test_reading_a_live_models_state_leaves_a_live_copy_serving(tmp_path: Any) -
         again = engine.live_model("m")  # what was served, now the reader's
         assert again is served and engine._live["m"].model is not served
         assert engine._live["m"].model["LogisticRegression"].weights == weights
+
+
+def _script_function() -> Any:
+    """A function as dill brings one from an uploader's script: in ``__main__``, where
+    pickle looks it up by name and does not find it."""
+
+    def double(x: dict[str, float]) -> dict[str, float]:
+        return {k: 2 * v for k, v in x.items()}
+
+    double.__module__ = "__main__"
+    double.__qualname__ = double.__name__ = "a_function_of_an_uploaders_script"
+    return double
+
+
+def test_an_object_pickle_cannot_write_is_framed_with_dill() -> None:
+    from river import compose
+
+    model = compose.FuncTransformer(_script_function()) | linear_model.LinearRegression()
+    try:
+        pickle.dumps(model)
+    except pickle.PicklingError:
+        pass
+    else:  # pragma: no cover - the premise
+        raise AssertionError("pickle wrote it: the test shows nothing")
+    blob = serialization.dumps(model)
+    assert blob[len(serialization.MAGIC)] == serialization.DILL_FORMAT_VERSION
+    copy = serialization.loads(blob)
+    copy.learn_one({"a": 1.0}, 4.0)
+    model.learn_one({"a": 1.0}, 4.0)
+    assert copy.predict_one({"a": 1.0}) == model.predict_one({"a": 1.0}) != 0.0
+    assert serialization.live_copy(model).predict_one({"a": 1.0}) == model.predict_one({"a": 1.0})
+    assert serialization.dumps([1, 2])[len(serialization.MAGIC)] == serialization.FORMAT_VERSION
+    import dill
+
+    downloaded = dill.loads(serialization.dumps_plain(model))  # what chantilly's GET gives
+    assert downloaded.predict_one({"a": 1.0}) == model.predict_one({"a": 1.0})
+
+
+def test_a_model_with_a_script_function_is_served_checkpointed_and_reloaded(
+    tmp_path: Any,
+) -> None:
+    from river import compose
+
+    from riverbed import Engine
+
+    db = str(tmp_path / "script.db")
+    model = compose.FuncTransformer(_script_function()) | linear_model.LinearRegression()
+    with Engine(db) as engine:
+        engine.create_model("m", model)
+        for i in range(5):
+            engine.learn("m", {"a": float(i)}, float(3 * i))
+        before = engine.predict("m", {"a": 2.0})["prediction"]
+    with Engine(db) as engine:  # the checkpoint of close, read back
+        assert engine.predict("m", {"a": 2.0})["prediction"] == before
+
+
+def test_an_object_neither_pickle_nor_dill_can_write_is_invalid() -> None:
+    import pytest
+
+    from riverbed.exceptions import InvalidArtifact
+
+    with pytest.raises(InvalidArtifact, match="cannot be stored"):
+        serialization.dumps(x for x in [1])

@@ -16,6 +16,7 @@ from typing import Any
 from riverbed.exceptions import InvalidArtifact, InvalidInput
 
 __all__ = [
+    "DILL_FORMAT_VERSION",
     "FORMAT_VERSION",
     "checksum",
     "dumps",
@@ -30,7 +31,13 @@ __all__ = [
 
 MAGIC = b"RVBD"
 FORMAT_VERSION = 1
+# The payload is dill's: an object pickle cannot write, such as a function an uploader's
+# script defined (dill uploads carry those by value; pickle looks them up by name and fails).
+DILL_FORMAT_VERSION = 2
 _HEADER = len(MAGIC) + 1 + 32
+# What pickle raises for an object it cannot write: a function it cannot find by name
+# (PicklingError), a local object (AttributeError), a type without a reducer (TypeError).
+_UNPICKLABLE = (pickle.PicklingError, AttributeError, TypeError)
 
 
 def checksum(data: bytes) -> str:
@@ -40,13 +47,30 @@ def checksum(data: bytes) -> str:
 def dumps(obj: Any, *, inline: bool = False) -> bytes:
     """``obj`` as a framed artifact. ``inline``: its plain objects are written so that
     loading makes their attributes as a constructor does (see :func:`live_copy`)."""
-    if inline:
-        out = io.BytesIO()
-        _InlinePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-        payload = out.getvalue()
-    else:
-        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return MAGIC + bytes([FORMAT_VERSION]) + hashlib.sha256(payload).digest() + payload
+    version = FORMAT_VERSION
+    try:
+        if inline:
+            out = io.BytesIO()
+            _InlinePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+            payload = out.getvalue()
+        else:
+            payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except _UNPICKLABLE as exc:
+        payload, version = _dill_dumps(obj, exc), DILL_FORMAT_VERSION
+    return MAGIC + bytes([version]) + hashlib.sha256(payload).digest() + payload
+
+
+def _dill_dumps(obj: Any, cause: Exception) -> bytes:
+    import dill
+
+    try:
+        # recurse: a function carries the globals it refers to, not its whole module
+        payload: bytes = dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
+    except Exception:
+        raise InvalidArtifact(
+            f"this object cannot be stored: {type(cause).__name__}: {cause}"
+        ) from None
+    return payload
 
 
 def live_copy(obj: Any) -> Any:
@@ -130,11 +154,16 @@ class _InlinePickler(pickle.Pickler):
 def loads(blob: bytes) -> Any:
     if len(blob) < _HEADER or not blob.startswith(MAGIC):
         raise InvalidInput("not a riverbed artifact (bad header)")
-    if blob[len(MAGIC)] != FORMAT_VERSION:
-        raise InvalidInput(f"unsupported artifact format version {blob[len(MAGIC)]}")
+    version = blob[len(MAGIC)]
+    if version not in (FORMAT_VERSION, DILL_FORMAT_VERSION):
+        raise InvalidInput(f"unsupported artifact format version {version}")
     digest, payload = blob[len(MAGIC) + 1 : _HEADER], blob[_HEADER:]
     if hashlib.sha256(payload).digest() != digest:
         raise InvalidInput("artifact checksum mismatch: the blob is corrupt")
+    if version == DILL_FORMAT_VERSION:
+        import dill
+
+        return dill.loads(payload)  # only blobs riverbed wrote
     return pickle.loads(payload)  # noqa: S301 - only blobs riverbed wrote or an admin uploaded
 
 
@@ -144,8 +173,12 @@ def is_framed(blob: bytes) -> bool:
 
 
 def dumps_plain(obj: Any) -> bytes:
-    """A plain pickle, as ``pickle.dump`` writes it (for downloads other tools can read)."""
-    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    """A plain pickle, as ``pickle.dump`` writes it (for downloads other tools can read);
+    dill's, which ``dill.loads`` reads, for an object pickle cannot write."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except _UNPICKLABLE as exc:
+        return _dill_dumps(obj, exc)
 
 
 def loads_plain(data: bytes, format: str) -> Any:
