@@ -68,6 +68,12 @@ class BulkOps:
         def _mark(self, record: PredictionRecord) -> None: ...
         def _forget_predictions(self, records: Sequence[PredictionRecord]) -> None: ...
         def _reload(self, live: _Live) -> None: ...
+        def _predictions_failed(
+            self, live: _Live, records: list[PredictionRecord], seconds: float, ewm: float
+        ) -> Callable[[], None]: ...
+        def _learn_failed(
+            self, live: _Live, marked: list[PredictionRecord], n: int, seconds: float, ewm: float
+        ) -> Callable[[], None]: ...
         def _predict_one(
             self,
             live: _Live,
@@ -112,7 +118,8 @@ class BulkOps:
         errors: list[dict[str, Any]] = []
         records: list[PredictionRecord] = []
         with live.lock:
-            before = live.n_predictions
+            before, spent = live.n_predictions, live.predict_stats.total
+            ewm = live.predict_stats.ewm
             ids: set[str] = set()
             # The batch's own ids, looked up in the store in one query (not one an item).
             stored_ids = self.store.stored_prediction_ids(
@@ -140,12 +147,15 @@ class BulkOps:
             for record in records:
                 self._remember(record)
             future = self.store.add_predictions(records) if records else done()
+            spent = live.predict_stats.total - spent
+        failed = self._predictions_failed(live, records, spent, ewm) if records else None
         wire = live.task.wire
         results = [{"id": r.id, "model": name, **wire(r.prediction)} for r in records]
 
         def stored(f: Future[None]) -> None:
             if f.exception() is not None:
-                self._forget_predictions(records)
+                if failed is not None:
+                    failed()
                 return
             self.events.publish_many(
                 [
@@ -155,7 +165,7 @@ class BulkOps:
             )
 
         future.add_done_callback(stored)
-        return Receipt(results, future)
+        return Receipt(results, future, failed)
 
     # -- learn many --------------------------------------------------------------------------
 
@@ -199,6 +209,7 @@ class BulkOps:
             if errors:
                 raise _refused(errors, len(items))
             # 2. apply in order; a model failure undoes the whole batch
+            spent, ewm = live.learn_stats.total, live.learn_stats.ewm
             applied: list[LearnRecord] = []
             marked: list[PredictionRecord] = []
             for index, (sample, y, prediction, stored) in enumerate(checked):
@@ -220,6 +231,8 @@ class BulkOps:
             future = self.store.add_learns(applied)
             self._after_learn(live, applied[-1])
             publish = self._learn_events(live, applied)
+            spent = live.learn_stats.total - spent
+            failed = self._learn_failed(live, marked, len(applied), spent, ewm)
         result = {
             "model": name,
             "n_learns": applied[-1].seq,
@@ -229,9 +242,11 @@ class BulkOps:
         def learned(f: Future[None]) -> None:
             if f.exception() is None:
                 publish()
+            else:
+                failed()
 
         future.add_done_callback(learned)
-        return Receipt(result, future)
+        return Receipt(result, future, failed)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -130,7 +130,10 @@ class Engine(LiveModels, Registry, BulkOps):
         self.jobs.close()
         self._stop.set()
         self._ticker.join()
-        self.checkpoint()
+        try:
+            self.checkpoint()
+        except Exception:  # a full disk, say: the log holds every acknowledged learn
+            log.exception("the checkpoints on close failed")
         if self.cache.store is not self.store:
             getattr(self.cache.store, "close", lambda: None)()
         self.store.close()
@@ -180,6 +183,8 @@ class Engine(LiveModels, Registry, BulkOps):
                 features = self._cached_features(features, features_key)
                 return self._submit_predict_version(target, features, id)
             live = self._get_live(name)
+        elif live.unsettled:
+            self._settle(live)
         if features_key is not None:
             features = self._cached_features(features, features_key)
         with live.lock:
@@ -193,11 +198,13 @@ class Engine(LiveModels, Registry, BulkOps):
             else:
                 self._remember(record)
             future = self.store.add_prediction(record)
+            stats = live.predict_stats
+            failed = self._predictions_failed(live, [record], stats.last, stats.ewm_before)
         result = {"id": record.id, "model": name, **live.task.wire(record.prediction)}
 
         def stored(f: Future[None]) -> None:
             if f.exception() is not None:
-                self._forget_predictions([record])
+                failed()
                 return
             if unverified:
                 self._cache.put(record)  # with any label mark it got while pending
@@ -206,7 +213,7 @@ class Engine(LiveModels, Registry, BulkOps):
             self.events.publish("predict", name, lambda: {"features": record.features, **result})
 
         future.add_done_callback(stored)
-        return Receipt(result, future)
+        return Receipt(result, future, failed)
 
     def _predict_one(
         self,
@@ -290,8 +297,12 @@ class Engine(LiveModels, Registry, BulkOps):
                 raise
             future = self.store.add_learn(record)
             self._after_learn(live, record)
-        future.add_done_callback(self._publisher(*self._learn_event(live, record)))
-        return Receipt({"model": name, "id": record.prediction_id, "n_learns": record.seq}, future)
+            stats = live.learn_stats
+            marked = [labelled] if labelled is not None else []
+            failed = self._learn_failed(live, marked, 1, stats.last, stats.ewm_before)
+        future.add_done_callback(self._publisher(*self._learn_event(live, record), failed))
+        result = {"model": name, "id": record.prediction_id, "n_learns": record.seq}
+        return Receipt(result, future, failed)
 
     def _learn_one(
         self,
@@ -533,11 +544,17 @@ class Engine(LiveModels, Registry, BulkOps):
     # -- internals ---------------------------------------------------------------------------
 
     def _publisher(
-        self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes
+        self,
+        type: str,
+        name: str,
+        data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes,
+        failed: Callable[[], None] | None = None,
     ) -> Any:
         def publish(f: Future[Any]) -> None:
             if f.exception() is None:
                 self.events.publish(type, name, data)
+            elif failed is not None:
+                failed()
 
         return publish
 

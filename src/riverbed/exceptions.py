@@ -35,6 +35,9 @@
      │         ├── TokenExpired        ... past its expiry ...
      │         └── TokenRevoked        ... or revoked
      ├── RateLimited                   too many requests; ``retry_after`` says when to retry
+     ├── Unavailable                   the store cannot take writes now (read-only, I/O error);
+     │    │                            nothing was changed: retry once it is fixed
+     │    └── StorageFull              the store's disk (or its size limit) is full
      └── ServerError                   something broke on the server side (a bug)
 
 Every error carries a short machine-readable ``code`` and a message written for a person.
@@ -79,7 +82,9 @@ __all__ = [
     "TokenExpired",
     "TokenNotFound",
     "TokenRevoked",
+    "StorageFull",
     "Unauthorized",
+    "Unavailable",
     "VersionExists",
     "VersionNotFound",
     "WrongCacheKind",
@@ -258,6 +263,18 @@ class RateLimited(RiverbedError):
             given = detail.get("retry_after") if isinstance(detail, dict) else None
             retry_after = given if isinstance(given, int) and given > 0 else 1
         self.retry_after = retry_after
+
+
+class Unavailable(RiverbedError):
+    """The store refused a write for a reason of its own (its file is read-only, an I/O
+    error, another write before this one failed); the message names the cause. Nothing the
+    write carried was applied."""
+
+    code = "unavailable"
+
+
+class StorageFull(Unavailable):
+    code = "storage_full"
 
 
 class ServerError(RiverbedError):

@@ -50,12 +50,15 @@ log = logging.getLogger(__name__)
 
 
 class _OpStats:
-    __slots__ = ("n_calls", "total", "ewm")
+    __slots__ = ("n_calls", "total", "ewm", "last", "ewm_before")
 
     def __init__(self, n_calls: int = 0, total: float = 0.0, ewm: float = 0.0) -> None:
         self.n_calls, self.total, self.ewm = n_calls, total, ewm
+        self.last = 0.0  # the last call's seconds, and the ewm before it: for an undo
+        self.ewm_before = ewm
 
     def add(self, seconds: float) -> None:
+        self.last, self.ewm_before = seconds, self.ewm
         self.n_calls += 1
         self.total += seconds
         self.ewm = (
@@ -91,6 +94,14 @@ class _Live:
         self.pruned_at = (0, 0)  # (n_predictions, n_learns) at the last prune
         self.predict_stats = _OpStats()
         self.learn_stats = _OpStats()
+        # Writes that failed after they were applied here, for the next call to undo
+        # (LiveModels._settle): ``stale`` for a learn (the model is rebuilt from what was
+        # written), ``refused`` for predictions: (first seq, last seq, seconds spent, the
+        # latency's ewm before them).
+        self.unsettled = False
+        self.stale = False
+        self.refused: list[tuple[int, int, float, float]] = []
+        self.unlearned: list[tuple[int, float, float]] = []  # (learns, seconds, ewm before)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -131,6 +142,8 @@ class LiveModels:
         def _with_registry(self, described: dict[str, Any]) -> dict[str, Any]: ...
         def _object_of(self, version: VersionRecord) -> Any: ...
         def _forget(self, name: str, number: int | None = None) -> None: ...
+        def _mark(self, record: PredictionRecord) -> None: ...
+        def _forget_predictions(self, records: list[PredictionRecord]) -> None: ...
         def _publisher(
             self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes
         ) -> Any: ...
@@ -144,7 +157,8 @@ class LiveModels:
             now = time.monotonic()
             for live in list(self._live.values()):
                 if (
-                    live.n_learns > live.checkpoint_seq
+                    not live.unsettled  # its next call rebuilds it first
+                    and live.n_learns > live.checkpoint_seq
                     and now - live.checkpoint_time >= self.settings.checkpoint_seconds
                     and now >= live.checkpoint_next
                 ):
@@ -165,6 +179,8 @@ class LiveModels:
         targets = [self._get_live(name)] if name is not None else list(self._live.values())
         futures = []
         for live in targets:
+            if live.unsettled:
+                self._settle(live)
             with live.lock:
                 if name is not None or live.n_learns > live.checkpoint_seq:
                     futures.append(self._checkpoint(live))
@@ -399,6 +415,8 @@ class LiveModels:
     def _get_live(self, name: str) -> _Live:
         live = self._live.get(name)
         if live is not None:
+            if live.unsettled:
+                self._settle(live)
             return live
         if not isinstance(name, str):
             raise ModelNotFound(f"no model named {name!r}")
@@ -475,11 +493,88 @@ class LiveModels:
         """Rebuild the model and its metrics from the checkpoint and the log, undoing what
         was applied and not logged; the counts and latencies of predict and learn are the
         process's own (a prediction not yet committed is counted already)."""
-        kept = live.n_predictions, live.predict_stats, live.learn_stats
         self.store.sync()
+        self._rebuild(live)
+
+    def _rebuild(self, live: _Live) -> None:
+        kept = live.n_predictions, live.predict_stats, live.learn_stats
         self._load(live)
         live.n_predictions = max(live.n_predictions, kept[0])
         live.predict_stats, live.learn_stats = kept[1], kept[2]
+
+    # -- writes that failed ------------------------------------------------------------------
+
+    def _learn_failed(
+        self, live: _Live, marked: list[PredictionRecord], n: int, seconds: float, ewm: float
+    ) -> Callable[[], None]:
+        """What undoes learns whose write failed, once (called from the write's callback
+        and from its receipt, in whichever thread comes first; it takes no lock): their
+        predictions are unlabelled, so that a retry can label them, and the model is marked
+        for a rebuild from what was written, before its next call (:meth:`_settle`)."""
+        once: list[bool] = []
+
+        def failed() -> None:
+            if once:
+                return
+            once.append(True)
+            for prediction in marked:
+                prediction.labelled = False
+                self._mark(prediction)
+            live.unlearned.append((n, seconds, ewm))
+            live.stale = live.unsettled = True
+
+        return failed
+
+    def _predictions_failed(
+        self, live: _Live, records: list[PredictionRecord], seconds: float, ewm: float
+    ) -> Callable[[], None]:
+        """What undoes predictions whose write failed, once (as :meth:`_learn_failed`):
+        they are forgotten, and uncounted before the model's next call."""
+        once: list[bool] = []
+
+        def failed() -> None:
+            if once:
+                return
+            once.append(True)
+            self._forget_predictions(records)
+            live.refused.append((records[0].seq, records[-1].seq, seconds, ewm))
+            live.unsettled = True
+
+        return failed
+
+    def _settle(self, live: _Live) -> None:
+        """Undo the writes of this model that failed after they were applied: uncount the
+        refused predictions, rebuild the model and metrics from the checkpoint and the log
+        after a failed learn (a retry then learns on exactly what was written)."""
+        with live.lock:
+            if not live.unsettled:
+                return
+            live.unsettled = False
+            refused, live.refused = live.refused, []
+            unlearned, live.unlearned = live.unlearned, []
+            for n, seconds, _ in unlearned:
+                live.learn_stats.n_calls -= n
+                live.learn_stats.total = max(0.0, live.learn_stats.total - seconds)
+            if unlearned:  # no learn after the first that failed was written: its ewm
+                live.learn_stats.ewm = unlearned[0][2]
+            stats = live.predict_stats
+            for first, last, seconds, ewm in sorted(refused, reverse=True):
+                if live.n_predictions == last:  # else later ones hold the seqs after it
+                    live.n_predictions = first - 1
+                    stats.ewm = ewm
+                stats.n_calls -= last - first + 1
+                stats.total = max(0.0, stats.total - seconds)
+            if live.stale:
+                try:
+                    self.store.sync()  # every write queued so far is then settled
+                except Exception:  # the sync's own commit failed, after the others settled
+                    log.warning("syncing %r before its rebuild failed", live.record.name)
+                try:
+                    self._rebuild(live)
+                except BaseException:
+                    live.unsettled = True
+                    raise
+                live.stale = False
 
     def _rescore(self, live: _Live) -> None:
         """Rebuild the metrics alone from the checkpoint and the log (the caller holds

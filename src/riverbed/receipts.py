@@ -30,14 +30,25 @@ class Receipt(Generic[T]):
     without blocking an event loop. Either raises the write's error, if it failed.
     """
 
-    __slots__ = ("value", "committed")
+    __slots__ = ("value", "committed", "failed")
 
-    def __init__(self, value: T, committed: Future[Any]) -> None:
+    def __init__(
+        self, value: T, committed: Future[Any], failed: Callable[[], None] | None = None
+    ) -> None:
         self.value = value
         self.committed = committed
+        # Called (as well as by a callback of the future) before a failed write's error is
+        # raised to its waiter, who may look at the engine's state next: a future wakes
+        # its waiters before it runs its callbacks.
+        self.failed = failed
 
     def wait(self) -> T:
-        self.committed.result()
+        try:
+            self.committed.result()
+        except BaseException:
+            if self.failed is not None:
+                self.failed()
+            raise
         return self.value
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -47,6 +58,8 @@ class Receipt(Generic[T]):
             waiter = loop.create_future()
             call_when_committed(self, loop, functools.partial(_release, waiter))
             yield from waiter.__await__()
+        if committed.exception() is not None and self.failed is not None:
+            self.failed()
         committed.result()
         return self.value
 

@@ -23,7 +23,9 @@ from riverbed.exceptions import (
     PayloadTooLarge,
     RateLimited,
     RiverbedError,
+    StorageFull,
     Unauthorized,
+    Unavailable,
 )
 
 __all__ = [
@@ -63,6 +65,10 @@ def status_of(error: RiverbedError) -> int:
         return 401
     if isinstance(error, RateLimited):
         return 429
+    if isinstance(error, StorageFull):
+        return 507
+    if isinstance(error, Unavailable):
+        return 503
     return 500
 
 

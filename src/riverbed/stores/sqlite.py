@@ -51,7 +51,7 @@ from riverbed.stores.sqlite_learns import (
 )
 from riverbed.stores.sqlite_lock import DatabaseLock
 from riverbed.stores.sqlite_schema import open_schema
-from riverbed.stores.sqlite_writer import Append, Writer, chunks, connect
+from riverbed.stores.sqlite_writer import Append, Ordered, Writer, chunks, connect
 from riverbed.stores.tokens import SQLiteTokenStore, TokenStore
 
 __all__ = ["SQLiteStore"]
@@ -96,7 +96,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             self._hold.release()
             raise
         self._checkpointer = open_checkpointer(path, self._synchronous, process=False)
-        self._writer = Writer(conn, self._checkpointer)
+        self._writer = Writer(conn, self._checkpointer, path=path)
         self._writer.start()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -217,7 +217,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             ):
                 conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
-        return self._writer.submit(op)
+        return self._writer.submit(Ordered(op, name, 0, reset=True))
 
     @staticmethod
     def _model(row: tuple[Any, ...]) -> ModelRecord:
@@ -478,9 +478,11 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
 
     def add_learns(self, records: list[LearnRecord]) -> Future[None]:
         labels = [r.prediction_id for r in records if r.prediction_id is not None]
+        # The writer commits a model's learns in the order of their seqs (Writer._fenced).
+        learns = (records[0].model, records[0].seq, records[-1].seq) if records else None
         if fits_a_block(records):  # one row for the batch (see stores/sqlite_learns.py)
             return self._writer.submit(
-                Append("learn_blocks", BLOCK_COLUMNS, [block_row(records)], labels)
+                Append("learn_blocks", BLOCK_COLUMNS, [block_row(records)], labels, None, learns)
             )
         rows = [
             (
@@ -494,7 +496,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             )
             for r in records
         ]
-        return self._writer.submit(Append("learns", _LEARN_COLUMNS, rows, labels))
+        return self._writer.submit(Append("learns", _LEARN_COLUMNS, rows, labels, None, learns))
 
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
         return learns_after(self._read(), name, seq)
@@ -511,7 +513,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
                 params,
             )
 
-        return self._writer.submit(op)
+        return self._writer.submit(Ordered(op, point.model, point.seq))
 
     def metric_history(
         self, name: str, *, after: int = 0, since: float | None = None, limit: int = 1000
@@ -574,7 +576,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
                 ),
             )
 
-        return self._writer.submit(op)
+        return self._writer.submit(Ordered(op, checkpoint.model, checkpoint.seq))
 
     def get_checkpoint(self, name: str) -> Checkpoint | None:
         row = (

@@ -8,6 +8,13 @@ applied again with a savepoint per write, so that one bad write fails alone.
 :class:`Append` writes (rows for one table) queued next to each other are merged into
 multi-row statements. Checkpoints run beside the writer (stores/sqlite_checkpoints.py), so no
 commit waits for one.
+
+A model's learns are made each on top of the one before, so once a learn fails, every learn,
+checkpoint and metric point of that model with a later seq queued after it fails too (they
+were made from a state that holds the failed learn), until a learn takes up the seq that
+failed (the engine rebuilt the model from what was written). A
+failure of the disk or the file is answered as :class:`~riverbed.exceptions.StorageFull` or
+:class:`~riverbed.exceptions.Unavailable`, naming the cause.
 """
 
 from __future__ import annotations
@@ -23,18 +30,20 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from riverbed.exceptions import ServerError
+from riverbed.exceptions import RiverbedError, ServerError, StorageFull, Unavailable
 from riverbed.stores.sqlite_checkpoints import WAL_LIMIT, Checkpointer, CheckpointProcess
 
 __all__ = [
     "WAL_LIMIT",
     "Append",
+    "Ordered",
     "Checkpointer",
     "CheckpointProcess",
     "LoopFuture",
     "Writer",
     "chunks",
     "connect",
+    "store_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,6 +105,57 @@ def _label(conn: sqlite3.Connection, prediction_ids: list[str]) -> None:
         conn.execute(_label_sql(len(chunk)), chunk)
 
 
+# SQLite's primary result codes for a file that cannot take a write.
+_FULL = 13  # SQLITE_FULL: the disk, or max_page_count
+_UNAVAILABLE = {
+    5: "the database is locked by another connection",  # SQLITE_BUSY
+    8: "the database file is read-only",  # SQLITE_READONLY
+    10: "the database file could not be written (an I/O error)",  # SQLITE_IOERR
+    14: "the database file could not be opened",  # SQLITE_CANTOPEN
+}
+
+
+def store_error(exc: BaseException, path: str = "") -> BaseException:
+    """The error a caller gets for a write that SQLite refused: :class:`StorageFull` and
+    :class:`Unavailable` for a full disk or a file that cannot be written, naming the
+    cause; other errors as they are."""
+    if not isinstance(exc, sqlite3.Error) or isinstance(exc, sqlite3.IntegrityError):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    where = f" ({path})" if path else ""
+    if code is not None and code & 0xFF == _FULL:
+        return StorageFull(
+            f"the database{where} is full ({name}: {exc}): nothing was written; free space "
+            "on its disk, then retry",
+            detail={"cause": name or "SQLITE_FULL"},
+        )
+    if code is not None and code & 0xFF in _UNAVAILABLE:
+        return Unavailable(
+            f"{_UNAVAILABLE[code & 0xFF]}{where} ({name}: {exc}): nothing was written; "
+            "retry once it is fixed",
+            detail={"cause": name},
+        )
+    return exc
+
+
+class Ordered:
+    """A write of one model's state at learn ``seq`` (a checkpoint, a metric point), which
+    must not commit unless the model's learns up to ``seq`` did; or, with ``reset``, a
+    write after which the model's learns start again (its deletion)."""
+
+    __slots__ = ("op", "model", "seq", "reset")
+
+    def __init__(self, op: _Op, model: str, seq: int, *, reset: bool = False) -> None:
+        self.op, self.model, self.seq, self.reset = op, model, seq, reset
+
+    def __call__(self, conn: sqlite3.Connection) -> Any:
+        return self.op(conn)
+
+
+_CLEARED = -1  # in a batch's view of the failed learns: none (any more) for that model
+
+
 class Append:
     """Rows for one table, and the predictions they label: a write that the writer merges
     with the appends queued next to it. A group commit of hundreds of predictions and learns
@@ -104,7 +164,7 @@ class Append:
     event loop once per row. Applied alone (after a failed merge), it raises its own error.
     """
 
-    __slots__ = ("table", "columns", "rows", "labels", "conflict")
+    __slots__ = ("table", "columns", "rows", "labels", "conflict", "learns")
 
     def __init__(
         self,
@@ -113,9 +173,11 @@ class Append:
         rows: list[tuple[Any, ...]],
         labels: list[str],
         conflict: Callable[[], Exception] | None = None,
+        learns: tuple[str, int, int] | None = None,
     ) -> None:
         self.table, self.columns, self.rows = table, columns, rows
         self.labels, self.conflict = labels, conflict
+        self.learns = learns  # (model, first seq, last seq) of the learns it writes
 
     def __call__(self, conn: sqlite3.Connection) -> None:
         try:
@@ -282,8 +344,14 @@ class Writer(threading.Thread):
         self,
         conn: sqlite3.Connection,
         checkpointer: Checkpointer | CheckpointProcess | None = None,
+        *,
+        path: str = "",
     ) -> None:
         super().__init__(name="riverbed-sqlite-writer", daemon=True)
+        self.path = path
+        # The seq of each model's learn that failed, until a learn takes it up: the model's
+        # writes made on top of it are refused (see _fenced).
+        self._failed_at: dict[str, int] = {}
         # Checkpoints run beside the writer (see Checkpointer), not inside its commits; the
         # WAL file is cut back to 64 MiB whenever a checkpoint lets it restart.
         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -374,6 +442,64 @@ class Writer(threading.Thread):
             self.flush()
         self.conn.close()
 
+    # -- a model's writes after a failed learn ----------------------------------------------
+
+    def _fenced(self, op: Any, view: dict[str, int]) -> RiverbedError | None:
+        """Why ``op`` must not be applied: a learn, checkpoint or metric point of a model
+        beyond the seq of a learn of that model that failed (``view`` over ``_failed_at``),
+        made on top of that learn. None: apply it."""
+        if not self._failed_at and not view:
+            return None
+        kind = type(op)
+        if kind is Append:
+            if op.learns is None:
+                return None
+            model, seq = op.learns[0], op.learns[1]
+            failed = view.get(model, self._failed_at.get(model, _CLEARED))
+            if failed == _CLEARED or seq <= failed:
+                return None
+        elif kind is Ordered:
+            if op.reset:
+                return None
+            model, seq = op.model, op.seq
+            failed = view.get(model, self._failed_at.get(model, _CLEARED))
+            if failed == _CLEARED or seq < failed:
+                return None
+        else:
+            return None
+        return Unavailable(
+            f"learn {failed} of model {model!r} was not written, and this write (seq {seq}) "
+            "was made on top of it: nothing was written; retry",
+            detail={"cause": "an earlier write failed", "model": model, "seq": seq},
+        )
+
+    def _advance(self, op: Any, view: dict[str, int]) -> None:
+        """Record in ``view`` what ``op``, applied, changes: a learn at (or before) the seq
+        that failed takes it up, a deletion forgets the model."""
+        kind = type(op)
+        if kind is Append and op.learns is not None:
+            if self._failed_at or view:
+                model = op.learns[0]
+                if view.get(model, self._failed_at.get(model, _CLEARED)) != _CLEARED:
+                    view[model] = _CLEARED
+        elif kind is Ordered and op.reset and (self._failed_at or view):
+            view[op.model] = _CLEARED
+
+    def _failed(self, op: Any, view: dict[str, int]) -> None:
+        """A learn that failed: the writes of its model beyond it must fail too."""
+        if type(op) is Append and op.learns is not None:
+            model, seq = op.learns[0], op.learns[1]
+            failed = view.get(model, self._failed_at.get(model, _CLEARED))
+            if failed == _CLEARED or seq < failed:
+                view[model] = seq
+
+    def _keep(self, view: dict[str, int]) -> None:
+        for model, seq in view.items():
+            if seq == _CLEARED:
+                self._failed_at.pop(model, None)
+            else:
+                self._failed_at[model] = seq
+
     def _apply(self, batch: list[tuple[_Op, Future[Any]]]) -> None:
         conn = self.conn
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] | None
@@ -385,7 +511,13 @@ class Writer(threading.Thread):
             log.exception("SQLite commit failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = ServerError(f"the database could not commit: {exc}")
+            failure = store_error(exc, self.path)
+            if not isinstance(failure, RiverbedError):
+                failure = ServerError(f"the database could not commit: {exc}")
+            view: dict[str, int] = {}
+            for op, _ in batch:
+                self._failed(op, view)
+            self._keep(view)
             outcomes = [(future, None, failure) for _, future in batch]
         for future, result, error in outcomes:
             if error is not None:
@@ -400,6 +532,11 @@ class Writer(threading.Thread):
         succeeds. If one fails, everything is rolled back and None says to apply the batch
         again one savepoint per write (writes only touch the connection, so they can)."""
         conn = self.conn
+        view: dict[str, int] = {}
+        for op, _ in batch:
+            if self._fenced(op, view) is not None:
+                return None  # one by one: that write fails alone
+            self._advance(op, view)
         if _one_statement(batch):
             # One INSERT is a transaction of its own: no BEGIN and COMMIT, each of which
             # would hand the GIL to the event loop and wait to get it back.
@@ -410,6 +547,7 @@ class Writer(threading.Thread):
                     conn.execute("ROLLBACK")
                 return None
             self._committed()
+            self._keep(view)
             return [(future, None, None) for _, future in batch]
         conn.execute("BEGIN IMMEDIATE")
         results: list[Any] = []
@@ -428,10 +566,12 @@ class Writer(threading.Thread):
                     results.append(op(conn))
                     i += 1
         except Exception:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled it back itself (a full disk)
+                conn.execute("ROLLBACK")
             return None
         conn.execute("COMMIT")
         self._committed()
+        self._keep(view)
         return [(future, result, None) for (_, future), result in zip(batch, results, strict=True)]
 
     def _one_by_one(
@@ -441,19 +581,31 @@ class Writer(threading.Thread):
         fails alone."""
         conn = self.conn
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        view: dict[str, int] = {}
         conn.execute("BEGIN IMMEDIATE")
         for op, future in batch:
+            fenced = self._fenced(op, view)
+            if fenced is not None:
+                outcomes.append((future, None, fenced))
+                continue
             conn.execute("SAVEPOINT op")
             try:
                 result = op(conn)
             except Exception as exc:
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (a full disk, an I/O error):
+                    # the writes before this one are gone too
+                    raise store_error(exc, self.path) from exc
                 conn.execute("ROLLBACK TO op")
-                outcomes.append((future, None, exc))
+                outcomes.append((future, None, store_error(exc, self.path)))
+                self._failed(op, view)
             else:
                 outcomes.append((future, result, None))
+                self._advance(op, view)
             conn.execute("RELEASE op")
         conn.execute("COMMIT")
         self._committed()
+        self._keep(view)
         return outcomes
 
     def _committed(self) -> None:
