@@ -97,6 +97,15 @@ def test_predictions_keep_their_key_types(store: Store) -> None:
     assert store.max_prediction_seq("other") == 0
 
 
+def test_predictions_after_a_seq_come_in_order(store: Store) -> None:
+    store.create_model(*model()).result()
+    records = [PredictionRecord(f"p{n}", "m", n, {"n": n}, 0.5, 0.0) for n in (3, 1, 2)]
+    store.add_predictions(records).result()
+    store.add_prediction(PredictionRecord("q", "other", 9, {}, 0.5, 0.0)).result()
+    assert [p.id for p in store.predictions_after("m", 1)] == ["p2", "p3"]
+    assert store.predictions_after("m", 3) == []
+
+
 def test_learns_are_replayed_in_order_and_mark_predictions(store: Store) -> None:
     store.create_model(*model()).result()
     store.add_prediction(PredictionRecord("p1", "m", 1, {"a": 1}, 0.5, 1.0)).result()

@@ -249,6 +249,8 @@ class Engine(LiveModels, Registry, BulkOps):
                 f"the model could not predict from these features: {type(exc).__name__}: {exc}"
             ) from None
         validation.check_prediction(live.record.name, y_pred)
+        if live.task.replays_predictions:  # where it falls among the learns, for _load
+            sample["n_learns"] = live.n_learns
         live.predict_stats.add(time.perf_counter() - start)
         live.n_predictions += 1
         return PredictionRecord(
@@ -574,8 +576,18 @@ class Engine(LiveModels, Registry, BulkOps):
         return {**cached, **features} if isinstance(features, Mapping) else features
 
     def _id_taken(self, prediction_id: str) -> bool:
-        """Whether a cached or pending prediction holds this id (the store is not read)."""
-        return prediction_id in self._cache or prediction_id in self._pending
+        """Whether a cached or pending prediction holds this id (the store is not read); a
+        cached one that retention removed from the store frees it (and leaves the cache)."""
+        if prediction_id in self._pending:
+            return True
+        if prediction_id not in self._cache:
+            return False
+        cached = self._cache.get(prediction_id)
+        live = self._live.get(cached.model) if cached is not None else None
+        if cached is not None and live is not None and cached.seq <= live.pruned_through:
+            self._cache.discard([cached])
+            return False
+        return True
 
     def _find_prediction(self, prediction_id: str) -> PredictionRecord | None:
         record = self._cache.get(prediction_id)

@@ -462,13 +462,35 @@ class LiveModels:
         live.checkpoint_seq = live.n_learns
         live.checkpoint_time = time.monotonic()
         task, model, tracker = live.task, live.model, live.metric
+        # A predict that changes the model (a bandit's pull) is replayed where it was made:
+        # after the learns its record says it followed.
+        pulls: list[PredictionRecord] = []
+        if task.replays_predictions:
+            pulls = [
+                p
+                for p in self.store.predictions_after(name, live.n_predictions)
+                if isinstance(p.features, dict) and "n_learns" in p.features
+            ]
+        next_pull = 0
         for record in self.store.learns_after(name, live.n_learns):
+            while next_pull < len(pulls) and pulls[next_pull].features["n_learns"] < record.seq:
+                self._replay_predict(live, pulls[next_pull])
+                next_pull += 1
             x, y, y_pred = record.features, record.target, record.prediction
             live.n_scored += task.score(tracker, model, x, y, y_pred, record.created_at)
             task.learn(model, x, y, y_pred)
             live.learn_stats.n_calls += 1
             live.n_learns = record.seq
+        for pull in pulls[next_pull:]:
+            self._replay_predict(live, pull)
         live.n_predictions = max(live.n_predictions, self.store.max_prediction_seq(name))
+
+    @staticmethod
+    def _replay_predict(live: _Live, record: PredictionRecord) -> None:
+        try:
+            live.task.predict(live.model, record.features, live.metric)
+        except Exception:  # it answered when it was made; a replay changes what it can
+            log.warning("replaying prediction %r of %r failed", record.id, live.record.name)
 
     @staticmethod
     def _task_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -538,6 +560,8 @@ class LiveModels:
             once.append(True)
             self._forget_predictions(records)
             live.refused.append((records[0].seq, records[-1].seq, seconds, ewm))
+            if live.task.replays_predictions:  # the refused pull changed the model
+                live.stale = True
             live.unsettled = True
 
         return failed

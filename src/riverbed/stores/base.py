@@ -252,6 +252,10 @@ class Store(abc.ABC):
     def max_prediction_seq(self, name: str) -> int: ...
 
     @abc.abstractmethod
+    def predictions_after(self, name: str, seq: int) -> list[PredictionRecord]:
+        """The predictions of a model with a sequence number above ``seq``, in order."""
+
+    @abc.abstractmethod
     def add_learn(self, record: LearnRecord) -> Future[None]:
         """Append a learn; if it names a prediction, mark that prediction labelled."""
 

@@ -222,6 +222,11 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
             record = self._predictions.get(prediction_id)
             return copy.copy(record) if record else None
 
+    def predictions_after(self, name: str, seq: int) -> list[PredictionRecord]:
+        with self._lock:
+            found = [p for p in self._predictions.values() if p.model == name and p.seq > seq]
+            return [copy.copy(p) for p in sorted(found, key=lambda p: p.seq)]
+
     def max_prediction_seq(self, name: str) -> int:
         with self._lock:
             return max((p.seq for p in self._predictions.values() if p.model == name), default=0)

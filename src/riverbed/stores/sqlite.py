@@ -453,8 +453,18 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             )
             .fetchone()
         )
-        if row is None:
-            return None
+        return None if row is None else self._prediction(row)
+
+    def predictions_after(self, name: str, seq: int) -> list[PredictionRecord]:
+        rows = self._read().execute(
+            "SELECT id, model, seq, features, prediction, created_at, labelled"
+            " FROM predictions WHERE model = ? AND seq > ? ORDER BY seq",
+            (name, seq),
+        )
+        return [self._prediction(row) for row in rows]
+
+    @staticmethod
+    def _prediction(row: tuple[Any, ...]) -> PredictionRecord:
         return PredictionRecord(
             id=row[0],
             model=row[1],

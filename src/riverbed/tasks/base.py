@@ -52,6 +52,9 @@ class Task:
     features_optional: ClassVar[bool] = False
     # whether a learn must name a prediction (a bandit's reward is for a pull)
     learns_by_id_only: ClassVar[bool] = False
+    # whether a predict changes the model (a bandit's pull draws from its random state), so
+    # that loading it replays the predictions after its checkpoint between its learns
+    replays_predictions: ClassVar[bool] = False
     # whether river's metric.works_with(model) applies (it knows regressors and classifiers)
     checks_metric_fit: ClassVar[bool] = False
 

@@ -133,6 +133,7 @@ class Bandit(Task):
     inputs = frozenset({"arms"})
     features_optional = True
     learns_by_id_only = True
+    replays_predictions = True
 
     def matches(self, model: Any) -> bool:
         return isinstance(model, bandit.base.Policy)
