@@ -304,13 +304,13 @@ async def test_bad_requests_are_clear_4xx_and_change_nothing(
     engine: Engine = api.engine  # type: ignore[attr-defined]
     assert (await api.post("/models", data=_form("m", phishing_model()))).status_code == 201
     await api.post("/predict/m", json={"event": {"a": 1.0}, "loop_id": "taken"})
-    before = (engine.list_models(), engine.metrics("m"), engine.get_model("m")["n_predictions"])
+    before = (engine.list_models(), engine.metrics("m"), engine.get_model("m"), engine.stats("m"))
     method, path, kwargs = request_
     r = await api.request(method, path, **kwargs)
     assert r.status_code == status, r.text
     if code is not None:
         assert r.json()["error"]["code"] == code
-    after = (engine.list_models(), engine.metrics("m"), engine.get_model("m")["n_predictions"])
+    after = (engine.list_models(), engine.metrics("m"), engine.get_model("m"), engine.stats("m"))
     assert after == before
 
 
