@@ -508,11 +508,13 @@ class Writer(threading.Thread):
             if outcomes is None:
                 outcomes = self._one_by_one(batch)
         except Exception as exc:  # the commit itself failed: nothing in the batch is durable
-            log.exception("SQLite commit failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = store_error(exc, self.path)
-            if not isinstance(failure, RiverbedError):
+            if isinstance(failure, RiverbedError):  # a cause it names: no traceback
+                log.error("SQLite commit of %d writes failed: %s", len(batch), failure)
+            else:
+                log.exception("SQLite commit failed")
                 failure = ServerError(f"the database could not commit: {exc}")
             view: dict[str, int] = {}
             for op, _ in batch:
