@@ -589,3 +589,65 @@ async def test_following_a_job_read_as_finished_before_its_last_event_ends_with_
     stream = (await api.get(f"/v1/jobs/{job_id}/events")).text
     kinds = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event:")]
     assert "job.progress" in kinds and kinds[-1] == "job.succeeded"
+
+
+def test_mixed_river_and_sklearn_candidates_are_refused_before_they_are_queued() -> None:
+    rows = [{"a": float(i), "y": 2.0 * i} for i in range(20)]
+    candidates = [
+        {"name": "online", "spec": {"class": "river.linear_model.LinearRegression"}},
+        {"name": "batch", "spec": {"class": "sklearn.linear_model.LinearRegression"}},
+    ]
+    with Engine(":memory:") as engine:
+        with pytest.raises(InvalidInput, match="mix river models and scikit-learn") as raised:
+            engine.train("m", rows, target="y", candidates=candidates)
+        assert raised.value.detail["candidates"] == {"online": "river", "batch": "sklearn"}
+        assert engine.jobs.list() == [] and engine.list_models() == []
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_job_that_fails_while_registering_registers_nothing(
+    monkeypatch: pytest.MonkeyPatch, existing: bool
+) -> None:
+    rows = [{"a": float(i), "y": 2.0 * i} for i in range(20)]
+    candidates = [
+        {"name": "one", "spec": {"class": "river.linear_model.LinearRegression"}},
+        {"name": "two", "spec": {"class": "river.linear_model.LinearRegression"}},
+    ]
+    with Engine(":memory:") as engine:
+        if existing:
+            engine.upload("m", linear_model.LinearRegression())
+        real = engine.upload
+        calls = []
+
+        def upload(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            if len(calls) == 2:
+                raise InvalidInput("the second registration is refused")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "upload", upload)
+        job = engine.train("m", rows, target="y", candidates=candidates)
+        job = engine.jobs.wait(job["id"], 60)
+        assert job["status"] == "failed" and len(calls) == 2
+        assert "second registration" in job["error"]["message"]
+        if existing:
+            assert [v["version"] for v in engine.list_versions("m")] == [1]
+        else:
+            assert engine.list_models() == []
+        assert job["result"].get("candidates", []) == []
+
+
+async def test_mixed_candidates_over_http_are_a_400(api: httpx.AsyncClient) -> None:
+    rows = [{"a": float(i), "y": 2.0 * i} for i in range(20)]
+    candidates = [
+        {"name": "online", "spec": {"class": "river.linear_model.LinearRegression"}},
+        {"name": "batch", "spec": {"class": "sklearn.linear_model.LinearRegression"}},
+    ]
+    posted = await api.post(
+        "/v1/jobs", json={"model": "m", "target": "y", "candidates": candidates, "data": rows}
+    )
+    assert posted.status_code == 400, posted.text
+    assert posted.json()["error"]["code"] == "invalid_input"
+    assert posted.json()["error"]["detail"]["candidates"] == {"online": "river", "batch": "sklearn"}
+    assert (await api.get("/v1/jobs")).json()["jobs"] == []
+    assert (await api.get("/v1/models/m")).status_code == 404

@@ -345,6 +345,28 @@ class JobRunner:
         record, request = running.record, running.record.request
         results = record.result.setdefault("candidates", [])
         parent = engine.resolve(request["warm_start"])["version"] if request["warm_start"] else None
+        existed = engine.store.get_model(record.model) is not None
+        try:
+            self._register_all(running, outcomes, parent)
+        except BaseException:
+            # A job that fails registers nothing: take back the versions it registered.
+            if not existed and engine.store.get_model(record.model) is not None:
+                engine.delete_model(record.model)
+            else:
+                for result in reversed(results):
+                    engine.delete_version(record.model, result["version"])
+            for result in results:
+                self._log(record, f"took back {record.model}@{result['version']}")
+            results.clear()
+            raise
+        self._finish(running, "succeeded", None, "succeeded")
+
+    def _register_all(
+        self, running: _Running, outcomes: builtins.list[training.Outcome], parent: int | None
+    ) -> None:
+        engine: Any = self.engine
+        record, request = running.record, running.record.request
+        results = record.result["candidates"]
         for candidate, outcome in zip(running.candidates, outcomes, strict=True):
             metrics = {k: v for k, v in outcome.metrics.items() if v is not None}
             version = engine.upload(
@@ -392,7 +414,6 @@ class JobRunner:
                 f"{record.model}@{choice['alias']} -> version {best['version']} "
                 f"({choice['metric']}={_fmt(best['value'])}, {choice['direction']})",
             )
-        self._finish(running, "succeeded", None, "succeeded")
 
     def _progress(self, running: _Running, fraction: float) -> None:
         record = running.record

@@ -78,6 +78,13 @@ def task_of(
         stated = existing.task
     kinds = set()
     objects = [c.base if c.base is not None else training.build(c.spec, allowed) for c in found]
+    flavors = {c.name: training.flavor_of(o) for c, o in zip(found, objects, strict=True)}
+    if len(set(flavors.values())) > 1:
+        raise InvalidInput(
+            "the candidates mix river models and scikit-learn estimators; a job trains "
+            "versions of one model, which is either river (it learns online) or scikit-learn",
+            detail={"candidates": flavors},
+        )
     for obj in objects:
         if training.flavor_of(obj) == "river":
             kinds.add("regression" if isinstance(obj, river_base.Regressor) else "classifier")
