@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +65,7 @@ def test_the_event_feed_filters_and_resumes(client: Client) -> None:
         client.predict("p", x, id=f"p{i}")
         client.predict("q", x, id=f"q{i}")
         client.learn("p", ground_truth=y, id=f"p{i}")
-    labels = take(client.events(model="p", types=["label"], last_event_id=1), 3)
+    labels = take(client.events(model="p", types=["label"]), 3)
     assert [e["type"] for e in labels] == ["label"] * 3
     assert [e["data"]["prediction_id"] for e in labels] == ["p0", "p1", "p2"]
     assert labels[0]["data"]["ground_truth"] == samples[0][1]
@@ -75,6 +77,51 @@ def test_the_event_feed_filters_and_resumes(client: Client) -> None:
     in_background(lambda: client.delete_model("p"))
     deleted = next(resumed)
     assert deleted["type"] == "model.deleted" and deleted["model"] == "p"
+
+
+def test_resuming_past_the_window_says_how_many_events_were_missed(client: Client) -> None:
+    client.create_model("g", spec=SPEC)
+    client.predict("g", {"x": 1.0}, id="before")
+    *_, seen = take(client.events(model="g"), 2)
+    assert seen["data"]["id"] == "before", _
+    client.predict_many("g", [{"id": f"n{i}", "features": {"x": float(i)}} for i in range(1500)])
+    # The bus holds the latest 1,000 events: the first 500 of the batch are gone, and the
+    # reader is told so before the 1,000 that are still held.
+    gap, *held = take(client.events(model="g", last_event_id=seen["id"]), 1001)
+    assert gap["type"] == "gap"
+    assert gap["data"] == {
+        "after": seen["id"],
+        "until": held[0]["id"] - 1,
+        "missed": 500,
+        "reason": "window",
+    }
+    assert [e["data"]["id"] for e in held] == [f"n{i}" for i in range(500, 1500)]
+    # Resuming after the gap's own id (a reconnect right after it) replays without a gap.
+    again = take(client.events(model="g", last_event_id=gap["id"]), 1)
+    assert again[0]["type"] == "predict" and again[0]["data"]["id"] == "n500"
+
+
+def test_now_replays_nothing_and_a_restart_is_a_gap(tmp_path: Path) -> None:
+    server = Server(str(tmp_path / "restart.db")).start()
+    try:
+        with Client(server.url) as client:
+            client.create_model("r", spec=SPEC)
+            client.predict("r", {"x": 1.0}, id="old")
+            (created, old) = take(client.events(model="r"), 2)
+            now = client.events(model="r", last_event_id="now")
+            in_background(lambda: client.predict("r", {"x": 2.0}, id="new"))
+            assert next(now)["data"]["id"] == "new"  # not the held ones
+            now.close()
+        server.stop()
+        server.start()
+        with Client(server.url) as client:
+            client.predict("r", {"x": 3.0}, id="after-restart")
+            gap, event = take(client.events(model="r", last_event_id=old["id"]), 2)
+            assert gap["type"] == "gap"
+            assert gap["data"]["reason"] == "restart" and gap["data"]["missed"] is None
+            assert event["data"]["id"] == "after-restart"
+    finally:
+        server.stop()
 
 
 def test_the_metrics_stream_sends_changes_and_replays_history(client: Client) -> None:
@@ -157,11 +204,11 @@ async def test_the_async_client_streams(server: Server, client: Client) -> None:
         assert [r["n_learned"] for r in reports] == [5, 10, 12]
         assert reports[-1]["done"] and reports[-1]["n_learns"] == 12
 
-        events = aclient.events(model="a", types=["learn"], last_event_id=1)
+        events = aclient.events(model="a", types=["learn"])
         replayed = [await anext(events) for _ in range(3)]
         await events.aclose()
         assert [e["data"]["n_learns"] for e in replayed] == [1, 2, 3]
-        assert replayed == take(client.events(model="a", types=["learn"], last_event_id=1), 3)
+        assert replayed == take(client.events(model="a", types=["learn"]), 3)
 
         # Reconnecting after learn 4 replays the stored points past it, then the values.
         points = [p for p in client.metrics_history("a")["points"] if p["seq"] > 4]
@@ -234,17 +281,56 @@ def test_the_learn_forecast_and_tail_commands(
         "airline", 3
     )["forecast"]
     tail = runner.invoke(
-        cli, ["tail", "airline", "--types", "learn", "--since", "1", "--limit", "2", *url]
+        cli, ["tail", "airline", "--types", "learn", "--replay", "--limit", "2", *url]
     )
     assert tail.exit_code == 0, tail.output
     events = [json.loads(line) for line in tail.output.splitlines()]
     assert [e["data"]["ground_truth"] for e in events] == [112, 118]
+    # By default tail shows what happens from now on, not the events already held.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riverbed", "tail", "airline", "--limit", "1", *url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(100):  # until the tail is connected: it then shows the next predict
+            client.predict("airline", {}, id=None)
+            try:
+                out, _err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        proc.kill()
+    (line,) = out.splitlines()
+    assert json.loads(line)["type"] == "predict"
     bad = tmp_path / "bad.csv"
     bad.write_text("month,passengers\n1949-01,112\n1949-02,lots\n")
     failed = runner.invoke(
         cli, ["learn", str(bad), "--model", "airline", "--target", "passengers", *url]
     )
     assert failed.exit_code == 1 and "line 2" in failed.output
+
+
+def test_the_bus_names_each_kind_of_gap() -> None:
+    from riverbed.events import EventBus
+
+    bus = EventBus(keep=5)
+    ids = [bus.publish("predict", "m", {"n": i}).id for i in range(8)]
+    assert bus.last_id == ids[-1]
+    held, gap = bus.replay(after=ids[0])
+    assert [e.data["n"] for e in held] == [3, 4, 5, 6, 7]
+    assert gap is not None and (gap.missed, gap.reason, gap.until) == (2, "window", ids[2])
+    assert bus.replay(after=ids[4]) == (bus.recent(after=ids[4]), None)
+    assert bus.replay(after=ids[-1]) == ([], None)
+    assert bus.replay(after=0)[1] is None  # everything held, asked for: no gap
+    held, gap = bus.replay(after=ids[0] - 1000)  # an id of an earlier process
+    assert gap is not None and (gap.missed, gap.reason) == (None, "restart") and len(held) == 5
+    held, gap = bus.replay(after=ids[-1] + 1000)  # an id this process never gave
+    assert gap is not None and gap.reason == "unknown_id" and len(held) == 5
+    fresh = EventBus()
+    assert fresh.replay(after=fresh.last_id)[1] is None
 
 
 def test_event_data_is_kept_packed_out_of_the_collectors_sight() -> None:

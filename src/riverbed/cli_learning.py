@@ -146,22 +146,38 @@ def forecast(model: str, horizon: int, url: str, token: str | None) -> None:
 @click.argument("model", required=False)
 @click.option("--types", default=None, help="Comma-separated event types (predict,learn,label).")
 @click.option("--limit", "-n", type=int, default=None, help="Stop after this many events.")
-@click.option("--since", type=int, default=None, help="Replay the events after this event id.")
+@click.option("--replay", is_flag=True, help="First replay the events the server still holds.")
+@click.option("--since", type=int, default=None, help="First replay the events after this id.")
 @_server_options
 def tail(
     model: str | None,
     types: str | None,
     limit: int | None,
+    replay: bool,
     since: int | None,
     url: str,
     token: str | None,
 ) -> None:
-    """Follow a model's events (every model's without MODEL) as JSON lines, until Ctrl-C."""
+    """Follow a model's events (every model's without MODEL) as JSON lines, until Ctrl-C.
+
+    Shows what happens from now on; --replay or --since first shows what happened before.
+    Events the server could no longer replay are reported on stderr as a gap."""
     wanted = [t for t in (types or "").split(",") if t] or None
+    start: int | str | None = since if since is not None else (None if replay else "now")
     with Client(url, token=token) as client:
         try:
-            for n, event in enumerate(client.events(model, types=wanted, last_event_id=since), 1):
+            n = 0
+            for event in client.events(model, types=wanted, last_event_id=start):
+                if event.get("type") == "gap":
+                    missed = event["data"]["missed"]
+                    what = f"{missed} events" if missed is not None else "events"
+                    reason = {"restart": "the server restarted"}.get(
+                        event["data"]["reason"], "the server no longer holds them"
+                    )
+                    click.echo(f"gap: {what} could not be replayed ({reason})", err=True)
+                    continue
                 click.echo(json.dumps(event, default=str))
+                n += 1
                 if limit is not None and n >= limit:
                     break
         except RiverbedError as exc:

@@ -16,7 +16,9 @@ A server with auth on needs a token: ``Client(url, token="rbt_...")``; without `
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -26,7 +28,7 @@ import orjson
 
 from riverbed import specs
 from riverbed.client_registry import RAW, RegistryMethods
-from riverbed.exceptions import ServerError, error_from_payload
+from riverbed.exceptions import ServerError, Unavailable, error_from_payload
 
 if TYPE_CHECKING:
     from riverbed.client_jobs import AsyncJobs, SyncJobs
@@ -78,12 +80,39 @@ def _learn_stream_request(name: str, chunk_size: int) -> tuple[str, dict[str, st
     return path, {"content-type": "application/x-ndjson"}
 
 
-def _last_event(last_event_id: int | None) -> dict[str, str]:
+def _last_event(last_event_id: int | str | None) -> dict[str, str]:
     return {"last-event-id": str(last_event_id)} if last_event_id else {}
 
 
+# How long a followed event stream keeps trying to resume after its connection drops: the
+# pauses between attempts, in seconds (about a minute in all), after which the error is raised.
+RECONNECT_PAUSES = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 10.0, 10.0, 10.0)
+
+
+class _Resume:
+    """Where a followed event stream is: the last id seen (sent as ``Last-Event-ID`` on the
+    next connection) and the attempts since the last message."""
+
+    def __init__(self, last_event_id: int | str | None, reconnect: bool) -> None:
+        self.last, self.reconnect, self.failures = last_event_id, reconnect, 0
+
+    def seen(self, event: dict[str, Any]) -> None:
+        self.failures = 0
+        if isinstance(event.get("id"), int):
+            self.last = event["id"]
+
+    def pause(self, error: Exception | None) -> float:
+        """The pause before the next attempt, or raise ``error`` when it is time to stop."""
+        if not self.reconnect or self.failures >= len(RECONNECT_PAUSES):
+            if error is not None:
+                raise error
+            raise Unavailable("the server closed the event stream and did not take it back")
+        self.failures += 1
+        return RECONNECT_PAUSES[self.failures - 1]
+
+
 def _events_request(
-    model: str | None, types: Iterable[str] | None, last_event_id: int | None
+    model: str | None, types: Iterable[str] | None, last_event_id: int | str | None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     query = _body(model=model, types=",".join(types) if types else None)
     return query, _last_event(last_event_id)
@@ -368,10 +397,25 @@ class Client(_Methods):
         model: str | None = None,
         *,
         types: Iterable[str] | None = None,
-        last_event_id: int | None = None,
+        last_event_id: int | str | None = None,
+        reconnect: bool = True,
     ) -> Iterator[dict[str, Any]]:
-        """Follow the event feed (server-sent events) for ever, as event dicts."""
-        yield from self._sse("/v1/events", *_events_request(model, types, last_event_id))
+        """Follow the event feed (server-sent events) for ever, as event dicts: the events
+        the server still holds first (after ``last_event_id``; ``"now"`` replays nothing),
+        then each as it happens. A dropped connection is resumed from the last event seen
+        (``reconnect``, for about a minute). An event of type ``"gap"`` says that events
+        after the last one could not be replayed (its ``data`` says how many, when known):
+        refetch whatever state you keep (see docs/streams.md)."""
+        resume = _Resume(last_event_id, reconnect)
+        while True:
+            error: Exception | None = None
+            try:
+                for event in self._sse("/v1/events", *_events_request(model, types, resume.last)):
+                    resume.seen(event)
+                    yield event
+            except httpx.TransportError as exc:
+                error = exc
+            time.sleep(resume.pause(error))
 
     def metrics_stream(
         self, name: str, *, interval: float = 1.0, last_event_id: int | None = None
@@ -472,13 +516,23 @@ class AsyncClient(_Methods):
         model: str | None = None,
         *,
         types: Iterable[str] | None = None,
-        last_event_id: int | None = None,
+        last_event_id: int | str | None = None,
+        reconnect: bool = True,
     ) -> AsyncIterator[dict[str, Any]]:
         """Follow the event feed (server-sent events) for ever, as event dicts:
-        ``async for event in client.events(...)``."""
-        query, headers = _events_request(model, types, last_event_id)
-        async for message in self._sse("/v1/events", query, headers):
-            yield message
+        ``async for event in client.events(...)``; resumes and reports gaps as
+        :meth:`Client.events` does."""
+        resume = _Resume(last_event_id, reconnect)
+        while True:
+            error: Exception | None = None
+            try:
+                query, headers = _events_request(model, types, resume.last)
+                async for event in self._sse("/v1/events", query, headers):
+                    resume.seen(event)
+                    yield event
+            except httpx.TransportError as exc:
+                error = exc
+            await asyncio.sleep(resume.pause(error))
 
     async def metrics_stream(
         self, name: str, *, interval: float = 1.0, last_event_id: int | None = None

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Event", "EventBus", "Listener", "pack_rows", "packed"]
+__all__ = ["Event", "EventBus", "Gap", "Listener", "pack_rows", "packed"]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,9 @@ class EventBus:
         self._recent: collections.deque[tuple[Any, ...] | Event] = collections.deque(maxlen=keep)
         # Ids start from the clock (microseconds), so that they keep growing across restarts
         # and a client resuming with Last-Event-ID never skips the events of a new process.
-        self._ids = itertools.count(int(time.time() * 1_000_000))
+        self._first = int(time.time() * 1_000_000)
+        self._ids = itertools.count(self._first)
+        self._last = self._first - 1  # the id of the latest event published
         self._lock = threading.Lock()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -124,6 +126,7 @@ class EventBus:
         with self._lock:
             event = Event(next(self._ids), type, model, time.time(), data)
             self._recent.append(_kept(event))
+            self._last = event.id
             listeners = self._listeners
         for listener in listeners:
             try:
@@ -147,6 +150,7 @@ class EventBus:
             ids = self._ids
             made = [Event(next(ids), kind, model, now, data) for kind, model, data in events]
             self._recent.extend(map(_kept, made))
+            self._last = made[-1].id
             listeners = self._listeners
         _notify(listeners, made)
 
@@ -160,19 +164,77 @@ class EventBus:
             # tracked by the collector until a second pass
             kept = [(next(ids), kind, model, now, rows, i) for i, kind in enumerate(types)]
             self._recent.extend(kept)
+            if kept:
+                self._last = kept[-1][0]
             listeners = self._listeners
         if listeners:
             _notify(listeners, [_event(k) for k in kept])
 
+    @property
+    def last_id(self) -> int:
+        """The id of the latest event published (one less than the first, before any)."""
+        return self._last
+
     def recent(self, *, model: str | None = None, after: int = 0) -> list[Event]:
         """Events still held in memory, oldest first, optionally for one model."""
+        return self.replay(model=model, after=after)[0]
+
+    def replay(self, *, model: str | None = None, after: int = 0) -> tuple[list[Event], Gap | None]:
+        """The held events after event ``after`` (oldest first, optionally one model's), and
+        the :class:`Gap` before them when some events after ``after`` are no longer held: the
+        window moved past them, or they were published by an earlier process. ``after=0``
+        asks for everything held, which is never a gap."""
         with self._lock:
             kept = list(self._recent)
-        return [
+            last = self._last
+        gap = self._gap(after, last, _id_of(kept[0]) if kept else last + 1)
+        start = after if gap is None else gap.until
+        events = [
             _event(e)
             for e in kept
-            if _id_of(e) > after and (model is None or _model_of(e) == model)
+            if _id_of(e) > start and (model is None or _model_of(e) == model)
         ]
+        return events, gap
+
+    def _gap(self, after: int, last: int, oldest: int) -> Gap | None:
+        if after <= 0 or after == last:
+            return None
+        if after < self._first - 1:
+            # the reader's last event came from an earlier process: what happened between
+            # it and this process's start was never in this memory
+            return Gap(after, oldest - 1, None, "restart")
+        if after > last:
+            # an id this process never gave (a clock that went back across a restart)
+            return Gap(after, oldest - 1, None, "unknown_id")
+        if after + 1 < oldest:
+            return Gap(after, oldest - 1, oldest - after - 1, "window")
+        return None
+
+
+class Gap:
+    """Events a resuming reader can no longer be sent: those after ``after`` up to and
+    including ``until``. ``missed`` is their number (across every model) when it is known
+    (None after a restart); ``reason`` is ``window`` (more events happened than the bus
+    holds), ``restart`` (they belonged to an earlier process) or ``unknown_id``."""
+
+    __slots__ = ("after", "until", "missed", "reason")
+
+    def __init__(self, after: int, until: int, missed: int | None, reason: str) -> None:
+        self.after, self.until, self.missed, self.reason = after, until, missed, reason
+
+    def to_dict(self, model: str | None) -> dict[str, Any]:
+        return {
+            "id": self.until,
+            "type": "gap",
+            "model": model,
+            "time": time.time(),
+            "data": {
+                "after": self.after,
+                "until": self.until,
+                "missed": self.missed,
+                "reason": self.reason,
+            },
+        }
 
 
 def packed(data: dict[str, Any]) -> dict[str, Any] | bytes:

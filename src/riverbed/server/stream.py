@@ -3,7 +3,11 @@
 ``GET /v1/events`` streams every event (``?model=name`` for one model's, ``?types=a,b`` for
 some types). Each message has ``id``, ``event`` (the event type) and ``data`` (the event as
 JSON). A client that reconnects with ``Last-Event-ID`` first gets the events after that id
-that are still held in memory.
+that are still held in memory; when some of them are not (more happened than the bus holds,
+or the server restarted since), an ``event: gap`` message says so first, naming how many
+were missed when that is known, so that a reader refetches the state it keeps instead of
+trusting a silent hole. ``Last-Event-ID: now`` (or ``?last_event_id=now``) starts from the
+next event, replaying nothing.
 
 ``GET /v1/models/{name}/metrics/stream`` sends the model's metrics (``event: metrics``, the
 body of ``GET /v1/models/{name}/metrics``, ``id`` = the number of learns) at once, then
@@ -56,7 +60,11 @@ async def _follow(
     try:
         yield b": connected\n\n"
         last = after
-        for event in engine.events.recent(model=model, after=after):
+        held, gap = engine.events.replay(model=model, after=after)
+        if gap is not None:
+            yield _message("gap", gap.until, gap.to_dict(model))
+            last = gap.until
+        for event in held:
             last = event.id
             if wanted(event):
                 yield sse(event)
@@ -82,9 +90,14 @@ def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _last_event_id(request: Request) -> int:
+def _last_event_id(request: Request, now: int) -> int:
+    """The id to resume after: ``Last-Event-ID`` or ``?last_event_id=``; ``now`` gives
+    ``now`` (nothing replayed); anything that is not a number replays what is held."""
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id", "0")
-    return int(raw) if raw.isdigit() else 0
+    raw = raw.strip()
+    if raw == "now":
+        return now
+    return int(raw) if raw.isascii() and raw.isdigit() else 0
 
 
 async def events(request: Request) -> Response:
@@ -92,7 +105,9 @@ async def events(request: Request) -> Response:
     raw_types = request.query_params.get("types")
     types = {t.strip() for t in raw_types.split(",") if t.strip()} if raw_types else None
     return StreamingResponse(
-        _follow(request, model, _last_event_id(request), types),
+        _follow(
+            request, model, _last_event_id(request, request.app.state.engine.events.last_id), types
+        ),
         media_type="text/event-stream",
         headers=_HEADERS,
     )
@@ -154,7 +169,7 @@ async def metrics_stream(request: Request) -> Response:
     if not 0.05 <= interval <= 3600:
         raise InvalidInput("interval must be between 0.05 and 3600 seconds")
     return StreamingResponse(
-        _follow_metrics(request, name, _last_event_id(request), interval),
+        _follow_metrics(request, name, _last_event_id(request, 0), interval),
         media_type="text/event-stream",
         headers=_HEADERS,
     )
@@ -166,7 +181,8 @@ ENDPOINTS = [
         "/v1/events",
         events,
         "Stream events (predict, learn, label, model changes) as server-sent events; "
-        "?model= and ?types= filter, Last-Event-ID resumes",
+        "?model= and ?types= filter, Last-Event-ID resumes (an event: gap message names "
+        "what could not be replayed), Last-Event-ID: now replays nothing",
         "streams",
         response={"type": "string"},
         media_type="text/event-stream",

@@ -10,6 +10,10 @@ const TYPES = ["predict", "learn", "label", "model", "alias"];
 
 function summary(event) {
   const d = event.data || {};
+  if (event.type === "gap") {
+    const what = d.missed == null ? "Some events" : `${d.missed} events`;
+    return `${what} could not be replayed (${d.reason === "restart" ? "the server restarted" : "the server no longer holds them"})`;
+  }
   const parts = [];
   const id = d.id ?? d.prediction_id;
   if (id) parts.push("id " + brief(id, 24));

@@ -273,7 +273,8 @@ export function modelPage(main, name, ctx) {
         onEvent: (type, event) => {
           if (!event || typeof event !== "object" || !event.type) return;
           addEvent(eventsBody, event);
-          if (!hasMetricStream && type !== "predict") refreshSoon();
+          // a gap: events were missed, so what the page shows is read again
+          if (type === "gap" || (!hasMetricStream && type !== "predict")) refreshSoon();
         },
       }),
     );
