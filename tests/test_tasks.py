@@ -331,6 +331,13 @@ BAD_TASK_REQUESTS = [
         {"features": {"a": 1}, "ground_truth": 3},
         "invalid_target",
     ),
+    (  # a string label passes the binary task's check, and only the model refuses it
+        preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+        {},
+        "learn",
+        {"features": {"a": 1}, "ground_truth": "maybe"},
+        "invalid_target",
+    ),
 ]
 
 
@@ -344,6 +351,25 @@ async def test_bad_task_input_is_a_clear_4xx_and_changes_nothing(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == code
     assert (await api.get("/v1/models/m")).json() == before
+
+
+async def test_a_label_the_model_refuses_is_a_bad_target_after_learning_too(
+    api: httpx.AsyncClient,
+) -> None:
+    await create(api, "m", preprocessing.StandardScaler() | linear_model.LogisticRegression())
+    await create(api, "t", tree.HoeffdingTreeClassifier())
+    for x, y in datasets.Phishing().take(20):
+        await post(api, "/v1/models/m/learn", {"features": x, "ground_truth": y})
+        # String labels are legitimate where the model takes them.
+        await post(api, "/v1/models/t/learn", {"features": x, "ground_truth": "yes" if y else "no"})
+    before = (await api.get("/v1/models/m")).json()
+    response = await api.post("/v1/models/m/learn", json={"features": x, "ground_truth": "maybe"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_target"
+    assert "'maybe'" in error["message"]
+    assert (await api.get("/v1/models/m")).json() == before
+    assert (await served(api, "t"))["n_learns"] == 20
 
 
 @pytest.mark.parametrize(

@@ -410,6 +410,11 @@ class Engine(LiveModels, Registry, BulkOps):
             task.learn(live.model, record.features, record.target, record.prediction)
         except Exception as exc:
             self._reload(live)
+            if task.blames_target(live.model, record.features, record.target, record.prediction):
+                raise InvalidTarget(
+                    f"a {type(live.model).__name__} cannot learn the ground truth "
+                    f"{record.target!r}: {type(exc).__name__}: {exc}"
+                ) from None
             raise InvalidInput(
                 f"the model could not learn from this sample: {type(exc).__name__}: {exc}"
             ) from None

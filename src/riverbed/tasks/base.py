@@ -139,6 +139,25 @@ class Task:
     def learn(self, model: Any, sample: Any, y: Any, y_pred: Any) -> None:
         model.learn_one(sample, y)
 
+    #: A ground truth every model of the task learns from, or MISSING: with one, a learn that
+    #: makes the model fail can be told apart as a bad target (see :meth:`blames_target`).
+    probe_target: Any = MISSING
+
+    def blames_target(self, model: Any, sample: Any, y: Any, y_pred: Any) -> bool:
+        """Whether a learn that made ``model`` fail failed for its ground truth: a fresh copy
+        of the model learns the sample with :attr:`probe_target` and fails with ``y``."""
+        if self.probe_target is MISSING or y == self.probe_target:
+            return False
+        try:
+            self.learn(model.clone(), sample, self.probe_target, y_pred)
+        except Exception:
+            return False  # the sample (or the copy) is to blame, not the target
+        try:
+            self.learn(model.clone(), sample, y, y_pred)
+        except Exception:
+            return True
+        return False
+
     def wire(self, y_pred: Any) -> dict[str, Any]:
         """The prediction as it is sent to a client (always has a ``prediction`` field)."""
         return {"prediction": y_pred}

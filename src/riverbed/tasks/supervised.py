@@ -65,6 +65,8 @@ class _Classification(Task):
 class Binary(_Classification):
     name = "binary"
     default_metrics = ("Accuracy", "LogLoss", "F1", "ROCAUC")
+    # Trees and pipelines of them take string labels; a linear model takes only booleans.
+    probe_target = True
 
     def check_target(self, y: Any) -> Any:
         y = check_label(y)  # as every classifier does (not super(): an object a call)
