@@ -19,7 +19,7 @@ import click
 
 from riverbed.client import DEFAULT_URL
 from riverbed.exceptions import RiverbedError
-from riverbed.provenance import current_user, git_info
+from riverbed.provenance import current_user
 
 __all__ = ["models"]
 
@@ -338,8 +338,7 @@ def upload(
             params=_pairs(params, "param", parse=True),
             metrics=measured,
             dataset=data_set,
-            git={} if no_git else git_info(),
-            created_by=current_user(),
+            git=False if no_git else None,
             parent=parent,
             feature_names=feature_names.split(",") if feature_names else None,
         )

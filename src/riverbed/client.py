@@ -219,13 +219,15 @@ class _Methods(RegistryMethods):
         *,
         id: str | None = None,
         features_key: str | None = None,
+        version: int | None = None,
         **inputs: Any,
     ) -> Any:
-        """``inputs``: ``user``/``item`` (recommender), ``arms`` (bandit), ``value``."""
+        """As :meth:`riverbed.Engine.predict`: ``name@alias`` or ``version`` answers with that
+        version; ``inputs``: ``user``/``item`` (recommender), ``arms`` (bandit), ``value``."""
         return self._request(
             "POST",
             _path("models", name, "predict"),
-            _body(features=features, id=id, features_key=features_key, **inputs),
+            _body(features=features, id=id, features_key=features_key, version=version, **inputs),
         )
 
     def learn(

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from riverbed import artifacts
-from riverbed.provenance import current_user, git_info
+from riverbed.provenance import caller, current_user
 
 __all__ = ["RegistryMethods"]
 
@@ -77,10 +77,6 @@ class RegistryMethods:
             data = bytes(artifact)
         else:
             data, format = artifacts.dump_object(artifact)
-        if git is None or git is True:
-            git = git_info() or None
-        elif git is False:
-            git = None
         body = _body(
             artifact=base64.b64encode(data).decode("ascii"),
             format=format or artifacts.guess_format(data, filename),
@@ -92,8 +88,7 @@ class RegistryMethods:
             params=dict(params) if params else None,
             metrics=dict(metrics) if metrics else None,
             dataset=dataset,
-            git=git,
-            created_by=current_user() if created_by is None else created_by,
+            **caller(git, created_by),
             parent=parent,
             feature_names=list(feature_names) if feature_names is not None else None,
             source=source,
@@ -113,18 +108,13 @@ class RegistryMethods:
         created_by: str | None = None,
     ) -> Any:
         """Freeze the live model's learned state as a new version."""
-        if git is None or git is True:
-            git = git_info() or None
-        elif git is False:
-            git = None
         body = _body(
             description=description or None,
             tags=tags,
             params=params,
             metrics=metrics,
             dataset=dataset,
-            git=git,
-            created_by=current_user() if created_by is None else created_by,
+            **caller(git, created_by),
         )
         return self._request("POST", _path("models", name, "snapshot"), body)
 
@@ -185,8 +175,10 @@ class RegistryMethods:
         body = _body(version=version, by=current_user() if by is None else by)
         return self._request("PUT", _path("models", name, "aliases", alias), body)
 
-    def delete_alias(self, name: str, alias: str) -> Any:
-        return self._request("DELETE", _path("models", name, "aliases", alias))
+    def delete_alias(self, name: str, alias: str, *, by: str | None = None) -> Any:
+        by = current_user() if by is None else by
+        query = f"?{urlencode({'by': by})}" if by else ""
+        return self._request("DELETE", _path("models", name, "aliases", alias) + query)
 
     def aliases(self, name: str) -> Any:
         return self._request("GET", _path("models", name, "aliases"), pick="aliases")

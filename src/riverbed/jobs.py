@@ -392,6 +392,8 @@ class JobRunner:
                 dataset=record.data["name"] or None,
                 parent=parent,
                 feature_names=request["features"],
+                git=False,  # the server's checkout is not where the job came from
+                created_by=f"job:{record.id}",
             )["version"]
             results.append(
                 {

@@ -11,9 +11,10 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["current_user", "git_info"]
+__all__ = ["caller", "current_user", "git_info"]
 
 
 def _git(cwd: str, *args: str) -> str | None:
@@ -63,3 +64,14 @@ def current_user() -> str:
         return getpass.getuser()
     except Exception:  # no user database entry, e.g. in some containers
         return ""
+
+
+def caller(git: Mapping[str, Any] | bool | None, created_by: str | None) -> dict[str, Any]:
+    """The ``git`` and ``created_by`` of a version made here: ``git`` None (or True) captures
+    the working directory's checkout and False records none; ``created_by`` None is the
+    user name. The client and the in-process engine record the same."""
+    if git is None or git is True:
+        git = git_info() or None
+    elif git is False:
+        git = None
+    return {"git": git, "created_by": current_user() if created_by is None else created_by}

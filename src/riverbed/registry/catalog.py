@@ -11,6 +11,7 @@ from riverbed.exceptions import (
     InvalidInput,
     VersionNotFound,
 )
+from riverbed.provenance import current_user
 from riverbed.registry.base import _ALIAS, RESERVED_ALIASES
 from riverbed.registry.versions import Versions
 from riverbed.stores.base import VersionRecord
@@ -27,8 +28,12 @@ class Catalog(Versions):
 
     # -- aliases -------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int, *, by: str = "") -> dict[str, Any]:
-        return self.submit_set_alias(name, alias, version, by=by).wait()
+    def set_alias(
+        self, name: str, alias: str, version: int, *, by: str | None = None
+    ) -> dict[str, Any]:
+        """Point ``name@alias`` at a version; ``by`` (the user name when None) is kept in the
+        alias history, as the client records it."""
+        return self.submit_set_alias(name, alias, version, by=_by(by)).wait()
 
     def submit_set_alias(
         self, name: str, alias: str, version: int | None, *, by: str = ""
@@ -58,8 +63,8 @@ class Catalog(Versions):
         future.add_done_callback(self._publisher("alias.moved", name, data))
         return Receipt({"model": name, **data}, future)
 
-    def delete_alias(self, name: str, alias: str, *, by: str = "") -> dict[str, Any]:
-        return self.submit_set_alias(name, alias, None, by=by).wait()
+    def delete_alias(self, name: str, alias: str, *, by: str | None = None) -> dict[str, Any]:
+        return self.submit_set_alias(name, alias, None, by=_by(by)).wait()
 
     def aliases(self, name: str) -> dict[str, int]:
         """``{alias: version}`` of a model."""
@@ -156,3 +161,7 @@ class Catalog(Versions):
                 entries.append(summary)
         page, token = search.paginate(order.sort(entries), page_size, page_token)
         return {"models": page, "next_page_token": token, "total": len(entries)}
+
+
+def _by(by: str | None) -> str:
+    return current_user() if by is None else by

@@ -18,6 +18,7 @@ from riverbed.exceptions import (
     PayloadTooLarge,
     VersionNotFound,
 )
+from riverbed.provenance import caller
 from riverbed.registry.base import RegistryBase
 from riverbed.stores.base import ModelRecord, VersionRecord
 from riverbed.tasks import get_task
@@ -34,11 +35,23 @@ class Versions(RegistryBase):
 
     # -- creating versions -----------------------------------------------------------------
 
-    def upload(self, name: str, artifact: Any, **options: Any) -> dict[str, Any]:
+    def upload(
+        self,
+        name: str,
+        artifact: Any,
+        *,
+        git: Mapping[str, Any] | bool | None = None,
+        created_by: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
         """Add a version from bytes (an artifact in one of :data:`artifacts.FORMATS`) or an
         in-process object; creates the model when the name is new. See :meth:`submit_upload`.
+
+        As :meth:`riverbed.Client.upload` does, the caller's side is recorded: ``git`` None
+        captures the working directory's checkout (False records none) and ``created_by``
+        None the user name.
         """
-        return self.submit_upload(name, artifact, **options).wait()
+        return self.submit_upload(name, artifact, **caller(git, created_by), **options).wait()
 
     def submit_upload(
         self,
@@ -168,9 +181,17 @@ class Versions(RegistryBase):
             else None,
         )
 
-    def snapshot(self, name: str, **options: Any) -> dict[str, Any]:
-        """Freeze what an online model has learned so far as a new version."""
-        return self.submit_snapshot(name, **options).wait()
+    def snapshot(
+        self,
+        name: str,
+        *,
+        git: Mapping[str, Any] | bool | None = None,
+        created_by: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Freeze what an online model has learned so far as a new version, recording the
+        caller's git checkout and user name as :meth:`upload` does."""
+        return self.submit_snapshot(name, **caller(git, created_by), **options).wait()
 
     def submit_snapshot(
         self,

@@ -126,7 +126,7 @@ def task_inputs(body: Any) -> dict[str, Any]:
 # and an optional id (a string); a learn's ground truth is the engine's to check.
 _PLAIN_PREDICT = frozenset({"features", "id"})
 _PLAIN_LEARN = frozenset({"features", "ground_truth", "id"})
-_PREDICT_FIELDS = frozenset({"features", "id", "features_key", *TASK_INPUTS})
+_PREDICT_FIELDS = frozenset({"features", "id", "features_key", "version", *TASK_INPUTS})
 _LEARN_FIELDS = frozenset({"features", "ground_truth", "id", *TASK_INPUTS})
 
 
@@ -147,8 +147,13 @@ def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str,
         field(body, "features", is_object, "an object of feature values"),
         id=field(body, "id", is_str, "a string"),
         features_key=field(body, "features_key", is_str, "a string (a cache key)"),
+        version=field(body, "version", is_version, "a version number (1, 2, ...)"),
         **task_inputs(body),
     )
+
+
+def is_version(value: Any) -> bool:
+    return type(value) is int and value >= 1
 
 
 def _learn(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, Any]]:
@@ -285,6 +290,11 @@ ENDPOINTS: list[Endpoint] = [
                 "features_key": {
                     "type": "string",
                     "description": "a cache key holding the features; given features override",
+                },
+                "version": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "answer with this version as it was frozen, not the live model",
                 },
                 **_INPUTS,
             },

@@ -263,8 +263,14 @@ async def set_alias(request: Request) -> Response:
 
 
 async def delete_alias(request: Request) -> Response:
+    unknown = set(request.query_params) - {"by"}
+    if unknown:
+        raise InvalidInput(f"unknown query parameter(s) {sorted(unknown)}; accepted: by")
     receipt = _engine(request).submit_set_alias(
-        request.path_params["name"], request.path_params["alias"], None
+        request.path_params["name"],
+        request.path_params["alias"],
+        None,
+        by=request.query_params.get("by", ""),
     )
     return JSONResponse(await receipt)
 
