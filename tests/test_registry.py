@@ -22,6 +22,7 @@ from riverbed.exceptions import (
     InvalidFeatures,
     InvalidInput,
     NotServable,
+    PredictionNotFound,
     VersionNotFound,
 )
 from riverbed.provenance import git_info
@@ -132,8 +133,9 @@ def test_batch_models_predict_rows_with_probabilities(engine: Engine) -> None:
         engine.predict_rows("lr", [{"a": 1.0, "b": 2.0, "c": 3.0}])
     with pytest.raises(InvalidFeatures, match="has 3 values"):
         engine.predict_rows("lr", [[1.0, 2.0, 3.0]])
-    with pytest.raises(NotServable):
-        engine.learn("lr", {"a": 1.0, "b": 0.0}, 1)
+    # Evaluated online, not trained: the truth scores the prediction, the model stays.
+    assert engine.learn("lr", {"a": 1.0, "b": 0.0}, 1)["n_learns"] == 1
+    assert engine.predict("lr", {"a": 1.0, "b": 1.0})["probabilities"] == one["probabilities"]
 
 
 def test_snapshot_answers_as_at_snapshot_time_while_the_live_model_learns(
@@ -323,13 +325,17 @@ def test_search_orders_and_pages(engine: Engine) -> None:
 
 
 def test_a_batch_model_is_deleted_with_its_versions(engine: Engine) -> None:
-    engine.upload("m", sio.dumps(fitted()), format="skops")
+    engine.upload("m", sio.dumps(fitted()), format="skops", feature_names=["a", "b"])
     engine.set_alias("m", "production", 1)
+    p = engine.predict("m", {"a": 1.0, "b": 0.0})
+    engine.learn("m", ground_truth=1, id=p["id"])
     engine.delete_model("m")
     assert engine.list_models() == [] and engine.search_versions()["total"] == 0
     assert engine.upload("m", sio.dumps(fitted()), format="skops")["version"] == 1
-    with pytest.raises(NotServable):
-        engine.metrics("m")
+    # Its online evaluation went with it: the new model starts from nothing.
+    assert engine.metrics("m")["n"] == 0 and engine.stats("m")["n_predictions"] == 0
+    with pytest.raises(PredictionNotFound):
+        engine.learn("m", ground_truth=1, id=p["id"])
 
 
 def test_a_skops_file_with_foreign_types_is_refused(engine: Engine) -> None:

@@ -226,8 +226,8 @@ def jsonable(value: Any) -> Any:
     """A JSON-ready form of a parameter value (classes and objects by name)."""
     if value is None or isinstance(value, bool | int | str):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+    if isinstance(value, float):  # numpy's float64 is one: a plain float then
+        return float(value) if math.isfinite(value) else str(value)
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
         return jsonable(value.item())  # a numpy scalar
     if isinstance(value, list | tuple):

@@ -177,7 +177,7 @@ class Engine(LiveModels, Registry, BulkOps):
         **inputs: Any,
     ) -> Receipt[dict[str, Any]]:
         live = self._live.get(name)
-        if live is None or version is not None:
+        if live is None or version is not None or live.evaluated:
             target = self._serving_target(name, version)
             if target is not None:
                 features = self._cached_features(features, features_key)

@@ -10,7 +10,9 @@ settings, and deletes them. Predict and learn are the engine's own (engine.py).
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +20,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from riverbed import artifacts, serialization, specs
+from riverbed.evaluated import Evaluated, evaluated
 from riverbed.exceptions import (
     InvalidInput,
     InvalidSpec,
@@ -49,13 +52,27 @@ _PRUNE_SECONDS = 1.0  # how often the checkpoint thread applies the retention se
 log = logging.getLogger(__name__)
 
 
-class _OpStats:
-    __slots__ = ("n_calls", "total", "ewm", "last", "ewm_before")
+# Latency percentiles from a histogram of log-spaced buckets, 16 a doubling (each ~4.4%
+# wide) from 0.1 µs: one dict update a call, and any percentile on read.
+_BUCKETS_PER_DOUBLING = 16
+_FLOOR = 1e-7
+PERCENTILES = (50, 95, 99)
 
-    def __init__(self, n_calls: int = 0, total: float = 0.0, ewm: float = 0.0) -> None:
+
+class _OpStats:
+    __slots__ = ("n_calls", "total", "ewm", "last", "ewm_before", "histogram")
+
+    def __init__(
+        self,
+        n_calls: int = 0,
+        total: float = 0.0,
+        ewm: float = 0.0,
+        histogram: dict[int, int] | None = None,
+    ) -> None:
         self.n_calls, self.total, self.ewm = n_calls, total, ewm
         self.last = 0.0  # the last call's seconds, and the ewm before it: for an undo
         self.ewm_before = ewm
+        self.histogram: dict[int, int] = histogram if histogram is not None else {}
 
     def add(self, seconds: float) -> None:
         self.last, self.ewm_before = seconds, self.ewm
@@ -64,12 +81,29 @@ class _OpStats:
         self.ewm = (
             seconds if self.n_calls == 1 else (_EWM_ALPHA * seconds + (1 - _EWM_ALPHA) * self.ewm)
         )
+        bucket = int(math.log2(seconds / _FLOOR) * _BUCKETS_PER_DOUBLING) if seconds > _FLOOR else 0
+        self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
+
+    def percentile(self, q: float) -> float | None:
+        """The ``q``-th percentile of the timed calls' seconds (within ~4.4%), None before
+        any."""
+        total = sum(self.histogram.values())
+        if not total:
+            return None
+        rank, seen = q / 100 * total, 0
+        for bucket in sorted(self.histogram):
+            seen += self.histogram[bucket]
+            if seen >= rank:
+                break
+        # The bucket's geometric middle.
+        return _FLOOR * 2 ** ((bucket + 0.5) / _BUCKETS_PER_DOUBLING)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_calls": self.n_calls,
             "mean_duration": self.total / self.n_calls if self.n_calls else 0.0,
             "ewm_duration": self.ewm,
+            **{f"p{q}_duration": self.percentile(q) for q in PERCENTILES},
         }
 
 
@@ -80,6 +114,8 @@ class _Live:
         self.record = record
         self.task = task
         self.version = version
+        # A scikit-learn model, evaluated online: ``model`` is an Evaluated (riverbed.evaluated).
+        self.evaluated = record.flavor != "river"
         self.lock = threading.RLock()
         self.model: Any = None
         self.metric: Tracker = None  # type: ignore[assignment]
@@ -105,7 +141,7 @@ class _Live:
 
     def state(self) -> dict[str, Any]:
         return {
-            "model": self.model,
+            "model": None if self.evaluated else self.model,
             "metric": self.metric,
             "n_scored": self.n_scored,
             "n_learns": self.n_learns,
@@ -115,8 +151,8 @@ class _Live:
         }
 
 
-def vars_of(stats: _OpStats) -> tuple[int, float, float]:
-    return (stats.n_calls, stats.total, stats.ewm)
+def vars_of(stats: _OpStats) -> tuple[int, float, float, dict[int, int]]:
+    return (stats.n_calls, stats.total, stats.ewm, dict(stats.histogram))
 
 
 class LiveModels:
@@ -139,6 +175,8 @@ class LiveModels:
         def _check_tags(self, tags: Mapping[str, str] | None) -> dict[str, str]: ...
         def _flavor(self, name: str) -> str: ...
         def _describe_batch(self, name: str) -> dict[str, Any]: ...
+        def _serving_target(self, ref: str, version: int | None) -> Any: ...
+        def _model_record(self, name: str) -> ModelRecord: ...
         def _with_registry(self, described: dict[str, Any]) -> dict[str, Any]: ...
         def _object_of(self, version: VersionRecord) -> Any: ...
         def _forget(self, name: str, number: int | None = None) -> None: ...
@@ -227,8 +265,10 @@ class LiveModels:
         # Pickling moved the live objects' attributes into dicts of their own, slower to
         # read and write for good (serialization.live_copy): go on with the copy just written.
         state = serialization.loads(blob)
-        live.model, live.metric = state["model"], state["metric"]
-        live.task.bind(live.model)
+        live.metric = state["metric"]
+        if not live.evaluated:
+            live.model = state["model"]
+            live.task.bind(live.model)
         live.checkpoint_seq = live.n_learns
         live.checkpoint_time = now = time.monotonic()
         # The requests waiting on this model waited for all of that: keep such waits to
@@ -362,7 +402,11 @@ class LiveModels:
 
     def get_model(self, name: str) -> dict[str, Any]:
         if self._flavor(name) != "river":
-            return self._describe_batch(name)
+            described = self._describe_batch(name)
+            if evaluated(self._model_record(name)):
+                live = self._get_live(name)  # evaluated online: its counts
+                described.update(n_predictions=live.n_predictions, n_learns=live.n_learns)
+            return described
         live = self._get_live(name)
         version = self.store.get_version(name, live.version)
         return self._with_registry(
@@ -375,6 +419,8 @@ class LiveModels:
 
     def live_model(self, name: str) -> Any:
         """A copy of the model object as it is now, with everything it has learned."""
+        if self._flavor(name) != "river":
+            raise NotServable(f"model {name!r} is a batch model: its versions are the model")
         live = self._get_live(name)
         with live.lock:
             return self._replace_model(live)
@@ -394,7 +440,7 @@ class LiveModels:
 
     def submit_delete_model(self, name: str) -> Receipt[dict[str, Any]]:
         # A batch model has no live state; its lock is a fresh one.
-        live = self._get_live(name) if self._flavor(name) == "river" else None
+        live = self._get_live(name) if self._flavor(name) == "river" else self._live.get(name)
         with self._lock, live.lock if live is not None else threading.RLock():
             # Until the deletion commits, the store still holds the model: without this
             # mark a read in between would load it back into _live, where it would outlive
@@ -428,13 +474,13 @@ class LiveModels:
                 record = self.store.get_model(name)
                 if record is None:
                     raise ModelNotFound(f"no model named {name!r}")
-                if record.flavor != "river":
+                if record.flavor != "river" and not evaluated(record):
                     raise NotServable(
                         f"model {name!r} is a {record.flavor} model: it has versions, not a "
                         "live learning state (address a version, e.g. name@latest)"
                     )
                 task = get_task(record.task, self._task_options(record.options))
-                live = _Live(record, task, version=1)
+                live = _Live(record, task, version=1 if record.flavor == "river" else 0)
                 self._load(live)
                 self._live[name] = live
             return live
@@ -450,6 +496,10 @@ class LiveModels:
             live.n_predictions = state["n_predictions"]
             live.predict_stats = _OpStats(*state["predict_stats"])
             live.learn_stats = _OpStats(*state["learn_stats"])
+        elif live.evaluated:
+            live.metric = self._tracker(live.task, self._metric_names(live), live.record.options)
+            live.n_scored = live.n_learns = live.n_predictions = 0
+            live.predict_stats, live.learn_stats = _OpStats(), _OpStats()
         else:
             version = self.store.get_version(name, live.version)
             if version is None:  # pragma: no cover - a model is always created with a version
@@ -458,6 +508,8 @@ class LiveModels:
             live.metric = self._tracker(live.task, live.record.metrics, live.record.options)
             live.n_scored = live.n_learns = live.n_predictions = 0
             live.predict_stats, live.learn_stats = _OpStats(), _OpStats()
+        if live.evaluated:  # it predicts with the version the bare name serves
+            live.model = Evaluated(functools.partial(self._serving_target, name, None))
         live.task.bind(live.model)
         live.checkpoint_seq = live.n_learns
         live.checkpoint_time = time.monotonic()
@@ -491,6 +543,13 @@ class LiveModels:
             live.task.predict(live.model, record.features, live.metric)
         except Exception:  # it answered when it was made; a replay changes what it can
             log.warning("replaying prediction %r of %r failed", record.id, live.record.name)
+
+    @staticmethod
+    def _metric_names(live: _Live) -> list[str]:
+        # A scikit-learn model's record names none (it was made by an upload): the task's.
+        if live.evaluated and not live.record.metrics:
+            return list(live.task.default_metrics)
+        return list(live.record.metrics)
 
     @staticmethod
     def _task_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -610,7 +669,7 @@ class LiveModels:
             state = serialization.loads(checkpoint.state)
             tracker, n_scored, seq = state["metric"], state["n_scored"], checkpoint.seq
         else:
-            tracker = self._tracker(live.task, live.record.metrics, live.record.options)
+            tracker = self._tracker(live.task, self._metric_names(live), live.record.options)
             n_scored = seq = 0
         task, model = live.task, live.model
         for record in self.store.learns_after(name, seq):

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from riverbed import artifacts
+from riverbed.evaluated import evaluated
 from riverbed.exceptions import (
     InvalidInput,
     ModelNotFound,
@@ -186,8 +187,11 @@ class RegistryBase:
         name, number, alias = split_ref(ref)
         if number is not None or alias is not None:
             self.resolve(ref)  # the address must exist
-        if self._flavor(name) != "river":
-            raise NotServable(f"model {name!r} is a batch model: it does not learn online")
+        if self._flavor(name) != "river" and not evaluated(self._model_record(name)):
+            raise NotServable(
+                f"model {name!r} is a batch model of the {self._model_record(name).task} task: "
+                "it is not evaluated online"
+            )
         return name
 
     def _with_registry(self, described: dict[str, Any]) -> dict[str, Any]:

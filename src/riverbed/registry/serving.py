@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from riverbed.exceptions import (
-    InvalidInput,
-)
+from riverbed.evaluated import Evaluated, evaluated
+from riverbed.exceptions import InvalidInput
 from riverbed.registry.base import MAX_ROWS, _Loaded, split_ref
 from riverbed.registry.catalog import Catalog
 from riverbed.stores.base import done
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 __all__ = ["Serving"]
+
+_NO_LOCK = contextlib.nullcontext()  # Evaluated takes the version's lock itself
 
 
 class Serving(Catalog):
@@ -39,7 +41,7 @@ class Serving(Catalog):
         record = target.record
         name = record.model
         x = self._check_features(features)
-        if target.flavor == "sklearn":
+        if target.flavor == "sklearn" and not evaluated(self._model_record(name)):
             with target.lock:
                 (row,) = batch.predict_rows(target.obj, [x], record.metadata)
             return Receipt({"model": name, "version": record.version, **row}, done())
@@ -55,16 +57,26 @@ class Serving(Catalog):
 
                 raise PredictionExists(f"prediction id {id!r} is taken; use a new id")
         task = live.task
-        with target.lock:
+        lock: Any
+        if target.flavor == "sklearn":  # evaluated online: scored by the model's metrics
+            obj, lock, metric = Evaluated(lambda: target), _NO_LOCK, live.metric
+        else:
+            obj, lock, metric = target.obj, target.lock, target.metric
+        start = time.perf_counter()
+        with lock:
             try:
-                y_pred = task.predict(target.obj, x, target.metric)
+                y_pred = task.predict(obj, x, metric)
+            except InvalidInput:
+                raise
             except Exception as exc:
                 from riverbed.exceptions import InvalidFeatures
 
                 raise InvalidFeatures(
                     f"the model could not predict from these features: {type(exc).__name__}: {exc}"
                 ) from None
+        seconds = time.perf_counter() - start
         with live.lock:
+            live.predict_stats.add(seconds)
             live.n_predictions += 1
             prediction = PredictionRecord(id, name, live.n_predictions, x, y_pred, time.time())
             self._remember(prediction)

@@ -72,6 +72,10 @@ _OP_STATS = {
         "n_calls": {"type": "integer"},
         "mean_duration": {"type": "number"},
         "ewm_duration": {"type": "number"},
+        **{
+            f"p{q}_duration": {"type": ["number", "null"], "description": "null before any call"}
+            for q in (50, 95, 99)
+        },
     },
 }
 

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from riverbed.engine import Engine
 from riverbed.exceptions import NotFound, RiverbedError
+from riverbed.live import PERCENTILES
 from riverbed.server.routing import Endpoint
 
 __all__ = ["ENDPOINTS", "exposition"]
@@ -35,6 +36,14 @@ _FAMILIES = {
     "riverbed_learn_seconds_mean": (
         "gauge",
         "Mean time spent updating metrics and learning from one sample, in seconds.",
+    ),
+    "riverbed_predict_seconds": (
+        "gauge",
+        "Percentiles (quantile label) of the time spent in the model's predict call, seconds.",
+    ),
+    "riverbed_learn_seconds": (
+        "gauge",
+        "Percentiles (quantile label) of the time spent learning from one sample, seconds.",
     ),
     "riverbed_metric": (
         "gauge",
@@ -69,7 +78,7 @@ def _samples(engine: Engine) -> Iterable[tuple[str, dict[str, str], float]]:
             metrics = engine.metrics(name)
         except NotFound:  # deleted between the listing and now
             continue
-        except RiverbedError:  # served from its versions (scikit-learn, files): no live counts
+        except RiverbedError:  # a file, or a batch model of a task not evaluated online
             continue
         labels = {"model": name}
         yield "riverbed_predictions_total", labels, stats["n_predictions"]
@@ -77,6 +86,12 @@ def _samples(engine: Engine) -> Iterable[tuple[str, dict[str, str], float]]:
         yield "riverbed_scored_total", labels, metrics["n"]
         yield "riverbed_predict_seconds_mean", labels, stats["predict"]["mean_duration"]
         yield "riverbed_learn_seconds_mean", labels, stats["learn"]["mean_duration"]
+        for op in ("predict", "learn"):
+            for q in PERCENTILES:
+                value = stats[op][f"p{q}_duration"]
+                if value is not None:
+                    quantile = {"model": name, "quantile": str(q / 100)}
+                    yield f"riverbed_{op}_seconds", quantile, value
         for metric, value in metrics["metrics"].items():
             if _is_number(value):
                 yield "riverbed_metric", {"model": name, "metric": metric}, value
