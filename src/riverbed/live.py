@@ -59,6 +59,10 @@ _FLOOR = 1e-7
 PERCENTILES = (50, 95, 99)
 
 
+def _bucket(seconds: float) -> int:
+    return int(math.log2(seconds / _FLOOR) * _BUCKETS_PER_DOUBLING) if seconds > _FLOOR else 0
+
+
 class _OpStats:
     __slots__ = ("n_calls", "total", "ewm", "last", "ewm_before", "histogram")
 
@@ -81,8 +85,23 @@ class _OpStats:
         self.ewm = (
             seconds if self.n_calls == 1 else (_EWM_ALPHA * seconds + (1 - _EWM_ALPHA) * self.ewm)
         )
-        bucket = int(math.log2(seconds / _FLOOR) * _BUCKETS_PER_DOUBLING) if seconds > _FLOOR else 0
+        bucket = _bucket(seconds)
         self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
+
+    def take_back(self, n: int, seconds: float) -> None:
+        """Uncount ``n`` calls that took ``seconds`` in all (their writes failed): exact for
+        one call; several leave their mean's bucket (or the nearest ones)."""
+        self.n_calls -= n
+        self.total = max(0.0, self.total - seconds)
+        bucket = _bucket(seconds / n) if n else 0
+        for _ in range(n):
+            if not self.histogram:
+                break
+            if bucket not in self.histogram:
+                bucket = min(self.histogram, key=lambda b: abs(b - bucket))
+            self.histogram[bucket] -= 1
+            if not self.histogram[bucket]:
+                del self.histogram[bucket]
 
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile of the timed calls' seconds (within ~4.4%), None before
@@ -636,8 +655,7 @@ class LiveModels:
             refused, live.refused = live.refused, []
             unlearned, live.unlearned = live.unlearned, []
             for n, seconds, _ in unlearned:
-                live.learn_stats.n_calls -= n
-                live.learn_stats.total = max(0.0, live.learn_stats.total - seconds)
+                live.learn_stats.take_back(n, seconds)
             if unlearned:  # no learn after the first that failed was written: its ewm
                 live.learn_stats.ewm = unlearned[0][2]
             stats = live.predict_stats
@@ -645,8 +663,7 @@ class LiveModels:
                 if live.n_predictions == last:  # else later ones hold the seqs after it
                     live.n_predictions = first - 1
                     stats.ewm = ewm
-                stats.n_calls -= last - first + 1
-                stats.total = max(0.0, stats.total - seconds)
+                stats.take_back(last - first + 1, seconds)
             if live.stale:
                 try:
                     self.store.sync()  # every write queued so far is then settled
