@@ -72,11 +72,11 @@ def test_serve_says_loudly_that_auth_is_off_on_a_public_address(
     started: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append(kw))
     db = str(tmp_path / "s.db")
-    off = run("serve", "--host", "0.0.0.0", "--auth", "off", "--database", db)
+    off = run("serve", "--host", "0.0.0.0", "--port", "0", "--auth", "off", "--database", db)
     assert off.exit_code == 0 and "AUTH IS OFF ON 0.0.0.0" in off.stderr
-    on = run("serve", "--host", "0.0.0.0", "--database", db)
+    on = run("serve", "--host", "0.0.0.0", "--port", "0", "--database", db)
     assert on.exit_code == 0 and "auth is ON" in on.stderr
-    local = run("serve", "--database", db)
+    local = run("serve", "--port", "0", "--database", db)
     assert local.exit_code == 0 and "auth is off: bound to the loopback" in local.stderr
     bad = run("serve", "--auth", "sometimes", "--database", db)
     assert bad.exit_code == 2 and "auto, on or off" in bad.output

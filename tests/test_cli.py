@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
 from click.testing import CliRunner
 
 from riverbed.cli import cli
 from riverbed.config import SETTINGS
 from riverbed.stores.sqlite_schema import SCHEMA_VERSION
+from tests.helpers import Server
 
 
 def test_help_lists_the_commands() -> None:
@@ -74,3 +77,34 @@ def test_a_local_command_refuses_a_database_a_newer_version_wrote(tmp_path: Path
     assert done.returncode == 1
     assert "written by a newer riverbed" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_serve_on_a_taken_port_says_so_in_one_line_before_announcing(
+    server: Server, tmp_path: Path
+) -> None:
+    """A second ``riverbed serve`` on the port a running server holds fails at once: one
+    line naming the port, exit status 1, no "serving" announcement and no database made."""
+    db = tmp_path / "second.db"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "riverbed",
+            "serve",
+            "--port",
+            str(server.port),
+            "--database",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"port {server.port} on 127.0.0.1 is taken" in lines[0]
+    assert "serving" not in done.stderr + done.stdout
+    assert not db.exists()
+    assert httpx.get(server.url + "/health").status_code == 200  # the first one serves on

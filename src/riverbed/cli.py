@@ -59,6 +59,7 @@ def serve(**options: Any) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _check_address(settings.host, settings.port)
     try:
         check_database(settings.database)
         app = create_app(settings=settings)
@@ -85,6 +86,37 @@ def serve(**options: Any) -> None:
         lifespan="on",
         http=protocol_for(app),
     )
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse, before anything starts or is announced, an address the server could not listen
+    on: bind it as uvicorn will (each address the host resolves to, ``SO_REUSEADDR``) and let
+    go at once."""
+    import errno
+    import socket
+
+    try:
+        found = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot serve on {host}: {exc.strerror}") from None
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise click.ClickException(
+                        f"port {port} on {host} is taken by another process (another riverbed "
+                        "serve?): stop it, or serve on another --port"
+                    ) from None
+                raise click.ClickException(
+                    f"cannot serve on {host}:{port}: {exc.strerror}"
+                ) from None
 
 
 @cli.command()
