@@ -139,6 +139,50 @@ async def test_bad_input_is_a_clear_4xx_and_changes_nothing(
     assert [m["name"] for m in (await api.get("/v1/models")).json()["models"]] == ["p"]
 
 
+QUERY_INTEGERS = [
+    "/v1/models/p/metrics/history?limit={}",
+    "/v1/models/p/metrics/history?after={}",
+    "/v1/cache/k/peek?position={}",
+    "/v1/jobs?limit={}",
+    "/v1/search/versions?page_size={}",
+    "/cache/peek/k?pos={}",  # lrnstak's
+    "/api/v1/models/?page={}",  # Maisie's
+]
+
+
+@pytest.mark.parametrize("number", ["\u00b2", "\u0661", "1_0", "+1 ", "9" * 30])
+@pytest.mark.parametrize("path", QUERY_INTEGERS)
+async def test_a_query_integer_with_other_digits_is_400(
+    api: httpx.AsyncClient, path: str, number: str
+) -> None:
+    """'²' passes str.isdigit and int() raises on it; '١' (Arabic-Indic) and '1_0' int()
+    takes; none is a number to these routes, and 30 digits are out of range."""
+    await create(api)
+    await api.put("/v1/cache/k", json={"value": [1, 2]})
+    response = await api.get(path.format(number))
+    assert response.status_code == 400, response.text
+    assert "integer" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/api/v1/models/"])
+@pytest.mark.parametrize("length", ["\u00b2", "9" * 5000])
+async def test_a_content_length_that_is_no_number_is_a_4xx(
+    api: httpx.AsyncClient, path: str, length: str
+) -> None:
+    """A declared length is compared with the upload limit before reading: '²' (latin-1
+    0xB2, which str.isdigit takes) and 5000 digits (past what int() converts) are refused,
+    not a 500, on the routes that read it from Starlette's headers."""
+    from tests.asgi import status_of
+
+    headers = [
+        (b"content-length", length.encode("latin-1")),
+        (b"content-type", b"multipart/form-data; boundary=x"),
+    ]
+    app = api._transport.app  # type: ignore[attr-defined]
+    status, _ = await status_of(app, "POST", path, headers=headers, body=b"--x--\r\n")
+    assert 400 <= status < 500
+
+
 async def test_an_oversized_body_is_413(api: httpx.AsyncClient) -> None:
     await create(api)
     limit = api.engine.settings.max_body_bytes  # type: ignore[attr-defined]

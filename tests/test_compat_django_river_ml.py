@@ -134,6 +134,17 @@ async def test_model_json_download_and_form_delete(api: httpx.AsyncClient) -> No
         ("GET", "/api/stats/", {"content": b"{bad"}, 400),
         ("GET", "/api/model/nope/", {}, 404),
         ("GET", "/api/model/download/nope/", {}, 404),
+        # A model that is not a name (a list or an object used to be a 500: unhashable).
+        *(
+            ("POST", path, {"json": {"model": model, **fields}}, 400)
+            for model in (["m"], {"name": "m"}, 1, True)
+            for path, fields in (
+                ("/api/predict/", {"features": {"x": 1}}),
+                ("/api/learn/", {"features": {"x": 1}, "ground_truth": 1}),
+                ("/api/learn/", {"identifier": "i", "ground_truth": 1}),
+                ("/api/label/", {"identifier": "i", "label": 1}),
+            )
+        ),
     ],
 )
 async def test_bad_input_is_a_clear_4xx_and_changes_nothing(

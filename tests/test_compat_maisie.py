@@ -145,3 +145,39 @@ def test_the_routes_directly(server: Server, tmp_path: Path) -> None:
     assert bad_json.status_code == 400
     assert httpx.get(f"{base}/models/", params={"page": "two"}).status_code == 400
     assert httpx.post(f"{base}/auth/login/", data={"login": "ada"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status, code",
+    [
+        (b"{", "application/json", 400, "malformed_json"),
+        (b'{"login": "ada", "password": ', "application/json", 400, "malformed_json"),
+        (b'["ada", "x"]', "application/json", 400, "invalid_input"),
+        (b"[" * 10_000, "application/json", 400, "limit_exceeded"),
+        (b'{"login": "' + b"a" * 2_000_000 + b'"}', "application/json", 413, "payload_too_large"),
+        (b"login=" + b"a" * 2_000_000, "application/x-www-form-urlencoded", 413, None),
+        (b"--x\r\nnot a part", "multipart/form-data; boundary=x", 400, "invalid_input"),
+    ],
+)
+async def test_a_bad_login_body_is_a_4xx(
+    api: httpx.AsyncClient, body: bytes, content_type: str, status: int, code: str | None
+) -> None:
+    """Malformed JSON used to be a 500, and the body was read whatever its size: it is
+    read within max_body_bytes (1 MiB by default) like every other route's."""
+    response = await api.post(
+        "/api/v1/auth/login/", content=body, headers={"content-type": content_type}
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == (code or "payload_too_large")
+
+
+async def test_login_takes_json_form_and_multipart_bodies(api: httpx.AsyncClient) -> None:
+    url = "/api/v1/auth/login/"
+    for kwargs in (
+        {"json": {"login": "ada", "password": "x"}},
+        {"data": {"login": "ada", "password": "x"}},
+        {"data": {"login": "ada", "password": "x"}, "files": {"f": ("f", b"")}},
+    ):
+        response = await api.post(url, **kwargs)  # type: ignore[arg-type]
+        assert response.status_code == 200, (kwargs, response.text)
+        assert response.json()["data"]["access_token"] == "x"

@@ -89,6 +89,8 @@ async def test_unchanged_files_answer_304(api: httpx.AsyncClient) -> None:
         "/dashboard/.hidden",
         "/dashboard//etc/passwd",
         "/dashboard/",
+        "/dashboard/" + "a" * 300,  # a name too long for the file system (OSError)
+        "/dashboard/" + "a/" * 3000 + "b.js",  # a path too long for it
     ],
 )
 async def test_nothing_outside_the_assets_is_served(api: httpx.AsyncClient, path: str) -> None:

@@ -205,6 +205,33 @@ async def test_unknown_versions_and_aliases_are_404(api: httpx.AsyncClient) -> N
     assert (await api.get("/v1/models/m/versions/1")).status_code == 200
 
 
+# "²" passes str.isdigit but int() refuses it; int() takes "١" (Arabic-Indic one), "+1",
+# "1_0" and " 1", which are no version numbers either; 30 digits are out of range.
+ODD_NUMBERS = ["%C2%B2", "%D9%A1", "%2B1", "1_0", "%201", "1" * 30]
+
+
+@pytest.mark.parametrize("number", ODD_NUMBERS)
+async def test_a_version_written_with_other_digits_is_a_4xx_and_changes_nothing(
+    api: httpx.AsyncClient, number: str
+) -> None:
+    await upload(api, "m", sio.dumps(fitted()))
+    for method, path, body in (
+        ("GET", f"/v1/models/m/versions/{number}", None),
+        ("GET", f"/v1/models/m/versions/{number}/artifact", None),
+        ("GET", f"/v1/models/m/versions/{number}/json", None),
+        ("PATCH", f"/v1/models/m/versions/{number}", {"description": "changed"}),
+        ("DELETE", f"/v1/models/m/versions/{number}", None),
+        ("POST", f"/v1/models/m/versions/{number}/predict", {"rows": [[1.0, 1.0]]}),
+        ("PUT", f"/v1/models/m/aliases/{number}", {"version": 1}),
+    ):
+        response = await api.request(method, path, json=body)
+        assert response.status_code in (400, 404), (method, path, response.text)
+        assert response.json()["error"]["code"], (method, path)
+    version = (await api.get("/v1/models/m/versions/1")).json()
+    assert version["description"] != "changed"
+    assert (await api.get("/v1/models/m/aliases")).json()["aliases"] == {}
+
+
 @pytest.fixture
 async def public_engine(tmp_path: Path) -> AsyncIterator[Engine]:
     """An engine whose server is bound to a non-loopback address: auth on, pickles refused

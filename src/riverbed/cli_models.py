@@ -20,6 +20,7 @@ import click
 from riverbed.client import DEFAULT_URL
 from riverbed.exceptions import RiverbedError
 from riverbed.provenance import current_user
+from riverbed.validation import parse_int
 
 __all__ = ["models"]
 
@@ -459,9 +460,9 @@ def delete(
     """Delete a version (NAME@3, --version) or a whole model (NAME) with its history."""
     name, _, at = ref.partition("@")
     if at and version is None:
-        if not at.isdigit():
+        version = parse_int(at)
+        if version is None:
             raise click.UsageError("delete a version by its number (NAME@3), not by an alias")
-        version = int(at)
     what = f"{name} version {version}" if version is not None else f"model {name} and its history"
     if not yes:
         click.confirm(f"delete {what}?", abort=True)

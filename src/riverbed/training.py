@@ -32,6 +32,7 @@ import orjson
 from riverbed import specs
 from riverbed.exceptions import InvalidData, InvalidInput, InvalidSpec
 from riverbed.tasks import MISSING, Task, get_task, make_metrics
+from riverbed.validation import parse_int
 
 __all__ = [
     "FORMATS",
@@ -266,12 +267,13 @@ def _set_path(spec: Any, path: str, value: Any) -> Any:
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            index = parse_int(part)
+            if index is None or index >= len(node):
                 raise InvalidInput(f"grid path {path!r}: {part!r} is not an index of the list")
             if last:
-                node[int(part)] = value
+                node[index] = value
             else:
-                node = node[int(part)]
+                node = node[index]
         elif isinstance(node, dict):
             if last:
                 node[part] = value

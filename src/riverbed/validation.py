@@ -21,12 +21,14 @@ from typing import Any
 from riverbed.exceptions import InvalidFeatures, InvalidInput, ModelDiverged
 
 __all__ = [
+    "MAX_INT_DIGITS",
     "check_features",
     "check_id",
     "check_name",
     "check_prediction",
     "check_tags",
     "check_text",
+    "parse_int",
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
@@ -38,6 +40,23 @@ _STRINGS = frozenset({str})
 # short lists of short names only, and a full cache is emptied.
 _KNOWN_NAMES: dict[tuple[Any, ...], int] = {}
 _KNOWN_MAX = 256
+
+# An integer written in a path, a query or a header stays within SQLite's 64-bit integers.
+MAX_INT_DIGITS = 18
+
+
+def parse_int(text: str, *, signed: bool = False) -> int | None:
+    """``text`` as an integer when it is 1 to :data:`MAX_INT_DIGITS` ASCII digits (after a
+    ``-`` when ``signed``), else None. ``str.isdigit`` alone takes ``'²'``, on which ``int``
+    raises, and ``int`` alone takes ``'١٢'``, ``' 7'``, ``'+7'`` and ``'1_000'``.
+
+    >>> parse_int("12"), parse_int("-3", signed=True), parse_int("²"), parse_int("١٢")
+    (12, -3, None, None)
+    """
+    digits = text[1:] if signed and text.startswith("-") else text
+    if digits.isascii() and digits.isdigit() and len(digits) <= MAX_INT_DIGITS:
+        return int(text)
+    return None
 
 
 def check_name(name: Any) -> str:

@@ -19,6 +19,7 @@ from riverbed.exceptions import (
 )
 from riverbed.stores.base import ModelRecord, VersionRecord
 from riverbed.tasks import get_task
+from riverbed.validation import parse_int
 
 if TYPE_CHECKING:
     from riverbed.config import Settings
@@ -49,8 +50,11 @@ def split_ref(ref: str, version: int | None = None) -> tuple[str, int | None, st
         return name, version, None
     if version is not None:
         raise InvalidInput(f"give a version or an alias, not both ({ref!r} and version {version})")
-    if tail.isdigit():
-        return name, int(tail), None
+    if tail.isascii() and tail.isdigit():
+        number = parse_int(tail)
+        if number is None:
+            raise InvalidInput(f"version {tail} is out of range")
+        return name, number, None
     if not tail:
         raise InvalidInput(f"{ref!r} names no alias after '@'")
     return name, None, tail

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from riverbed.cache import Cache
 from riverbed.exceptions import CacheKeyNotFound, InvalidInput
-from riverbed.server.http import JSONResponse, field, read_json, reject_unknown
+from riverbed.server.http import JSONResponse, field, query_int, read_json, reject_unknown
 from riverbed.server.routing import Endpoint
 
 __all__ = ["ENDPOINTS"]
@@ -69,13 +69,7 @@ async def push(request: Request) -> Response:
 
 
 async def peek(request: Request) -> Response:
-    raw = request.query_params.get("position", request.query_params.get("pos", "0"))
-    try:
-        position = int(raw)
-    except ValueError:
-        raise InvalidInput(
-            f"position must be an integer, got {raw!r}", detail={"field": "position"}
-        ) from None
+    position = query_int(request, "position", query_int(request, "pos", 0))
     cache, key = _cache(request), _key(request)
     return JSONResponse({"key": key, "position": position, "value": cache.peek(key, position)})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -27,14 +27,17 @@ from riverbed.exceptions import (
     Unauthorized,
     Unavailable,
 )
+from riverbed.validation import MAX_INT_DIGITS, parse_int
 
 __all__ = [
     "JSONResponse",
     "check_batch",
     "check_json_limits",
+    "declared_length",
     "error_response",
     "field",
     "parse_json",
+    "query_int",
     "read_asgi_body",
     "read_json",
     "status_of",
@@ -95,6 +98,29 @@ def error_response(
     )
 
 
+@overload
+def query_int(request: Request, name: str, default: int) -> int: ...
+@overload
+def query_int(request: Request, name: str, default: None = None) -> int | None: ...
+def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    """The query parameter ``name`` as an integer (``default`` when absent or empty); 400
+    when it is not one (:func:`riverbed.validation.parse_int`: ASCII digits, an optional
+    ``-``)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    value = parse_int(raw, signed=True)
+    if value is None:
+        raise InvalidInput(f"{name} must be an integer, got {raw!r}", detail={"field": name})
+    return value
+
+
+def declared_length(request: Request) -> int | None:
+    """The request's ``Content-Length`` when it is a number (the server checks the rest)."""
+    raw = request.headers.get("content-length")
+    return None if raw is None else parse_int(raw)
+
+
 async def read_body(request: Request, *, limit: int | None = None) -> bytes:
     """The request body, refused with 413 past ``limit`` (default: ``max_body_bytes``)."""
     if limit is None:
@@ -108,7 +134,8 @@ async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     Starlette's ``ClientDisconnect``, as ``Request.stream`` does."""
     for key, value in scope["headers"]:
         if key == b"content-length":
-            if value.isdigit() and int(value) > limit:
+            # bytes.isdigit is ASCII only; that many digits is too big (and int() may refuse)
+            if value.isdigit() and (len(value) > MAX_INT_DIGITS or int(value) > limit):
                 raise PayloadTooLarge(
                     f"the request body is {value.decode()} bytes; the limit is {limit}"
                 )

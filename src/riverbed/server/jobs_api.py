@@ -21,9 +21,10 @@ from starlette.responses import Response, StreamingResponse
 from riverbed.events import Event
 from riverbed.exceptions import InvalidInput, MalformedJSON, PayloadTooLarge
 from riverbed.jobs import FINISHED, JobRunner
-from riverbed.server.http import JSONResponse, reject_unknown
+from riverbed.server.http import JSONResponse, declared_length, reject_unknown
 from riverbed.server.routing import Endpoint
 from riverbed.server.stream import HEARTBEAT_SECONDS, sse
+from riverbed.validation import parse_int
 
 __all__ = ["ENDPOINTS"]
 
@@ -61,8 +62,8 @@ def _jobs(request: Request) -> JobRunner:
 
 async def _read_upload(request: Request) -> bytes:
     limit: int = request.app.state.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(f"the upload is {declared} bytes; the limit is {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -85,8 +86,8 @@ async def _job_request(request: Request) -> tuple[dict[str, Any], Any, str | Non
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         limit: int = request.app.state.settings.max_upload_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = declared_length(request)
+        if declared is not None and declared > limit:
             raise PayloadTooLarge(f"the upload is {declared} bytes; the limit is {limit}")
         form = await request.form(max_files=1, max_fields=4)
         try:
@@ -141,11 +142,11 @@ async def create_job(request: Request) -> Response:
 
 
 async def list_jobs(request: Request) -> Response:
-    raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 0 < int(raw) <= 10_000:
+    limit = parse_int(request.query_params.get("limit", "100"))
+    if limit is None or not 0 < limit <= 10_000:
         raise InvalidInput("limit is an integer from 1 to 10000")
     model = request.query_params.get("model")
-    return JSONResponse({"jobs": _jobs(request).list(model=model, limit=int(raw))})
+    return JSONResponse({"jobs": _jobs(request).list(model=model, limit=limit)})
 
 
 async def get_job(request: Request) -> Response:

@@ -17,6 +17,7 @@ from riverbed.server.http import (
     check_batch,
     field,
     is_object,
+    query_int,
     read_json,
     reject_unknown,
 )
@@ -28,16 +29,6 @@ __all__ = ["ENDPOINTS"]
 def _engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
-
-
-def _int(request: Request, name: str, default: int | None) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer, got {raw!r}") from None
 
 
 def _float(request: Request, name: str) -> float | None:
@@ -54,9 +45,9 @@ async def metrics_history(request: Request) -> Response:
     return JSONResponse(
         _engine(request).metrics_history(
             request.path_params["name"],
-            after=_int(request, "after", 0) or 0,
+            after=query_int(request, "after", 0) or 0,
             since=_float(request, "since"),
-            limit=_int(request, "limit", 1000) or 1000,
+            limit=query_int(request, "limit", 1000) or 1000,
         )
     )
 
@@ -216,7 +207,7 @@ async def learn_stream(request: Request) -> Response:
     engine = _engine(request)
     name = request.path_params["name"]
     engine.metrics(name)  # 404 before anything is read
-    chunk_size = _int(request, "chunk_size", 1000) or 0
+    chunk_size = query_int(request, "chunk_size", 1000) or 0
     if not 1 <= chunk_size <= request.app.state.settings.max_batch_size:
         raise InvalidInput("chunk_size must be from 1 to the max_batch_size setting")
     return _Upload(engine, name, chunk_size, request.app.state.settings.max_body_bytes)

@@ -38,6 +38,7 @@ from riverbed.receipts import Receipt, call_when_committed
 from riverbed.server.auth import PRINCIPAL_KEY
 from riverbed.server.fast import JsonOperation, encode, failure
 from riverbed.server.http import parse_json
+from riverbed.validation import MAX_INT_DIGITS
 
 if TYPE_CHECKING:
     from riverbed.server.app import RiverbedApp
@@ -95,7 +96,12 @@ class RiverbedHttp(HttpToolsProtocol):
                 length = value
             elif name in _ASGI_ONLY or name == b"transfer-encoding":
                 return None
-        if length is None or not length.isdigit() or int(length) > limit:
+        if (
+            length is None
+            or not length.isdigit()
+            or len(length) > MAX_INT_DIGITS
+            or int(length) > limit
+        ):
             return None  # the ASGI path streams it, or refuses it with 413
         return found
 

@@ -24,10 +24,12 @@ from riverbed.server.http import (
     is_object,
     is_str,
     is_str_list,
+    query_int,
     read_json,
     reject_unknown,
 )
 from riverbed.server.routing import Endpoint
+from riverbed.validation import parse_int
 
 __all__ = ["ENDPOINTS", "pickle_allowed"]
 
@@ -64,16 +66,6 @@ def _ref(request: Request) -> str:
 
 def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _query_int(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter {name!r} must be an integer, got {raw!r}") from None
 
 
 # -- versions ---------------------------------------------------------------------------
@@ -164,9 +156,10 @@ async def update_version(request: Request) -> Response:
 
 async def delete_version(request: Request) -> Response:
     raw = request.path_params["version"]
-    if not raw.isdigit():
+    number = parse_int(raw)
+    if number is None:
         raise InvalidInput(f"delete a version by its number, not by {raw!r}")
-    receipt = _engine(request).submit_delete_version(request.path_params["name"], int(raw))
+    receipt = _engine(request).submit_delete_version(request.path_params["name"], number)
     return JSONResponse(await receipt)
 
 
@@ -285,7 +278,7 @@ def _search_args(request: Request) -> dict[str, Any]:
     return {
         "filter": request.query_params.get("filter"),
         "order_by": request.query_params.get("order_by"),
-        "page_size": _query_int(request, "page_size"),
+        "page_size": query_int(request, "page_size"),
         "page_token": request.query_params.get("page_token"),
     }
 

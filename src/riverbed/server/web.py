@@ -35,10 +35,14 @@ def _asset(relative: str) -> Path:
     """The file under :data:`ASSETS` named by ``relative``; nothing outside it, no dot-files."""
     parts = relative.split("/")
     if not relative or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
-        raise NotFound(f"no dashboard file {relative!r}")
+        raise NotFound(f"no dashboard file {relative[:200]!r}")
     path = ASSETS.joinpath(*parts)
-    if not path.is_file() or path.suffix == ".py":
-        raise NotFound(f"no dashboard file {relative!r}")
+    try:
+        found = path.is_file() and path.suffix != ".py"
+    except OSError:  # a name the file system refuses (too long, say) names no file either
+        found = False
+    if not found:
+        raise NotFound(f"no dashboard file {relative[:200]!r}")
     return path
 
 

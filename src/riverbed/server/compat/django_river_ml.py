@@ -81,6 +81,17 @@ def _required(body: dict[str, Any], *names: str) -> None:
         )
 
 
+def _model(body: dict[str, Any]) -> str:
+    """The body's ``model``, the model's name: a string."""
+    name = body["model"]
+    if not isinstance(name, str):
+        raise InvalidInput(
+            f"model must be the model's name, a string; got {type(name).__name__}",
+            detail={"fields": ["model"]},
+        )
+    return name
+
+
 async def _model_from_body_or_query(request: Request) -> str:
     """riverapi sends ``{"model": name}`` as the JSON body of a GET; ``?model=`` works too."""
     name = request.query_params.get("model")
@@ -204,9 +215,10 @@ async def predict(request: Request) -> Response:
     identifier = body.get("identifier")
     if identifier is not None and not isinstance(identifier, str):
         identifier = str(identifier)
-    result = await engine_of(request).submit_predict(body["model"], body["features"], id=identifier)
+    name = _model(body)
+    result = await engine_of(request).submit_predict(name, body["features"], id=identifier)
     return JSONResponse(
-        {"model": body["model"], "prediction": wire_prediction(result), "identifier": result["id"]},
+        {"model": name, "prediction": wire_prediction(result), "identifier": result["id"]},
         status_code=201,
     )
 
@@ -221,12 +233,12 @@ async def learn(request: Request) -> Response:
     if identifier is not None:
         _required(body, "model")
         await engine_of(request).submit_learn(
-            body["model"], ground_truth=body.get("ground_truth"), id=str(identifier)
+            _model(body), ground_truth=body.get("ground_truth"), id=str(identifier)
         )
     else:
         _required(body, "model", "features")
         await engine_of(request).submit_learn(
-            body["model"], body["features"], body.get("ground_truth")
+            _model(body), body["features"], body.get("ground_truth")
         )
     return JSONResponse("Successful learn.", status_code=201)
 
@@ -238,7 +250,7 @@ async def label(request: Request) -> Response:
     if body.get("label") is None:
         raise InvalidInput("label is required.", detail={"fields": ["label"]})
     await engine_of(request).submit_learn(
-        body["model"], ground_truth=body["label"], id=str(body["identifier"])
+        _model(body), ground_truth=body["label"], id=str(body["identifier"])
     )
     return JSONResponse("Successful label.")
 

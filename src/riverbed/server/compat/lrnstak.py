@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from riverbed.exceptions import CacheKeyNotFound, InvalidInput, VersionNotFound
 from riverbed.server.compat.common import engine_of, legacy_errors
-from riverbed.server.http import JSONResponse, read_json
+from riverbed.server.http import JSONResponse, query_int, read_json
 from riverbed.server.routing import Endpoint
 
 __all__ = ["ENDPOINTS"]
@@ -220,11 +220,7 @@ async def cache_push(request: Request) -> Response:
 
 @legacy_errors
 async def cache_peek(request: Request) -> Response:
-    raw = request.query_params.get("pos", "0")
-    try:
-        position = int(raw)
-    except ValueError:
-        raise InvalidInput(f"pos must be an integer, got {raw!r}") from None
+    position = query_int(request, "pos", 0)
     return JSONResponse(engine_of(request).cache.peek(_key(request), position))
 
 

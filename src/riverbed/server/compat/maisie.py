@@ -13,18 +13,27 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import Response
 
 from riverbed.exceptions import InvalidInput, NotFound, PayloadTooLarge
 from riverbed.server.auth import principal_of
 from riverbed.server.compat.common import engine_of, legacy_errors, slug
-from riverbed.server.http import JSONResponse
+from riverbed.server.http import (
+    JSONResponse,
+    declared_length,
+    parse_json,
+    query_int,
+    read_body,
+)
 from riverbed.server.routing import Endpoint
+from riverbed.validation import parse_int
 
 __all__ = ["ENDPOINTS"]
 
@@ -83,7 +92,8 @@ def _maisie_versions(request: Request) -> list[dict[str, Any]]:
             versions = engine.list_versions(model["name"])
         except NotFound:  # deleted meanwhile
             continue
-        found.extend(v for v in versions if ID_TAG in v["tags"])
+        # A maisie.id that is not a number was set by hand: not a version Maisie uploaded.
+        found.extend(v for v in versions if parse_int(v["tags"].get(ID_TAG, "")) is not None)
     return sorted(found, key=lambda v: int(v["tags"][ID_TAG]))
 
 
@@ -105,15 +115,33 @@ def _json_field(form: Any, name: str) -> dict[str, Any]:
 # -- routes ------------------------------------------------------------------------------------
 
 
+async def _login_fields(request: Request) -> dict[str, Any]:
+    """The login's fields from a JSON, form-encoded or multipart body, read within
+    ``max_body_bytes`` (413 past it; malformed JSON is a 400)."""
+    body = await read_body(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        value = parse_json(body, request.app.state.settings, required=False)
+        return value if isinstance(value, dict) else {}
+
+    async def chunks() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser if content_type.startswith("multipart/") else FormParser
+    try:
+        form = await parser(request.headers, chunks()).parse()
+    except MultiPartException as exc:
+        raise InvalidInput(f"malformed form: {exc.message}") from None
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    await form.close()  # a multipart file part holds a temporary file
+    return fields
+
+
 @legacy_errors
 async def login(request: Request) -> Response:
     """Maisie's login: ``login`` and ``password`` (form or JSON). The password is a riverbed
     token, handed back as the access token the client then sends as ``Bearer``."""
-    if request.headers.get("content-type", "").startswith("application/json"):
-        body = orjson.loads(await request.body() or b"{}")
-        form: dict[str, Any] = body if isinstance(body, dict) else {}
-    else:
-        form = dict(await request.form())
+    form = await _login_fields(request)
     login_name, password = form.get("login"), form.get("password")
     if not isinstance(login_name, str) or not isinstance(password, str):
         raise InvalidInput(
@@ -131,11 +159,8 @@ async def login(request: Request) -> Response:
 @legacy_errors
 async def list_models(request: Request) -> Response:
     query = request.query_params
-    try:
-        page = max(1, int(query.get("page", "1")))
-        per_page = min(MAX_PER_PAGE, max(1, int(query.get("per_page", "10"))))
-    except ValueError:
-        raise InvalidInput("page and per_page must be integers") from None
+    page = max(1, query_int(request, "page", 1))
+    per_page = min(MAX_PER_PAGE, max(1, query_int(request, "per_page", 10)))
     entries = [_entry(request, v) for v in _maisie_versions(request)]
     if query.get("projects"):
         wanted = {p.strip() for p in query["projects"].split(",")}
@@ -179,8 +204,8 @@ async def upload(request: Request) -> Response:
     ``hyperparameters``/``parameters``/``metrics`` as JSON, ``git_active_branch``,
     ``git_commit_hash``, ``project_id``) plus ``dataset_name`` and ``dataset_description``."""
     settings = request.app.state.settings
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_artifact_bytes:
+    declared = declared_length(request)
+    if declared is not None and declared > settings.max_artifact_bytes:
         raise PayloadTooLarge(
             f"the upload is {declared} bytes; the limit is {settings.max_artifact_bytes}"
         )
