@@ -26,6 +26,7 @@ from riverbed.server.auth import (
 from riverbed.server.routing import Endpoint, _openapi_path
 from riverbed.tokens import SCOPES, grants
 from tests.asgi import status_of
+from tests.wsclient import connect
 
 SPEC = {
     "pipeline": [
@@ -479,3 +480,19 @@ def test_a_rate_limited_error_keeps_its_retry_after_through_the_wire() -> None:
     sent = RateLimited("slow down", detail={"retry_after": 7}, retry_after=7)
     received = error_from_payload(sent.to_payload())
     assert isinstance(received, RateLimited) and received.retry_after == 7
+
+
+async def test_a_websocket_operation_a_token_may_not_do_names_the_scope_it_needs(
+    public: Public,
+) -> None:
+    query = f"token={public.secrets['predict']}".encode()
+    async with connect(public.app, "/v1/ws", query) as ws:
+        await ws.send({"id": 1, "op": "learn", "model": "m", "features": {"x": 1.0}})
+        answer = await ws.receive()
+    assert answer["ok"] is False and answer["error"]["code"] == "forbidden"
+    message = answer["error"]["message"]
+    assert (
+        message == "this token has scope(s) predict; the 'learn' operation needs the 'learn' scope"
+    )
+    assert answer["error"]["detail"] == {"required": "learn", "granted": ["predict"]}
+    assert public.engine.get_model("m")["n_learns"] == 0

@@ -105,6 +105,12 @@ def test_a_real_server_with_auth_on(tmp_path: Path) -> None:
         assert "learn" in [s for t in json.loads(listed.stdout) for s in t["scopes"]]
         refused = run("tokens", "ls", "--url", server.url, "--token", over_http.stdout.strip())
         assert refused.exit_code == 1 and "forbidden" in refused.output
+        (line,) = refused.output.strip().splitlines()  # one line naming the scope it lacks
+        assert "has scope(s) learn" in line and "needs 'admin'" in line
+        anonymous = run("models", "ls", "--url", server.url)
+        assert anonymous.exit_code == 1
+        (line,) = anonymous.output.strip().splitlines()
+        assert "needs a token with the 'read' scope" in line and "--token" in line
         made = run("tokens", "create", "--scope", "read", "--database", db)
         secret = made.stdout.strip()
         headers = {"Authorization": f"Bearer {secret}"}

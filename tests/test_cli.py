@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from riverbed.cli import cli
 from riverbed.config import SETTINGS
 from riverbed.stores.sqlite_schema import SCHEMA_VERSION
-from tests.helpers import Server
+from tests.helpers import Server, free_port
 
 
 def test_help_lists_the_commands() -> None:
@@ -108,3 +108,47 @@ def test_serve_on_a_taken_port_says_so_in_one_line_before_announcing(
     assert "serving" not in done.stderr + done.stdout
     assert not db.exists()
     assert httpx.get(server.url + "/health").status_code == 200  # the first one serves on
+
+
+def test_a_command_with_no_server_to_talk_to_says_so_in_one_line(tmp_path: Path) -> None:
+    """The real entry point, nothing listening at --url: exit 1 and one line naming the URL,
+    that nothing answers, and how to start a server; no traceback."""
+    url = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "riverbed", "models", "ls", "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: unreachable: nothing answers at {url} (")
+    assert "riverbed serve" in line and "--url" in line
+    assert done.stdout == ""
+
+
+def test_every_command_that_talks_to_a_server_says_the_same_when_none_answers(
+    tmp_path: Path,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    data = tmp_path / "rows.csv"
+    data.write_text("x,y\n1,2\n")
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"class": "river.linear_model.LinearRegression"}')
+    commands = [
+        ["models", "ls"],
+        ["models", "upload", "m", str(spec)],
+        ["cache", "get", "k"],
+        ["jobs", "ls"],
+        ["train", str(data), "--target", "y", "--spec", str(spec)],
+        ["learn", str(data), "--model", "m", "--target", "y"],
+        ["forecast", "m"],
+        ["tail"],
+        ["tokens", "ls"],
+    ]
+    for command in commands:
+        result = CliRunner().invoke(cli, [*command, "--url", url])
+        assert type(result.exception) is SystemExit, (command, result.exception)
+        assert result.exit_code == 1, command
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith(f"Error: unreachable: nothing answers at {url}"), command

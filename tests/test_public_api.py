@@ -44,6 +44,7 @@ def test_exported_members() -> None:
         "TokenRevoked",
         "Unauthorized",
         "Unavailable",
+        "Unreachable",
         "VersionExists",
         "VersionNotFound",
         "WrongCacheKind",

@@ -27,7 +27,7 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def connect(app: Any, path: str) -> AsyncIterator[Session]:
+async def connect(app: Any, path: str, query: bytes = b"") -> AsyncIterator[Session]:
     session = Session()
     await session.incoming.put({"type": "websocket.connect"})
     scope = {
@@ -36,7 +36,7 @@ async def connect(app: Any, path: str) -> AsyncIterator[Session]:
         "scheme": "ws",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query,
         "root_path": "",
         "headers": [(b"host", b"testserver")],
         "client": ("127.0.0.1", 50000),

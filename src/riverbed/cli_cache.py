@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from riverbed.cli_server import refusal
 from riverbed.client import DEFAULT_URL, Client
 from riverbed.exceptions import RiverbedError
 
@@ -51,7 +52,7 @@ def _run(server: Server, call: Any) -> None:
         with Client(server[0], token=server[1]) as client:
             result = call(client)
     except RiverbedError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        raise refusal(exc) from None
     click.echo(json.dumps(result, ensure_ascii=False))
 
 

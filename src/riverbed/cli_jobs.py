@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from riverbed.cli_cache import Server, url_option
+from riverbed.cli_server import refusal
 from riverbed.client import Client
 from riverbed.exceptions import RiverbedError
 from riverbed.jobs import FINISHED
@@ -157,7 +158,7 @@ def train(
             _draw_progress(client.jobs.follow(job["id"]))
             _show_result(client.jobs.get(job["id"]))
     except RiverbedError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        raise refusal(exc) from None
 
 
 def _train_in_process(
@@ -190,7 +191,7 @@ def _train_in_process(
             _draw_progress(follow())
             _show_result(engine.jobs.wait(job["id"]))
     except RiverbedError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        raise refusal(exc) from None
 
 
 @click.group()
@@ -203,7 +204,7 @@ def _run(server: Server, call: Any) -> Any:
         with Client(server[0], token=server[1]) as client:
             return call(client)
     except RiverbedError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        raise refusal(exc) from None
 
 
 @jobs.command("ls")

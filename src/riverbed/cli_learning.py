@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from riverbed.cli_server import refusal
 from riverbed.client import DEFAULT_URL, Client
 from riverbed.exceptions import RiverbedError
 
@@ -104,6 +105,10 @@ def learn(
     total = _count(path)
     final: dict[str, Any] = {}
     with Client(url, token=token) as client:
+        try:
+            client.health()  # a server that does not answer is one line, not a bar and a line
+        except RiverbedError as exc:
+            raise refusal(exc) from None
         with click.progressbar(length=total, label=f"learning {model}", file=sys.stderr) as bar:
             done = 0
             try:
@@ -115,7 +120,7 @@ def learn(
                     done = report["n_learned"]
                     final = report
             except RiverbedError as exc:
-                raise click.ClickException(f"{exc.code}: {exc.message}") from None
+                raise refusal(exc) from None
     if "error" in final:
         error = final["error"]
         raise click.ClickException(
@@ -137,7 +142,7 @@ def forecast(model: str, horizon: int, url: str, token: str | None) -> None:
         try:
             answer = client.forecast(model, horizon)
         except RiverbedError as exc:
-            raise click.ClickException(f"{exc.code}: {exc.message}") from None
+            raise refusal(exc) from None
     for step, value in enumerate(answer["forecast"], 1):
         click.echo(f"+{step}\t{value}")
 
@@ -181,6 +186,6 @@ def tail(
                 if limit is not None and n >= limit:
                     break
         except RiverbedError as exc:
-            raise click.ClickException(f"{exc.code}: {exc.message}") from None
+            raise refusal(exc) from None
         except KeyboardInterrupt:  # pragma: no cover - interactive
             pass

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from riverbed.cli_server import refusal
 from riverbed.client import DEFAULT_URL
 from riverbed.exceptions import RiverbedError
 from riverbed.provenance import current_user
@@ -60,7 +61,7 @@ def _target(url: str, database: str | None, token: str | None = None) -> Iterato
             with Client(url, token=token) as client:
                 yield client
     except RiverbedError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        raise refusal(exc) from None
 
 
 def _when(timestamp: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from riverbed.cli_server import refusal
 from riverbed.config import Settings
 from riverbed.exceptions import RiverbedError
 from riverbed.tokens import SCOPES
@@ -82,7 +83,7 @@ def _backend(database: str | None, url: str | None, token: str | None) -> Iterat
     try:
         yield backend
     except RiverbedError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        raise refusal(exc) from None
     finally:
         backend.close()
 

@@ -10,6 +10,10 @@ coroutine. Error payloads become the same exceptions the engine raises.
 
 Models travel as declarative specs (:func:`riverbed.specs.to_spec`), never as pickles.
 
+A server that does not answer (none runs at the URL) raises
+:class:`~riverbed.exceptions.Unreachable`, a one-line message naming the URL, instead of
+httpx's ``ConnectError``.
+
 A server with auth on needs a token: ``Client(url, token="rbt_...")``; without ``token`` the
 ``RIVERBED_TOKEN`` environment variable is used, if set (see docs/auth.md).
 """
@@ -18,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -28,7 +33,7 @@ import orjson
 
 from riverbed import specs
 from riverbed.client_registry import RAW, RegistryMethods
-from riverbed.exceptions import ServerError, Unavailable, error_from_payload
+from riverbed.exceptions import ServerError, Unavailable, Unreachable, error_from_payload
 
 if TYPE_CHECKING:
     from riverbed.client_jobs import AsyncJobs, SyncJobs
@@ -71,6 +76,40 @@ def _result(response: httpx.Response, pick: str | None = None) -> Any:
     raise error_from_payload(payload)
 
 
+# A connection that could not be made: refused, a name that does not resolve, a timeout.
+_NO_ANSWER = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def _unreachable(base_url: httpx.URL, exc: Exception) -> Unreachable:
+    url = str(base_url).rstrip("/")
+    reason = re.sub(r"^\[Errno -?\d+\] ", "", str(exc)) or type(exc).__name__
+    return Unreachable(
+        f"nothing answers at {url} ({reason}): is a server running there? Start one with "
+        "`riverbed serve`",
+        detail={"url": url},
+    )
+
+
+class _Http(httpx.Client):
+    """httpx's client, raising :class:`Unreachable` where nothing answers."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except _NO_ANSWER as exc:
+            raise _unreachable(self.base_url, exc) from None
+
+
+class _AsyncHttp(httpx.AsyncClient):
+    """httpx's async client, raising :class:`Unreachable` where nothing answers."""
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return await super().send(request, **kwargs)
+        except _NO_ANSWER as exc:
+            raise _unreachable(self.base_url, exc) from None
+
+
 def _ndjson(row: dict[str, Any]) -> bytes:
     return orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
@@ -91,10 +130,15 @@ RECONNECT_PAUSES = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 10.0, 10.0, 10
 
 class _Resume:
     """Where a followed event stream is: the last id seen (sent as ``Last-Event-ID`` on the
-    next connection) and the attempts since the last message."""
+    next connection), the attempts since the last message, and whether a connection was ever
+    opened (a server that never answered is not waited for)."""
 
     def __init__(self, last_event_id: int | str | None, reconnect: bool) -> None:
         self.last, self.reconnect, self.failures = last_event_id, reconnect, 0
+        self.opened = False
+
+    def open(self) -> None:
+        self.opened = True
 
     def seen(self, event: dict[str, Any]) -> None:
         self.failures = 0
@@ -103,7 +147,8 @@ class _Resume:
 
     def pause(self, error: Exception | None) -> float:
         """The pause before the next attempt, or raise ``error`` when it is time to stop."""
-        if not self.reconnect or self.failures >= len(RECONNECT_PAUSES):
+        never = isinstance(error, Unreachable) and not self.opened
+        if never or not self.reconnect or self.failures >= len(RECONNECT_PAUSES):
             if error is not None:
                 raise error
             raise Unavailable("the server closed the event stream and did not take it back")
@@ -128,10 +173,11 @@ def _metrics_stream_request(
 class _EventLines:
     """Server-sent event lines in, messages out: a message's ``data`` as JSON (or, ``raw``,
     ``{"event", "id", "data"}``) once the blank line that ends it arrives. Comment lines
-    (``: heartbeat``) are skipped; a message's several ``data`` lines join with newlines."""
+    (``: heartbeat``) are skipped; a message's several ``data`` lines join with newlines.
+    ``opened`` is called once the stream is open, before its first line."""
 
-    def __init__(self, raw: bool) -> None:
-        self.raw = raw
+    def __init__(self, raw: bool, opened: Callable[[], None] = lambda: None) -> None:
+        self.raw, self.opened = raw, opened
         self.fields: dict[str, str] = {}
 
     def feed(self, line: str) -> dict[str, Any] | None:
@@ -350,7 +396,7 @@ class Client(_Methods):
         transport: httpx.BaseTransport | None = None,
         token: str | None = None,
     ) -> None:
-        self._http = httpx.Client(
+        self._http = _Http(
             base_url=base_url,
             timeout=timeout,
             headers=_headers(headers, token),
@@ -412,10 +458,13 @@ class Client(_Methods):
         while True:
             error: Exception | None = None
             try:
-                for event in self._sse("/v1/events", *_events_request(model, types, resume.last)):
+                query, headers = _events_request(model, types, resume.last)
+                for event in self._sse(
+                    "/v1/events", query, headers, _EventLines(False, resume.open)
+                ):
                     resume.seen(event)
                     yield event
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, Unreachable) as exc:
                 error = exc
             time.sleep(resume.pause(error))
 
@@ -424,10 +473,10 @@ class Client(_Methods):
     ) -> Iterator[dict[str, Any]]:
         """Follow a model's metrics: ``{"event": "metrics"|"point", "id", "data"}``."""
         path, query, headers = _metrics_stream_request(name, interval, last_event_id)
-        yield from self._sse(path, query, headers, raw=True)
+        yield from self._sse(path, query, headers, _EventLines(raw=True))
 
     def _sse(
-        self, path: str, query: dict[str, Any], headers: dict[str, str], *, raw: bool = False
+        self, path: str, query: dict[str, Any], headers: dict[str, str], messages: _EventLines
     ) -> Iterator[dict[str, Any]]:
         with self._http.stream(
             "GET", path, params=query, headers=headers, timeout=httpx.Timeout(None)
@@ -435,7 +484,7 @@ class Client(_Methods):
             if not response.is_success:
                 response.read()
                 _result(response)
-            messages = _EventLines(raw)
+            messages.opened()
             for line in response.iter_lines():
                 message = messages.feed(line)
                 if message is not None:
@@ -464,7 +513,7 @@ class AsyncClient(_Methods):
         transport: httpx.AsyncBaseTransport | None = None,
         token: str | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(
+        self._http = _AsyncHttp(
             base_url=base_url,
             timeout=timeout,
             headers=_headers(headers, token),
@@ -529,10 +578,12 @@ class AsyncClient(_Methods):
             error: Exception | None = None
             try:
                 query, headers = _events_request(model, types, resume.last)
-                async for event in self._sse("/v1/events", query, headers):
+                async for event in self._sse(
+                    "/v1/events", query, headers, _EventLines(False, resume.open)
+                ):
                     resume.seen(event)
                     yield event
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, Unreachable) as exc:
                 error = exc
             await asyncio.sleep(resume.pause(error))
 
@@ -541,11 +592,11 @@ class AsyncClient(_Methods):
     ) -> AsyncIterator[dict[str, Any]]:
         """Follow a model's metrics: ``{"event": "metrics"|"point", "id", "data"}``."""
         path, query, headers = _metrics_stream_request(name, interval, last_event_id)
-        async for message in self._sse(path, query, headers, raw=True):
+        async for message in self._sse(path, query, headers, _EventLines(raw=True)):
             yield message
 
     async def _sse(
-        self, path: str, query: dict[str, Any], headers: dict[str, str], *, raw: bool = False
+        self, path: str, query: dict[str, Any], headers: dict[str, str], messages: _EventLines
     ) -> AsyncIterator[dict[str, Any]]:
         async with self._http.stream(
             "GET", path, params=query, headers=headers, timeout=httpx.Timeout(None)
@@ -553,7 +604,7 @@ class AsyncClient(_Methods):
             if not response.is_success:
                 await response.aread()
                 _result(response)
-            messages = _EventLines(raw)
+            messages.opened()
             async for line in response.aiter_lines():
                 message = messages.feed(line)
                 if message is not None:

@@ -37,7 +37,8 @@
      ├── RateLimited                   too many requests; ``retry_after`` says when to retry
      ├── Unavailable                   the store cannot take writes now (read-only, I/O error);
      │    │                            nothing was changed: retry once it is fixed
-     │    └── StorageFull              the store's disk (or its size limit) is full
+     │    ├── StorageFull              the store's disk (or its size limit) is full
+     │    └── Unreachable              (client side) nothing answers at the server's URL
      └── ServerError                   something broke on the server side (a bug)
 
 Every error carries a short machine-readable ``code`` and a message written for a person.
@@ -85,6 +86,7 @@ __all__ = [
     "StorageFull",
     "Unauthorized",
     "Unavailable",
+    "Unreachable",
     "VersionExists",
     "VersionNotFound",
     "WrongCacheKind",
@@ -275,6 +277,14 @@ class Unavailable(RiverbedError):
 
 class StorageFull(Unavailable):
     code = "storage_full"
+
+
+class Unreachable(Unavailable):
+    """Raised by the client, never sent by a server: nothing answers at the server's URL (no
+    server runs there, the name does not resolve, the connection timed out). ``detail`` holds
+    the ``url``. No request was sent, so nothing was changed."""
+
+    code = "unreachable"
 
 
 class ServerError(RiverbedError):

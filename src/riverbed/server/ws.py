@@ -119,9 +119,15 @@ async def websocket(ws: WebSocket) -> None:
                 except orjson.JSONDecodeError as exc:
                     raise MalformedJSON(f"malformed JSON: {exc}") from None
                 request_id = message.get("id") if isinstance(message, dict) else None
-                needed = _SCOPES.get(message.get("op", "") if isinstance(message, dict) else "")
-                if not principal.grants(needed or "predict"):
-                    raise Forbidden(f"this token may not {message.get('op')}")
+                op = message.get("op") if isinstance(message, dict) else None
+                needed = (_SCOPES.get(op) if isinstance(op, str) else None) or "predict"
+                if not principal.grants(needed):
+                    granted = ", ".join(sorted(principal.scopes)) or "none"
+                    raise Forbidden(
+                        f"this token has scope(s) {granted}; the {op!r} operation needs the "
+                        f"{needed!r} scope",
+                        detail={"required": needed, "granted": sorted(principal.scopes)},
+                    )
                 outcome = _submit(engine, message)
             except RiverbedError as exc:
                 await answer({"id": request_id, "ok": False, **exc.to_payload()})
