@@ -232,3 +232,33 @@ def test_the_raw_byte_limits_agree_with_walking_the_value() -> None:
             assert got == expected, (raw, max_depth, max_string)
         outcomes.add(got)
     assert outcomes == {None, "deep", "long"}
+
+
+@pytest.mark.parametrize("by", ["address", "token"])
+async def test_every_websocket_message_is_charged_as_a_request(tmp_path: Path, by: str) -> None:
+    from tests.wsclient import connect
+
+    limits = {"rate_limit_address": "learning=5/m"} if by == "address" else {}
+    if by == "token":
+        limits = {"rate_limit_token": "learning=5/m", "auth": "on"}
+    with Engine(str(tmp_path / "w.db"), **limits) as engine:
+        engine.create_model("m", spec=SPEC)
+        query = b""
+        if by == "token":
+            query = b"token=" + engine.tokens.create_token(["predict", "learn"])["token"].encode()
+        async with connect(create_app(engine), "/v1/ws", query) as ws:
+            answers = []
+            for i in range(8):
+                message = {"id": i, "op": "learn", "model": "m", "features": {"x": 1.0}}
+                await ws.send({**message, "ground_truth": 2.0})
+                answers.append(await ws.receive())
+            # the handshake was the first request of five; four messages pass
+            assert [a["ok"] for a in answers] == [True] * 4 + [False] * 4
+            refused = answers[-1]
+            assert refused["id"] == 7 and refused["error"]["code"] == "rate_limited"
+            assert refused["error"]["detail"]["group"] == "learning"
+            assert refused["error"]["detail"]["retry_after"] > 0
+            # the socket stays open; a refused message changed nothing
+            await ws.send({"id": 8, "op": "metrics", "model": "m"})
+            assert (await ws.receive())["error"]["code"] == "rate_limited"
+        assert engine.stats("m")["n_learns"] == 4

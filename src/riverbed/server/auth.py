@@ -81,6 +81,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WEBSOCKET_METHODS = frozenset({"WS", "WEBSOCKET"})
 PRINCIPAL_KEY = "riverbed.principal"
+# The scope key of the endpoint's Gate, for a route that answers many operations on one
+# request (the WebSocket charges each message to the rate limits as a request of its own).
+GATE_KEY = "riverbed.gate"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +305,15 @@ class Gate:
             _charge(policy.by_token, self.group, principal.token_id, "this token")
         return principal
 
+    def charge(self, scope: Scope, principal: Principal) -> None:
+        """Count one more request of an admitted caller against the rate limits (step 3
+        only), or :class:`RateLimited`: what each message on an open WebSocket costs."""
+        policy: AuthPolicy = scope["app"].state.auth
+        if policy.by_address.rates:
+            _charge(policy.by_address, self.group, _address(scope), "this address")
+        if policy.by_token.rates and principal.token_id is not None:
+            _charge(policy.by_token, self.group, principal.token_id, "this token")
+
     def refusal(self, scope: Scope, error: RiverbedError) -> tuple[int, dict[str, str]]:
         """The status and headers that answer ``error`` from :meth:`admit` (logged)."""
         from riverbed.server.http import error_headers, status_of
@@ -332,6 +344,7 @@ def guard(endpoint: Endpoint, app: ASGIApp) -> ASGIApp:
             await _deny(scope, receive, send, exc, gate)
             return
         scope[PRINCIPAL_KEY] = principal
+        scope[GATE_KEY] = gate
         if not gate.audited:
             await app(scope, receive, send)
             return

@@ -16,7 +16,10 @@ of ``prediction_id``), ``predict_many`` / ``learn_many`` (``items``, as the batc
 id is ``prediction_id`` (``id`` is the request's). Operations are applied in the order they
 arrive; answers are sent once each write is committed, so they may come out of order when
 commits group -- match them by ``id``. A bad message gets an error answer and the connection
-stays open. Learning operations need the ``learn`` scope when auth is on.
+stays open. Learning operations need the ``learn`` scope when auth is on. Each message is
+charged to the rate limits as one request of the ``learning`` group (the handshake is one
+too): a message past the limit is answered ``rate_limited`` with its ``retry_after``, and
+the connection stays open.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from riverbed.engine import Engine
 from riverbed.exceptions import Forbidden, InvalidInput, MalformedJSON, RiverbedError
-from riverbed.server.auth import principal_of
+from riverbed.server.auth import GATE_KEY, Gate, principal_of
 from riverbed.server.routing import Endpoint
 from riverbed.tasks import MISSING
 
@@ -90,6 +93,7 @@ def _submit(engine: Engine, message: Any) -> Any:
 async def websocket(ws: WebSocket) -> None:
     engine: Engine = ws.app.state.engine
     principal = principal_of(ws)
+    gate: Gate | None = ws.scope.get(GATE_KEY)
     await ws.accept()
     pending: set[asyncio.Task[None]] = set()
     lock = asyncio.Lock()
@@ -119,6 +123,8 @@ async def websocket(ws: WebSocket) -> None:
                 except orjson.JSONDecodeError as exc:
                     raise MalformedJSON(f"malformed JSON: {exc}") from None
                 request_id = message.get("id") if isinstance(message, dict) else None
+                if gate is not None:
+                    gate.charge(ws.scope, principal)
                 op = message.get("op") if isinstance(message, dict) else None
                 needed = (_SCOPES.get(op) if isinstance(op, str) else None) or "predict"
                 if not principal.grants(needed):
