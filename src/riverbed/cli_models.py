@@ -418,6 +418,30 @@ def alias(
 
 
 @models.command()
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option(
+    "--metrics",
+    type=click.Choice(["restart", "carry"]),
+    default="restart",
+    show_default=True,
+    help="Measure the restored model afresh, or go on with the running metrics.",
+)
+@_target_options
+def restore(
+    name: str, version: int, metrics: str, url: str, database: str | None, token: str | None
+) -> None:
+    """Make VERSION the live model's state: NAME predicts and learns from there on (a
+    rollback of what it learned; kept in the alias history as NAME@restored)."""
+    with _target(url, database, token) as target:
+        done = target.restore(name, version, metrics=metrics, by=current_user())
+    click.echo(
+        f"{name} restored to version {done['version']} (was based on {done['previous']}); "
+        f"metrics {'restarted' if metrics == 'restart' else 'carried on'}"
+    )
+
+
+@models.command()
 @click.argument("ref")
 @click.argument("tags", nargs=-1)
 @click.option("--remove", "remove", multiple=True, help="Tag name to remove (repeatable).")

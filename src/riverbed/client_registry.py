@@ -180,6 +180,12 @@ class RegistryMethods:
         query = f"?{urlencode({'by': by})}" if by else ""
         return self._request("DELETE", _path("models", name, "aliases", alias) + query)
 
+    def restore(
+        self, name: str, version: int, *, metrics: str = "restart", by: str | None = None
+    ) -> Any:
+        body = _body(version=version, metrics=metrics, by=current_user() if by is None else by)
+        return self._request("POST", _path("models", name, "restore"), body)
+
     def aliases(self, name: str) -> Any:
         return self._request("GET", _path("models", name, "aliases"), pick="aliases")
 

@@ -160,6 +160,7 @@ class _Live:
 
     def state(self) -> dict[str, Any]:
         return {
+            "version": self.version,  # the version it started from (create, restore)
             "model": None if self.evaluated else self.model,
             "metric": self.metric,
             "n_scored": self.n_scored,
@@ -510,16 +511,18 @@ class LiveModels:
         checkpoint = self.store.get_checkpoint(name)
         if checkpoint is not None:
             state = serialization.loads(checkpoint.state)
+            live.version = state.get("version", live.version)
             live.model, live.metric = state["model"], state["metric"]
             live.n_scored, live.n_learns = state["n_scored"], state["n_learns"]
             live.n_predictions = state["n_predictions"]
             live.predict_stats = _OpStats(*state["predict_stats"])
             live.learn_stats = _OpStats(*state["learn_stats"])
         elif live.evaluated:
-            live.metric = self._tracker(live.task, self._metric_names(live), live.record.options)
+            live.metric = self._fresh_tracker(live)
             live.n_scored = live.n_learns = live.n_predictions = 0
             live.predict_stats, live.learn_stats = _OpStats(), _OpStats()
         else:
+            live.version = 1
             version = self.store.get_version(name, live.version)
             if version is None:  # pragma: no cover - a model is always created with a version
                 raise ModelNotFound(f"model {name!r} has no version")
@@ -569,6 +572,10 @@ class LiveModels:
         if live.evaluated and not live.record.metrics:
             return list(live.task.default_metrics)
         return list(live.record.metrics)
+
+    def _fresh_tracker(self, live: _Live) -> Tracker:
+        """The model's metrics as they are before anything is measured."""
+        return self._tracker(live.task, self._metric_names(live), live.record.options)
 
     @staticmethod
     def _task_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -686,7 +693,7 @@ class LiveModels:
             state = serialization.loads(checkpoint.state)
             tracker, n_scored, seq = state["metric"], state["n_scored"], checkpoint.seq
         else:
-            tracker = self._tracker(live.task, self._metric_names(live), live.record.options)
+            tracker = self._fresh_tracker(live)
             n_scored = seq = 0
         task, model = live.task, live.model
         for record in self.store.learns_after(name, seq):

@@ -6,7 +6,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from riverbed import artifacts
@@ -22,6 +22,8 @@ from riverbed.tasks import get_task
 from riverbed.validation import parse_int
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from riverbed.config import Settings
     from riverbed.events import EventBus
     from riverbed.live import _Live
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["MAX_ROWS", "RESERVED_ALIASES", "RegistryBase", "split_ref"]
 
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
-RESERVED_ALIASES = ("latest",)
+# ``latest`` always means the newest version; ``restored`` is moved by restore alone: the
+# version last made the live model's state.
+RESERVED_ALIASES = ("latest", "restored")
 MAX_ROWS = 100_000
 
 
@@ -90,8 +94,17 @@ class RegistryBase:
         def _check_id(self, id: Any) -> str: ...
         def _get_live(self, name: str) -> _Live: ...
         def _replace_model(self, live: _Live) -> Any: ...
+        def _settle(self, live: _Live) -> None: ...
+        def _checkpoint(self, live: _Live) -> Future[None]: ...
+        def _fresh_tracker(self, live: _Live) -> Any: ...
         def _remember(self, record: PredictionRecord) -> None: ...
-        def _publisher(self, type: str, name: str, data: dict[str, Any]) -> Any: ...
+        def _publisher(
+            self,
+            type: str,
+            name: str,
+            data: dict[str, Any],
+            failed: Callable[[], None] | None = None,
+        ) -> Any: ...
         def _record_dict(self, record: ModelRecord) -> dict[str, Any]: ...
         def checkpoint(self, name: str | None = None) -> int: ...
         def submit_predict(

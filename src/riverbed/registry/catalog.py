@@ -6,9 +6,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from riverbed import search
+from riverbed import search, serialization
 from riverbed.exceptions import (
     InvalidInput,
+    NotServable,
     VersionNotFound,
 )
 from riverbed.provenance import current_user
@@ -36,7 +37,7 @@ class Catalog(Versions):
         return self.submit_set_alias(name, alias, version, by=_by(by)).wait()
 
     def submit_set_alias(
-        self, name: str, alias: str, version: int | None, *, by: str = ""
+        self, name: str, alias: str, version: int | None, *, by: str = "", restoring: bool = False
     ) -> Receipt[dict[str, Any]]:
         """Point ``name@alias`` at a version (None removes the alias). The move is kept in
         the alias history and published as an ``alias.moved`` event."""
@@ -47,8 +48,13 @@ class Catalog(Versions):
                 f"invalid alias {alias!r}: 1 to 64 letters, digits, '_', '-' or '.', "
                 "starting with a letter"
             )
-        if alias in RESERVED_ALIASES:
+        if alias == "latest":
             raise InvalidInput(f"{alias!r} is implicit: it always means the newest version")
+        if alias in RESERVED_ALIASES and not restoring:
+            raise InvalidInput(
+                f"{alias!r} is moved by restore alone: it names the version last made the "
+                "live model's state"
+            )
         self._model_record(name)
         current = {a.alias: a.version for a in self.store.list_aliases(name)}
         if version is None:
@@ -84,6 +90,67 @@ class Catalog(Versions):
             }
             for c in self.store.alias_history(name)
         ]
+
+    # -- restoring the live model ------------------------------------------------------------
+
+    def restore(
+        self, name: str, version: int, *, metrics: str = "restart", by: str | None = None
+    ) -> dict[str, Any]:
+        """Make ``version`` the live model's state: it predicts and learns from there on.
+        ``metrics`` ``"restart"`` starts the progressive metrics again, ``"carry"`` goes on
+        with the running ones. The move is kept in the alias history as ``name@restored``
+        (``by``, the user name when None) and published as a ``model.restored`` event."""
+        return self.submit_restore(name, version, metrics=metrics, by=_by(by)).wait()
+
+    def submit_restore(
+        self, name: str, version: int, *, metrics: str = "restart", by: str = ""
+    ) -> Receipt[dict[str, Any]]:
+        """Restore ``version`` into the live model (:meth:`restore`); the receipt settles
+        when its checkpoint and the alias move are written. A write that fails leaves the
+        live model as it was before (rebuilt from what was written)."""
+        from riverbed.engine import Receipt
+        from riverbed.registry.serving import _all
+
+        if metrics not in ("restart", "carry"):
+            raise InvalidInput(
+                "metrics is 'restart' (measure the restored model afresh) or 'carry' (go on "
+                f"with the running metrics), got {metrics!r}"
+            )
+        if not isinstance(name, str) or "@" in name:
+            raise InvalidInput("restore takes a model name; the version is its own argument")
+        if self._flavor(name) != "river":
+            raise NotServable(
+                f"model {name!r} is a batch model: it serves its versions as they are; move an "
+                "alias to roll it back"
+            )
+        number = self.resolve(name, version)["version"]
+        record = self.store.get_version(name, number)
+        if record is None:  # pragma: no cover - resolve found it
+            raise VersionNotFound(f"model {name!r} has no version {number}")
+        by = self._check_text("by", by)
+        obj = serialization.live_copy(self._object_of(record))
+        live = self._get_live(name)
+        live.task.check_model(obj)
+        self._settle(live)
+        with live.lock:
+            previous = live.version
+            live.model = obj
+            live.task.bind(obj)
+            live.version = number
+            if metrics == "restart":
+                live.metric = self._fresh_tracker(live)
+                live.n_scored = 0
+            n_learns = live.n_learns
+            written = self._checkpoint(live)
+        moved = self.submit_set_alias(name, "restored", number, by=by, restoring=True)
+        future = _all([written, moved.committed])
+        data = {"version": number, "previous": previous, "metrics": metrics, "n_learns": n_learns}
+
+        def failed() -> None:  # rebuilt from the checkpoint and log written before
+            live.stale = live.unsettled = True
+
+        future.add_done_callback(self._publisher("model.restored", name, data, failed))
+        return Receipt({"model": name, **data}, future, failed)
 
     # -- search --------------------------------------------------------------------------
 

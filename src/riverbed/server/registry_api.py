@@ -268,6 +268,18 @@ async def delete_alias(request: Request) -> Response:
     return JSONResponse(await receipt)
 
 
+async def restore(request: Request) -> Response:
+    body = await read_json(request)
+    reject_unknown(body, {"version", "metrics", "by"})
+    receipt = _engine(request).submit_restore(
+        request.path_params["name"],
+        field(body, "version", _int, "an integer", required=True),
+        metrics=field(body, "metrics", is_str, "'restart' or 'carry'", default="restart"),
+        by=field(body, "by", is_str, "a string", default=""),
+    )
+    return JSONResponse(await receipt)
+
+
 def _search_args(request: Request) -> dict[str, Any]:
     unknown = set(request.query_params) - {"filter", "order_by", "page_size", "page_token"}
     if unknown:
@@ -517,5 +529,23 @@ ENDPOINTS: list[Endpoint] = [
         "registry",
         scope="admin",
         errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/models/{name}/restore",
+        restore,
+        "Make a version the live model's state (a rollback of what the model learned); "
+        "metrics 'restart' or 'carry'",
+        "registry",
+        scope="admin",
+        errors=(404, 409),
+        body=_obj(
+            {
+                "version": {"type": "integer"},
+                "metrics": {"type": "string", "enum": ["restart", "carry"]},
+                "by": _STR,
+            },
+            ["version"],
+        ),
     ),
 ]
