@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint typecheck unit browser bench clean
+.PHONY: serve test lint typecheck unit browser fuzz bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ browser:
 	    install -y -q chromium fonts-liberation; }
 
 test: lint typecheck unit
+
+# Not part of `make test` (which runs the same tests with a few fixed examples per route):
+# tests/test_fuzz.py with FUZZ_EXAMPLES generated requests per route and configuration, new
+# ones each run, through the ASGI app and against real servers. About 20 minutes on 2 cores
+# at the default; a failure prints the smallest request that shows it.
+FUZZ_EXAMPLES ?= 100
+fuzz: $(VENV)/.installed-test
+	RIVERBED_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) RIVERBED_FUZZ_RANDOM=1 \
+	  $(BIN)/pytest tests/test_fuzz.py
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'

@@ -33,8 +33,13 @@ def phishing_model() -> object:
 class Server:
     """A real ``riverbed serve`` subprocess."""
 
-    def __init__(self, database: str, port: int | None = None, *extra: str) -> None:
+    def __init__(
+        self, database: str, port: int | None = None, *extra: str, log: Path | None = None
+    ) -> None:
+        """``log``: a file for the server's output (else a pipe, which a server that logs a
+        lot fills, and then blocks on)."""
         self.database = database
+        self.log = log
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra = extra
@@ -42,6 +47,7 @@ class Server:
 
     def start(self) -> Server:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        output = self.log.open("wb") if self.log is not None else subprocess.PIPE
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -57,15 +63,19 @@ class Server:
                 *self.extra,
             ],
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a group of its own, as a terminal's job (interrupt())
         )
+        if self.log is not None:
+            output.close()  # the server has its own copy
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise RuntimeError(f"riverbed serve exited early:\n{output}")
+                said = self.process.stdout.read() if self.process.stdout else b""
+                if self.log is not None:
+                    said = self.log.read_bytes()
+                raise RuntimeError(f"riverbed serve exited early:\n{said.decode()}")
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return self

@@ -288,6 +288,18 @@ async def test_basic_and_token_schemes_carry_a_token(public: Public) -> None:
     assert status == 401
 
 
+@pytest.mark.parametrize(
+    "value", [b"Basic \xff", b"Basic \xc3\xa9", b"Basic " + base64.b64encode(b"\xff:\xfe")]
+)
+async def test_basic_credentials_that_are_not_ascii_are_a_401(public: Public, value: bytes) -> None:
+    """Found by tests/test_fuzz.py: ``Authorization: Basic \\xff`` (a byte base64 cannot
+    hold) was a 500 on every route, before any token was looked at."""
+    status, _ = await status_of(
+        public.app, "GET", "/v1/models", headers=[(b"authorization", value)]
+    )
+    assert status == 401
+
+
 @pytest.fixture
 async def http(public: Public) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=public.app, client=("203.0.113.7", 50000))

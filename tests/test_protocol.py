@@ -271,3 +271,68 @@ def test_a_body_over_the_read_buffer_is_read_whole(server: Server) -> None:
         [(status, _, answer)] = _read_responses(sock, 1)
     assert status == 200 and len(answer["items"]) == 800
     assert httpx.get(server.url + "/v1/models/m/stats").json()["n_learns"] == before + 800
+
+
+_HANDSHAKE = "upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-version: 13\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        # bytes uvicorn's parser refuses: were a text/plain "Invalid HTTP request received."
+        (
+            b"GET /health HTTP/1.1\r\nhost: t\r\ncontent-length: \xc2\xb2\r\n\r\n",
+            400,
+            "invalid_http",
+        ),
+        (b"GET /he\xffalth HTTP/1.1\r\nhost: t\r\n\r\n", 400, "invalid_http"),
+        (b"\x16\x03\x01 not http at all\r\n\r\n", 400, "invalid_http"),
+        # handshakes the WebSocket library refuses: were text/plain
+        (
+            f"GET /v1/ws HTTP/1.1\r\nhost: t\r\n{_HANDSHAKE}sec-websocket-key: \xff\r\n\r\n".encode(
+                "latin-1"
+            ),
+            400,
+            "invalid_http",
+        ),
+        (
+            f"GET /v1/ws HTTP/1.1\r\nhost: t\r\n{_HANDSHAKE}\r\n".encode(),
+            400,
+            "invalid_http",
+        ),
+        # a handshake the guard refuses: was a 403 with no body whatever the reason
+        (
+            f"GET /v1/ws HTTP/1.1\r\nhost: evil.example\r\n{_HANDSHAKE}"
+            "sec-websocket-key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n\r\n".encode(),
+            400,
+            "host_not_allowed",
+        ),
+        (
+            f"GET /v1/ws HTTP/1.1\r\nhost: t\r\norigin: http://evil.example\r\n{_HANDSHAKE}"
+            "sec-websocket-key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n\r\n".encode(),
+            403,
+            "cross_origin_refused",
+        ),
+    ],
+    ids=[
+        "content-length superscript two",
+        "a byte past ASCII",
+        "TLS",
+        "bad key",
+        "no key",
+        "host",
+        "origin",
+    ],
+)
+def test_what_the_server_refuses_before_any_route_is_a_json_error(
+    server: Server, raw: bytes, status: int, code: str
+) -> None:
+    """Found by tests/test_fuzz.py: the refusals uvicorn and its WebSocket library answer
+    themselves were plain text, and a WebSocket handshake the guard refused was a bare 403;
+    each is now the project's JSON error with the status that says why."""
+    with _connect(server) as sock:
+        sock.sendall(raw)
+        ((got, headers, body),) = _read_responses(sock, 1)
+    assert (got, body["error"]["code"]) == (status, code), body
+    assert headers["content-type"] == "application/json"
+    assert body["error"]["message"] and "detail" in body["error"]

@@ -124,6 +124,20 @@ def test_now_replays_nothing_and_a_restart_is_a_gap(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_an_id_past_any_integer_replays_what_is_held(client: Client) -> None:
+    """Found by tests/test_fuzz.py: ``Last-Event-ID: 999...9`` (30 digits) answered 200 and
+    then broke the stream (its gap message could not be written as JSON: an integer past 64
+    bits); the metrics stream failed the same way reading the history after it. An id is 1
+    to 18 ASCII digits; anything else replays what is held, as a word does."""
+    client.create_model("h", spec=SPEC)
+    client.predict("h", {"x": 1.0}, id="held")
+    huge = "9" * 30
+    created, held = take(client.events(model="h", last_event_id=huge, reconnect=False), 2)
+    assert (created["type"], held["data"]["id"]) == ("model.created", "held")
+    first = next(client.metrics_stream("h", interval=0.05, last_event_id=int(huge)))
+    assert first["event"] == "metrics"
+
+
 def test_the_metrics_stream_sends_changes_and_replays_history(client: Client) -> None:
     client.create_model("p", spec=SPEC, options={"history_every": 2, "history_seconds": 1e9})
     stream = client.metrics_stream("p", interval=0.05)

@@ -49,7 +49,7 @@ def serve(**options: Any) -> None:
     import uvicorn
 
     from riverbed.server import create_app
-    from riverbed.server.protocol import protocol_for
+    from riverbed.server.protocol import RiverbedWebSockets, protocol_for
     from riverbed.stores import check_database
 
     try:
@@ -85,6 +85,7 @@ def serve(**options: Any) -> None:
         access_log=settings.log_level == "debug",
         lifespan="on",
         http=protocol_for(app),
+        ws=RiverbedWebSockets,
     )
 
 

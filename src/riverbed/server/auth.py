@@ -35,7 +35,6 @@ build their own token flows from; docs/auth.md describes them.
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import functools
 import ipaddress
@@ -236,7 +235,7 @@ def basic_credentials(header_value: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 once decoded
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None
@@ -411,11 +410,22 @@ async def _deny(
     from riverbed.server.http import error_response
 
     status, headers = gate.refusal(scope, error)
+    response = error_response(status, error.code, error.message, error.detail, headers=headers)
     if scope["type"] == "websocket":
-        # Close before accepting: the client sees the handshake refused; 4000 + HTTP status.
+        if "websocket.http.response" in scope.get("extensions", {}):
+            # The handshake refused with this HTTP status and JSON error (uvicorn does it).
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": response.raw_headers,
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": response.body})
+            return
+        # Else close before accepting: the client sees the handshake refused; 4000 + status.
         await send({"type": "websocket.close", "code": 4000 + status, "reason": error.code})
         return
-    response = error_response(status, error.code, error.message, error.detail, headers=headers)
     await response(scope, receive, send)
 
 

@@ -20,6 +20,11 @@ The answers, errors and their payloads are those of the ASGI path (tests/test_pr
 compares them over a real socket). Requests pipelined behind a direct one wait in uvicorn's
 own queue: the direct request holds the connection's cycle until it has answered, as an
 ASGI request does.
+
+What uvicorn and its WebSocket library answer themselves, before any route sees the request
+-- bytes that are not HTTP, a WebSocket handshake without a valid ``Sec-WebSocket-Key`` --
+is answered in the project's JSON error shape too (code ``invalid_http``), not in their
+plain text: every error a client of ``riverbed serve`` gets parses the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Response
+from websockets.server import ServerProtocol
 
 from riverbed.exceptions import RiverbedError
 from riverbed.receipts import Receipt, call_when_committed
@@ -43,7 +51,7 @@ from riverbed.validation import MAX_INT_DIGITS
 if TYPE_CHECKING:
     from riverbed.server.app import RiverbedApp
 
-__all__ = ["protocol_for"]
+__all__ = ["RiverbedWebSockets", "protocol_for"]
 
 log = logging.getLogger("riverbed.server")
 
@@ -57,6 +65,16 @@ class RiverbedHttp(HttpToolsProtocol):
     """uvicorn's HTTP protocol, answering :attr:`app`'s direct JSON operations itself."""
 
     app_of_server: RiverbedApp  # set on the class made by protocol_for()
+
+    def send_400_response(self, msg: str) -> None:
+        """What uvicorn answers to bytes its parser refuses, as a JSON error."""
+        content = _error_body(f"{msg} (the request is not valid HTTP/1.1)")
+        out = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        out += (_JSON_HEAD, b"%d\r\nconnection: close\r\n\r\n" % len(content), content)
+        self.transport.write(b"".join(out))
+        self.transport.close()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         direct = self._direct_for(cycle) if app is self.app else None
@@ -185,6 +203,33 @@ class RiverbedHttp(HttpToolsProtocol):
             self.transport.close()
         cycle.message_event.set()
         cycle.on_response()
+
+
+def _error_body(message: str, code: str = "invalid_http") -> bytes:
+    return encode({"error": {"code": code, "message": message, "detail": None}})
+
+
+class _JsonRefusals(ServerProtocol):
+    """The WebSocket library's handshake protocol, its refusals (a malformed handshake, a
+    request line or headers too long) written as JSON errors."""
+
+    def reject(self, status: Any, text: str) -> Response:
+        response = super().reject(status, text)
+        code = "server_error" if response.status_code >= 500 else "invalid_http"
+        message = " ".join(text.split()) or response.reason_phrase
+        response.body = _error_body(message, code)
+        del response.headers["Content-Length"], response.headers["Content-Type"]
+        response.headers["Content-Length"] = str(len(response.body))
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+
+class RiverbedWebSockets(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, refusing handshakes in the project's error shape."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn.__class__ = _JsonRefusals  # the same state; only reject() differs
 
 
 def protocol_for(app: RiverbedApp) -> type[RiverbedHttp]:

@@ -31,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from riverbed.events import Event
 from riverbed.exceptions import InvalidInput, NotFound
 from riverbed.server.routing import Endpoint
+from riverbed.validation import parse_int
 
 __all__ = ["ENDPOINTS", "sse"]
 
@@ -92,12 +93,13 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def _last_event_id(request: Request, now: int) -> int:
     """The id to resume after: ``Last-Event-ID`` or ``?last_event_id=``; ``now`` gives
-    ``now`` (nothing replayed); anything that is not a number replays what is held."""
+    ``now`` (nothing replayed); anything that is not an id (1 to 18 ASCII digits: a word,
+    ``'²'``, a number past any id) replays what is held."""
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id", "0")
     raw = raw.strip()
     if raw == "now":
         return now
-    return int(raw) if raw.isascii() and raw.isdigit() else 0
+    return parse_int(raw) or 0
 
 
 async def events(request: Request) -> Response:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from starlette.datastructures import FormData
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import Response
@@ -210,6 +211,13 @@ async def upload(request: Request) -> Response:
             f"the upload is {declared} bytes; the limit is {settings.max_artifact_bytes}"
         )
     form = await request.form()
+    try:
+        return await _upload(request, form)
+    finally:
+        await form.close()  # the file part is a temporary file, refused or not
+
+
+async def _upload(request: Request, form: FormData) -> Response:
     name = form.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput("name is required", detail={"fields": ["name"]})
