@@ -22,8 +22,18 @@ SPEC = {
     ]
 }
 HOT = [
-    "POST /label/{}",  # Beaver's label and predict (riverbed.server.compat.beaver)
+    # the older systems' predict and learn routes (riverbed.server.compat): django-river-ml's
+    # end with a slash, chantilly's do not; Beaver's are answered both ways
+    "POST /api/label/",
+    "POST /api/learn",
+    "POST /api/learn/",
+    "POST /api/predict",
+    "POST /api/predict/",
+    "POST /label/{}",
+    "POST /label/{}/",
+    "POST /predict/model/{}",  # lrnstak's
     "POST /predict/{}",
+    "POST /predict/{}/",
     "POST /v1/models/{}/learn",
     "POST /v1/models/{}/learn/many",
     "POST /v1/models/{}/predict",
@@ -57,6 +67,12 @@ def test_a_route_declared_earlier_keeps_the_paths_it_shares() -> None:
         ("POST", "/v1/models/m.v2-x/learn/many", {"name": "m.v2-x"}),
         ("GET", "/v1/models/m/predict", None),  # another method: Starlette answers 405
         ("POST", "/v1/models/m/predict/", None),  # Starlette's trailing-slash rule
+        ("POST", "/api/predict/", {}),  # django-river-ml's route, with its slash
+        ("POST", "/api/predict", {}),  # chantilly's
+        ("POST", "/api/label", None),  # Starlette redirects it to django-river-ml's
+        ("POST", "/predict/m/", {"name": "m"}),  # Beaver's, both ways
+        ("POST", "/predict/m//", None),
+        ("POST", "/predict/model/m", {"name": "m"}),  # lrnstak's, declared before Beaver's
         ("POST", "/v1/models//predict", None),  # an empty name matches no route
         ("POST", "/v1/models/m/metrics", None),
         ("POST", "/v1/models/a/b/predict", None),

@@ -13,8 +13,10 @@ parser to the operation and back in plain calls:
 2. once the body is in, the route's :class:`~riverbed.server.auth.Gate` admits the caller,
    the body is parsed with the same limits and the operation runs;
 3. its answer -- or the answer of its receipt once the group commit is durable
-   (:func:`~riverbed.receipts.call_when_committed`) -- is written in one ``write``: status
-   line, uvicorn's default headers, ``content-type``, ``content-length`` and body.
+   (:func:`~riverbed.receipts.call_when_committed`), or of the coroutine it returned, run
+   as a task -- is written in one ``write``: status line, uvicorn's default headers,
+   ``content-type``, ``content-length`` and body, with the route's status and error
+   payloads (:func:`~riverbed.server.fast.json_route`).
 
 The answers, errors and their payloads are those of the ASGI path (tests/test_protocol.py
 compares them over a real socket). Requests pipelined behind a direct one wait in uvicorn's
@@ -29,6 +31,7 @@ plain text: every error a client of ``riverbed serve`` gets parses the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +47,7 @@ from websockets.server import ServerProtocol
 from riverbed.exceptions import RiverbedError
 from riverbed.receipts import Receipt, call_when_committed
 from riverbed.server.auth import PRINCIPAL_KEY
-from riverbed.server.fast import JsonOperation, encode, failure
+from riverbed.server.fast import JsonOperation, answer_of, encode, failure
 from riverbed.server.http import parse_json
 from riverbed.validation import MAX_INT_DIGITS
 
@@ -59,6 +62,9 @@ _JSON_HEAD = b"content-type: application/json\r\ncontent-length: "
 # Headers that make the ASGI path answer differently: the proxy-headers middleware rewrites
 # the client's address and scheme from these.
 _ASGI_ONLY = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"})
+# The tasks of operations that returned a coroutine, held until they are done (the loop
+# keeps only weak references to its tasks).
+_TASKS: set[asyncio.Future[Any]] = set()
 
 
 class RiverbedHttp(HttpToolsProtocol):
@@ -144,30 +150,60 @@ class RiverbedHttp(HttpToolsProtocol):
             state = app.state
             result = operation.op(state, params, parse_json(bytes(cycle.body), state.settings))
         except Exception as exc:
-            self._write(cycle, *failure(exc, scope["method"], scope["path"]))
+            self._fail(cycle, operation, exc)
             return
-        if type(result) is not Receipt:
-            self._answer_value(cycle, result)
-        elif result.committed.done():
-            self._answer_receipt(cycle, result)
+        if type(result) is Receipt:
+            if result.committed.done():
+                self._answer_receipt(cycle, operation, result)
+            else:
+                call_when_committed(
+                    result, self.loop, lambda: self._answer_receipt(cycle, operation, result)
+                )
+        elif hasattr(result, "__await__"):  # an operation that waits between its writes
+            task = asyncio.ensure_future(result, loop=self.loop)
+            _TASKS.add(task)
+            task.add_done_callback(lambda done: self._answer_task(cycle, operation, done))
         else:
-            call_when_committed(result, self.loop, lambda: self._answer_receipt(cycle, result))
+            self._answer_value(cycle, operation, result)
 
-    def _answer_receipt(self, cycle: RequestResponseCycle, receipt: Receipt[Any]) -> None:
+    def _answer_receipt(
+        self, cycle: RequestResponseCycle, operation: JsonOperation, receipt: Receipt[Any]
+    ) -> None:
         try:
             receipt.committed.result()
         except Exception as exc:
-            self._write(cycle, *failure(exc, cycle.scope["method"], cycle.scope["path"]))
+            self._fail(cycle, operation, exc)
             return
-        self._answer_value(cycle, receipt.value)
+        self._answer_value(cycle, operation, receipt.value)
 
-    def _answer_value(self, cycle: RequestResponseCycle, value: Any) -> None:
+    def _answer_task(
+        self, cycle: RequestResponseCycle, operation: JsonOperation, task: asyncio.Future[Any]
+    ) -> None:
+        _TASKS.discard(task)
+        if task.cancelled():  # the server is shutting down
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._fail(cycle, operation, exc)
+            return
+        self._answer_value(cycle, operation, task.result())
+
+    def _answer_value(
+        self, cycle: RequestResponseCycle, operation: JsonOperation, value: Any
+    ) -> None:
         try:
+            status, value = answer_of(value, operation.status)
             content = encode(value)
         except Exception as exc:
-            self._write(cycle, *failure(exc, cycle.scope["method"], cycle.scope["path"]))
+            self._fail(cycle, operation, exc)
             return
-        self._write(cycle, 200, [], content)
+        self._write(cycle, status, [], content)
+
+    def _fail(
+        self, cycle: RequestResponseCycle, operation: JsonOperation, exc: BaseException
+    ) -> None:
+        scope = cycle.scope
+        self._write(cycle, *failure(exc, scope["method"], scope["path"], operation.errors))
 
     def _write(
         self,

@@ -190,7 +190,7 @@ def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str,
     }
     if "probabilities" in result:
         answer["probabilities"] = result["probabilities"]
-    return Receipt(answer, receipt.committed)
+    return Receipt(answer, receipt.committed, receipt.failed)
 
 
 def _label(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, Any]]:
@@ -211,6 +211,7 @@ def _label(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, A
     return Receipt(
         {"loop_id": loop_id, "model": result["model"], "n_learns": result["n_learns"]},
         receipt.committed,
+        receipt.failed,
     )
 
 

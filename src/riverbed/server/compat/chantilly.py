@@ -19,18 +19,22 @@ import river
 from starlette.requests import Request
 from starlette.responses import Response
 
+from riverbed.engine import Engine
 from riverbed.exceptions import CacheKeyNotFound, InvalidInput, ModelNotFound
+from riverbed.receipts import Receipt
 from riverbed.server.compat.common import (
     engine_of,
     flavor_setup,
     humanize_ns,
     legacy_errors,
+    legacy_payload,
     load_pickled_upload,
     replace_upload,
     sse_message,
     sse_response,
     wire_prediction,
 )
+from riverbed.server.fast import Reply, json_route
 from riverbed.server.http import JSONResponse, read_json
 from riverbed.server.routing import Endpoint
 
@@ -95,12 +99,16 @@ def _validate(body: Any, schema: dict[str, tuple[type | tuple[type, ...], bool]]
     return body
 
 
-async def _state(request: Request) -> dict[str, Any]:
+def _state_of(engine: Engine) -> dict[str, Any]:
     try:
-        state: dict[str, Any] = engine_of(request).cache.get(STATE_KEY)
+        state: dict[str, Any] = engine.cache.get(STATE_KEY)
     except CacheKeyNotFound:
         return {"flavor": None, "default": None}
     return state
+
+
+async def _state(request: Request) -> dict[str, Any]:
+    return _state_of(engine_of(request))
 
 
 async def _save_state(request: Request, state: dict[str, Any]) -> None:
@@ -114,13 +122,18 @@ async def _flavor(request: Request) -> str:
     return str(flavor)
 
 
-async def _model_name(request: Request, name: Any) -> str:
+def _model_of(engine: Engine, name: Any) -> str:
+    """The model a request names, else the default model (400 when there is none)."""
     if name is not None:
         return str(name)
-    default = (await _state(request))["default"]
+    default = _state_of(engine)["default"]
     if default is None:
         raise _invalid("No default model has been set.")
     return str(default)
+
+
+async def _model_name(request: Request, name: Any) -> str:
+    return _model_of(engine_of(request), name)
 
 
 def _id_key(id: Any) -> str:
@@ -196,36 +209,47 @@ async def list_models(request: Request) -> Response:
     return JSONResponse({"models": names, "default": default})
 
 
-@legacy_errors
-async def predict(request: Request) -> Response:
-    body = _validate(
-        await read_json(request),
-        {"features": (dict, True), "id": ((str, int), False), "model": (str, False)},
-    )
-    engine = engine_of(request)
-    name = await _model_name(request, body.get("model"))
-    result = await engine.submit_predict(name, body["features"])
-    answer = {"model": name, "prediction": wire_prediction(result)}
+# predict and learn are JSON operations (riverbed.server.fast): answered before Starlette's
+# routing and, under `riverbed serve`, straight from the HTTP parser, as the native routes are.
+
+_PREDICT_BODY: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "features": (dict, True),
+    "id": ((str, int), False),
+    "model": (str, False),
+}
+_LEARN_BODY: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "features": (dict, False),
+    "ground_truth": ((str, int, float, bool), True),
+    "id": ((str, int), False),
+    "model": (str, False),
+}
+
+
+def _predict(state: Any, params: dict[str, str], body: Any) -> Any:
+    body = _validate(body, _PREDICT_BODY)
+    engine: Engine = state.engine
+    name = _model_of(engine, body.get("model"))
+    receipt = engine.submit_predict(name, body["features"])
+    answer = {"model": name, "prediction": wire_prediction(receipt.value)}
     if body.get("id") is None:
-        return JSONResponse(answer)
-    # chantilly keeps the features under the caller's id until the ground truth comes; the id
-    # may be reused once learned from, so it points at riverbed's own prediction id.
-    await engine.cache.submit_put(_id_key(body["id"]), {"model": name, "id": result["id"]})
-    return JSONResponse(answer, status_code=201)
+        return Receipt(answer, receipt.committed, receipt.failed)
+    return _keep_id(engine, receipt, body["id"], answer)
 
 
-@legacy_errors
-async def learn(request: Request) -> Response:
-    body = _validate(
-        await read_json(request),
-        {
-            "features": (dict, False),
-            "ground_truth": ((str, int, float, bool), True),
-            "id": ((str, int), False),
-            "model": (str, False),
-        },
-    )
-    engine = engine_of(request)
+async def _keep_id(
+    engine: Engine, receipt: Receipt[dict[str, Any]], id: Any, answer: dict[str, Any]
+) -> Reply:
+    """chantilly keeps the features under the caller's id until the ground truth comes; the
+    id may be reused once learned from, so it points at riverbed's own prediction id, stored
+    once the prediction is committed (201)."""
+    result = await receipt
+    await engine.cache.submit_put(_id_key(id), {"model": answer["model"], "id": result["id"]})
+    return Reply(answer, 201)
+
+
+def _learn(state: Any, params: dict[str, str], body: Any) -> Any:
+    body = _validate(body, _LEARN_BODY)
+    engine: Engine = state.engine
     stored = None
     if body.get("id") is not None:
         try:
@@ -233,18 +257,28 @@ async def learn(request: Request) -> Response:
         except CacheKeyNotFound:
             stored = None
     if stored is not None:  # the stored id has precedence over features
-        await engine.submit_learn(
+        receipt = engine.submit_learn(
             stored["model"], ground_truth=body["ground_truth"], id=stored["id"]
         )
-        await engine.cache.submit_delete(_id_key(body["id"]))
-    elif body.get("features") is not None:
-        name = await _model_name(request, body.get("model"))
-        await engine.submit_learn(name, body["features"], body["ground_truth"])
-    elif body.get("id") is not None:
+        return _forget_id(engine, receipt, body["id"])
+    if body.get("features") is not None:
+        name = _model_of(engine, body.get("model"))
+        receipt = engine.submit_learn(name, body["features"], body["ground_truth"])
+        return Receipt({}, receipt.committed, receipt.failed)
+    if body.get("id") is not None:
         raise _invalid(f"No features are stored for id {body['id']!r} and none were provided.")
-    else:
-        raise _invalid({"features": ["required field when no id is given"]})
-    return JSONResponse({}, status_code=201)
+    raise _invalid({"features": ["required field when no id is given"]})
+
+
+async def _forget_id(engine: Engine, receipt: Receipt[dict[str, Any]], id: Any) -> dict[str, Any]:
+    """Once the learn by a stored id is committed, the id is free again."""
+    await receipt
+    await engine.cache.submit_delete(_id_key(id))
+    return {}
+
+
+predict = json_route(_predict, errors=legacy_payload)
+learn = json_route(_learn, status=201, errors=legacy_payload)
 
 
 async def _model_for_reading(request: Request) -> str | None:

@@ -31,6 +31,7 @@ __all__ = [
     "jsonable",
     "legacy_errors",
     "legacy_error_response",
+    "legacy_payload",
     "load_pickled_upload",
     "pickle_refused",
     "random_name",
@@ -48,11 +49,21 @@ def engine_of(request: Request) -> Engine:
     return engine
 
 
-def legacy_error_response(error: RiverbedError, message: Any = None) -> JSONResponse:
-    """riverbed's error payload plus the top-level ``message`` older clients read."""
+def legacy_payload(error: RiverbedError) -> dict[str, Any]:
+    """riverbed's error payload plus the top-level ``message`` older clients read: the
+    error's ``legacy_message`` when it has one (chantilly's ``{field: [errors]}``), else its
+    message. The JSON operations of the layers answer with it (``json_route(errors=)``)."""
     body = error.to_payload()
+    message = getattr(error, "legacy_message", None)
     body["message"] = error.message if message is None else message
-    return JSONResponse(body, status_code=status_of(error), headers=error_headers(error))
+    return body
+
+
+def legacy_error_response(error: RiverbedError) -> JSONResponse:
+    """:func:`legacy_payload` with the error's status and headers."""
+    return JSONResponse(
+        legacy_payload(error), status_code=status_of(error), headers=error_headers(error)
+    )
 
 
 def legacy_errors(handler: Handler) -> Handler:
@@ -64,7 +75,7 @@ def legacy_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except RiverbedError as error:
-            return legacy_error_response(error, getattr(error, "legacy_message", None))
+            return legacy_error_response(error)
 
     return wrapped
 

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from riverbed import __version__, serialization
 from riverbed.exceptions import InvalidInput, MalformedJSON, ModelNotFound
+from riverbed.receipts import Receipt
 from riverbed.server.auth import (
     basic_credentials,
     register_challenge,
@@ -32,6 +33,7 @@ from riverbed.server.compat.common import (
     engine_of,
     flavor_setup,
     legacy_errors,
+    legacy_payload,
     load_pickled_upload,
     model_params,
     replace_upload,
@@ -39,6 +41,7 @@ from riverbed.server.compat.common import (
     sse_response,
     wire_prediction,
 )
+from riverbed.server.fast import json_route
 from riverbed.server.http import JSONResponse, read_body, read_json
 from riverbed.server.routing import Endpoint
 from riverbed.tasks import TASKS
@@ -208,51 +211,55 @@ async def list_models(request: Request) -> Response:
     return JSONResponse({"models": sorted(m["name"] for m in engine_of(request).list_models())})
 
 
-@legacy_errors
-async def predict(request: Request) -> Response:
-    body = _fields(await read_json(request))
+# predict, learn and label are JSON operations (riverbed.server.fast): answered before
+# Starlette's routing and, under `riverbed serve`, straight from the HTTP parser.
+
+
+def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[dict[str, Any]]:
+    body = _fields(body)
     _required(body, "model", "features")
     identifier = body.get("identifier")
     if identifier is not None and not isinstance(identifier, str):
         identifier = str(identifier)
     name = _model(body)
-    result = await engine_of(request).submit_predict(name, body["features"], id=identifier)
-    return JSONResponse(
-        {"model": name, "prediction": wire_prediction(result), "identifier": result["id"]},
-        status_code=201,
-    )
+    receipt = state.engine.submit_predict(name, body["features"], id=identifier)
+    result = receipt.value
+    answer = {"model": name, "prediction": wire_prediction(result), "identifier": result["id"]}
+    return Receipt(answer, receipt.committed, receipt.failed)
 
 
-@legacy_errors
-async def learn(request: Request) -> Response:
+def _learn(state: Any, params: dict[str, str], body: Any) -> Receipt[str]:
     """Learn from features and a ground truth, or from a stored identifier. A ``prediction``
     sent by the client is accepted and not used: the metrics score the server's own
     prediction made before learning (progressive validation)."""
-    body = _fields(await read_json(request))
+    body = _fields(body)
     identifier = body.get("identifier")
+    engine = state.engine
     if identifier is not None:
         _required(body, "model")
-        await engine_of(request).submit_learn(
+        receipt = engine.submit_learn(
             _model(body), ground_truth=body.get("ground_truth"), id=str(identifier)
         )
     else:
         _required(body, "model", "features")
-        await engine_of(request).submit_learn(
-            _model(body), body["features"], body.get("ground_truth")
-        )
-    return JSONResponse("Successful learn.", status_code=201)
+        receipt = engine.submit_learn(_model(body), body["features"], body.get("ground_truth"))
+    return Receipt("Successful learn.", receipt.committed, receipt.failed)
 
 
-@legacy_errors
-async def label(request: Request) -> Response:
-    body = _fields(await read_json(request))
+def _label(state: Any, params: dict[str, str], body: Any) -> Receipt[str]:
+    body = _fields(body)
     _required(body, "model", "identifier")
     if body.get("label") is None:
         raise InvalidInput("label is required.", detail={"fields": ["label"]})
-    await engine_of(request).submit_learn(
+    receipt = state.engine.submit_learn(
         _model(body), ground_truth=body["label"], id=str(body["identifier"])
     )
-    return JSONResponse("Successful label.")
+    return Receipt("Successful label.", receipt.committed, receipt.failed)
+
+
+predict = json_route(_predict, status=201, errors=legacy_payload)
+learn = json_route(_learn, status=201, errors=legacy_payload)
+label = json_route(_label, errors=legacy_payload)
 
 
 @legacy_errors

@@ -17,7 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from riverbed.exceptions import CacheKeyNotFound, InvalidInput, VersionNotFound
-from riverbed.server.compat.common import engine_of, legacy_errors
+from riverbed.receipts import Receipt
+from riverbed.server.compat.common import engine_of, legacy_errors, legacy_payload
+from riverbed.server.fast import json_route
 from riverbed.server.http import JSONResponse, query_int, read_json
 from riverbed.server.routing import Endpoint
 
@@ -90,23 +92,26 @@ async def model_info(request: Request) -> Response:
 # -- predictions -------------------------------------------------------------------------------
 
 
-@legacy_errors
-async def predict(request: Request) -> Response:
-    """``{"data": [rows], "version": "latest"}`` -> one ``{"prediction", ...row}`` per row."""
-    body = _object(await read_json(request))
+def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[list[dict[str, Any]]]:
+    """``{"data": [rows], "version": "latest"}`` -> one ``{"prediction", ...row}`` per row (a
+    JSON operation: riverbed.server.fast)."""
+    body = _object(body)
     unknown = sorted(set(body) - {"data", "version"})
     if unknown:
         raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; accepted: data, version")
     rows = body.get("data")
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise InvalidInput("data must be a non-empty array of rows (objects)")
-    ref = _ref(request.path_params["name"], body.get("version"))
-    result = await engine_of(request).submit_predict_rows(ref, rows)
+    ref = _ref(params["name"], body.get("version"))
+    receipt = state.engine.submit_predict_rows(ref, rows)
     answers = [
         {**row, **{k: v for k, v in p.items() if k != "id"}}
-        for row, p in zip(rows, result["predictions"], strict=True)
+        for row, p in zip(rows, receipt.value["predictions"], strict=True)
     ]
-    return JSONResponse(answers)
+    return Receipt(answers, receipt.committed, receipt.failed)
+
+
+predict = json_route(_predict, errors=legacy_payload)
 
 
 # -- trainer -----------------------------------------------------------------------------------
