@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint typecheck unit browser fuzz bench clean
+.PHONY: serve test services lint typecheck unit browser fuzz bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-test browser
+unit: services $(VENV)/.installed-test browser
 	$(BIN)/pytest
 
 # The dashboard's tests drive Debian's headless Chromium; install it when it is missing
@@ -42,7 +42,14 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 \
 	    install -y -q chromium fonts-liberation; }
 
-test: lint typecheck unit
+# The services the suite talks to (Redis, PostgreSQL), the script CI runs: it starts those
+# that are down when it can, else names the missing one and the command that starts it and
+# stops `make test` before anything else runs. REDIS_PORT, POSTGRES_PORT (and _HOST) say
+# where to look.
+services:
+	@bash .ci/services
+
+test: services lint typecheck unit
 
 # Not part of `make test` (which runs the same tests with a few fixed examples per route):
 # tests/test_fuzz.py with FUZZ_EXAMPLES generated requests per route and configuration, new

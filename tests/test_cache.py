@@ -3,6 +3,7 @@ and a cache that survives a restart on SQLite."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,10 @@ from riverbed.cache import Cache, open_cache
 from riverbed.stores import open_store
 from riverbed.stores.redis import RedisCacheStore
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+# Where .ci/services (run by `make test`) checked for Redis.
+REDIS_URL = (
+    f"redis://{os.environ.get('REDIS_HOST', '127.0.0.1')}:{os.environ.get('REDIS_PORT', '6379')}/0"
+)
 BACKENDS = ["memory", "sqlite", "redis"]
 
 
