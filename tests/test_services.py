@@ -87,8 +87,16 @@ def test_a_local_redis_that_is_down_is_started() -> None:
 
 def test_make_test_runs_the_service_check_first() -> None:
     """Before the venv, lint, types or pytest: `make -n` lists the commands in order."""
+    # Under CI the suite itself runs inside `make test`: a nested make would print
+    # "Entering directory" first and inherit the parent's flags, so start it clean.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
     dry = subprocess.run(
-        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", "test"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines()[0] == "bash .ci/services"
