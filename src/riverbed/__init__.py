@@ -1,6 +1,6 @@
 """riverbed: deploy, serve, learn from and manage online and batch models."""
 
-from riverbed.engine import Engine, Receipt
+from riverbed.engine import Engine
 from riverbed.exceptions import (
     AlreadyLabelled,
     CacheKeyNotFound,
@@ -39,8 +39,8 @@ from riverbed.exceptions import (
     VersionNotFound,
     WrongCacheKind,
 )
-
-__version__ = "0.1.0"
+from riverbed.receipts import Receipt
+from riverbed.version import __version__
 
 __all__ = [
     "AlreadyLabelled",

@@ -33,6 +33,7 @@ from riverbed.exceptions import (
     PredictionExists,
     RiverbedError,
 )
+from riverbed.receipts import Receipt
 from riverbed.stores.base import done
 from riverbed.tasks import MISSING
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from riverbed.config import Settings
     from riverbed.events import EventBus
     from riverbed.live import _Live
-    from riverbed.receipts import Receipt
     from riverbed.stores.base import LearnRecord, PredictionRecord, Store
 
 __all__ = ["BulkOps", "item_error"]
@@ -110,8 +110,6 @@ class BulkOps:
     def submit_predict_many(
         self, name: str, items: Sequence[Mapping[str, Any]]
     ) -> Receipt[list[dict[str, Any]]]:
-        from riverbed.engine import Receipt
-
         live = self._get_live(name)
         items = self._check_batch(items)
         allowed = _PREDICT_FIELDS | live.task.inputs
@@ -177,8 +175,6 @@ class BulkOps:
     def submit_learn_many(
         self, name: str, items: Sequence[Mapping[str, Any]]
     ) -> Receipt[dict[str, Any]]:
-        from riverbed.engine import Receipt
-
         if name not in self._live:
             name = self._learner_of(name)
         live = self._get_live(name)

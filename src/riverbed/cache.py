@@ -35,8 +35,8 @@ from typing import Any
 
 import orjson
 
-from riverbed.engine import Receipt
 from riverbed.exceptions import CacheKeyNotFound, InvalidInput
+from riverbed.receipts import Receipt
 from riverbed.stores.kv import KEEP, CacheStore
 
 __all__ = ["Cache", "open_cache"]

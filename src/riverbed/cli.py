@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from riverbed import __version__
 from riverbed.config import SETTINGS, Settings
+from riverbed.version import __version__
 
 __all__ = ["main"]
 

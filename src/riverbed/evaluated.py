@@ -10,14 +10,14 @@ learns nothing.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from riverbed import batch
 
 if TYPE_CHECKING:
-    from riverbed.registry.base import _Loaded
-    from riverbed.stores.base import ModelRecord
+    from riverbed.stores.base import ModelRecord, VersionRecord
 
 __all__ = ["EVALUATED_TASKS", "Evaluated", "evaluated"]
 
@@ -30,12 +30,20 @@ def evaluated(record: ModelRecord) -> bool:
     return record.flavor == "sklearn" and record.task in EVALUATED_TASKS
 
 
+class Loaded(Protocol):
+    """A version loaded for serving, as the registry gives it (its ``_Loaded``)."""
+
+    record: VersionRecord
+    obj: Any
+    lock: threading.Lock
+
+
 class Evaluated:
     """River's ``predict_one``/``predict_proba_one``/``learn_one`` over a scikit-learn
     version: ``serving`` gives the loaded version that answers (the caller holds the live
     model's lock)."""
 
-    def __init__(self, serving: Callable[[], _Loaded]) -> None:
+    def __init__(self, serving: Callable[[], Loaded]) -> None:
         self._serving = serving
         self.version: int | None = None  # the version that made the last prediction
 

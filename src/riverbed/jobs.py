@@ -27,15 +27,20 @@ import traceback
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from riverbed import jobspec, training
-from riverbed.exceptions import InvalidData, InvalidInput, JobNotFound, RiverbedError
+from riverbed.exceptions import (
+    InvalidData,
+    InvalidInput,
+    JobNotFound,
+    RiverbedError,
+    VersionNotFound,
+)
+from riverbed.receipts import Receipt
+from riverbed.stores.futures import all_done
 from riverbed.stores.jobstore import JobRecord, JobStore
 from riverbed.tasks import get_task, make_metrics
-
-if TYPE_CHECKING:
-    from riverbed.engine import Engine, Receipt
 
 __all__ = ["FINISHED", "JobRunner"]
 
@@ -64,7 +69,7 @@ class _Running:
 class JobRunner:
     """The engine's training jobs (``engine.jobs``); workers are daemon threads."""
 
-    def __init__(self, engine: Engine, *, workers: int = 1) -> None:
+    def __init__(self, engine: jobspec.JobHost, *, workers: int = 1) -> None:
         store = engine.store
         if not isinstance(store, JobStore):
             raise InvalidInput(f"the {type(store).__name__} cannot keep training jobs")
@@ -105,8 +110,6 @@ class JobRunner:
         description: str = "",
     ) -> Receipt[dict[str, Any]]:
         """Validate and queue a training job; the receipt's value is the job (queued)."""
-        from riverbed.engine import Receipt
-
         engine = self.engine
         model = engine._check_name(model)
         if not isinstance(target, str) or not target:
@@ -174,12 +177,14 @@ class JobRunner:
         queued = self._describe(record)  # before a worker can pick it up
         self._publish("job.queued", record)
         self._queue.put(running)
-        return Receipt(queued, _all(futures))
+        return Receipt(queued, all_done(futures))
 
     def _warm_candidate(self, ref: str) -> training.Candidate:
-        engine: Any = self.engine
+        engine = self.engine
         resolved = engine.resolve(ref)
         record = engine.store.get_version(resolved["model"], resolved["version"])
+        if record is None:  # deleted between the two reads
+            raise VersionNotFound(f"{ref!r} names no version")
         obj = engine._object_of(record)
         return training.Candidate(f"{resolved['model']}@{resolved['version']}", base=obj)
 
@@ -341,7 +346,7 @@ class JobRunner:
         self._register(running, outcomes)
 
     def _register(self, running: _Running, outcomes: builtins.list[training.Outcome]) -> None:
-        engine: Any = self.engine
+        engine = self.engine
         record, request = running.record, running.record.request
         results = record.result.setdefault("candidates", [])
         parent = engine.resolve(request["warm_start"])["version"] if request["warm_start"] else None
@@ -364,7 +369,7 @@ class JobRunner:
     def _register_all(
         self, running: _Running, outcomes: builtins.list[training.Outcome], parent: int | None
     ) -> None:
-        engine: Any = self.engine
+        engine = self.engine
         record, request = running.record, running.record.request
         results = record.result["candidates"]
         for candidate, outcome in zip(running.candidates, outcomes, strict=True):
@@ -505,26 +510,3 @@ def _best(results: list[dict[str, Any]], metric: str, direction: str) -> dict[st
 
 def _fmt(value: Any) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.6g}"
-
-
-def _all(futures: list[Future[None]]) -> Future[None]:
-    """One future for several writes: done when all are, failed if one failed."""
-    out: Future[None] = Future()
-    remaining = [len(futures)]
-    lock = threading.Lock()
-
-    def one(f: Future[None]) -> None:
-        with lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-            error = f.exception()
-            if out.done():
-                return
-            if error is not None:
-                out.set_exception(error)
-            elif last:
-                out.set_result(None)
-
-    for f in futures:
-        f.add_done_callback(one)
-    return out

@@ -5,7 +5,7 @@ selection of the best candidate."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from river import base as river_base
 
@@ -14,9 +14,30 @@ from riverbed.exceptions import InvalidInput
 from riverbed.tasks import get_task, make_metrics
 
 if TYPE_CHECKING:
-    from riverbed.engine import Engine
+    from riverbed.config import Settings
+    from riverbed.events import EventBus
+    from riverbed.stores.base import Store, VersionRecord
 
-__all__ = ["check_features", "check_select", "check_validation", "task_of"]
+__all__ = ["JobHost", "check_features", "check_select", "check_validation", "task_of"]
+
+
+class JobHost(Protocol):
+    """What training jobs need of the engine that runs them (the engine is one): jobs are a
+    part of the engine, so they name its shape here instead of importing it back."""
+
+    settings: Settings
+    store: Store
+    events: EventBus
+
+    def _check_name(self, name: Any) -> str: ...
+    def _check_text(self, field: str, value: Any) -> str: ...
+    def _object_of(self, record: VersionRecord) -> Any: ...
+    def resolve(self, ref: str) -> dict[str, Any]: ...
+    def upload(self, *args: Any, **kwargs: Any) -> Any: ...
+    def set_alias(self, *args: Any, **kwargs: Any) -> Any: ...
+    def delete_model(self, *args: Any, **kwargs: Any) -> Any: ...
+    def delete_version(self, *args: Any, **kwargs: Any) -> Any: ...
+
 
 _VALIDATION = {"method", "test_size", "folds", "shuffle", "seed"}
 
@@ -61,7 +82,7 @@ def check_validation(validation: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def task_of(
-    engine: Engine,
+    engine: JobHost,
     model: str,
     found: list[training.Candidate],
     stated: str | None,

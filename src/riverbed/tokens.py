@@ -32,7 +32,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from riverbed.exceptions import (
     InvalidInput,
@@ -41,10 +41,8 @@ from riverbed.exceptions import (
     TokenNotFound,
     TokenRevoked,
 )
+from riverbed.receipts import Receipt
 from riverbed.stores.tokens import TokenRecord, TokenStore
-
-if TYPE_CHECKING:
-    from riverbed.engine import Receipt
 
 __all__ = [
     "ROUTE_SCOPES",
@@ -168,8 +166,6 @@ class Tokens:
         created_by: str | None = None,
     ) -> Receipt[dict[str, Any]]:
         """A new token; the result's ``token`` is the secret, shown this once and never again."""
-        from riverbed.engine import Receipt
-
         checked = check_scopes(scopes)
         if not isinstance(name, str) or len(name) > _MAX_NAME:
             raise InvalidInput(f"a token's name must be a string of at most {_MAX_NAME} characters")
@@ -217,8 +213,6 @@ class Tokens:
 
     def submit_revoke_token(self, token_id: str) -> Receipt[dict[str, Any]]:
         """Revoke a token: from the moment this is durable, it verifies no more."""
-        from riverbed.engine import Receipt
-
         self.get_token(token_id)
         future = self.store.revoke_token(token_id, self.clock())
         return Receipt({"id": token_id, "revoked": True}, future)

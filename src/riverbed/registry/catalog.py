@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from riverbed import search, serialization
 from riverbed.exceptions import (
@@ -13,13 +13,11 @@ from riverbed.exceptions import (
     VersionNotFound,
 )
 from riverbed.provenance import current_user
+from riverbed.receipts import Receipt
 from riverbed.registry.base import _ALIAS, RESERVED_ALIASES
 from riverbed.registry.versions import Versions
 from riverbed.stores.base import VersionRecord
-
-if TYPE_CHECKING:
-    from riverbed.engine import Receipt
-
+from riverbed.stores.futures import all_done
 
 __all__ = ["Catalog"]
 
@@ -41,8 +39,6 @@ class Catalog(Versions):
     ) -> Receipt[dict[str, Any]]:
         """Point ``name@alias`` at a version (None removes the alias). The move is kept in
         the alias history and published as an ``alias.moved`` event."""
-        from riverbed.engine import Receipt
-
         if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
             raise InvalidInput(
                 f"invalid alias {alias!r}: 1 to 64 letters, digits, '_', '-' or '.', "
@@ -108,9 +104,6 @@ class Catalog(Versions):
         """Restore ``version`` into the live model (:meth:`restore`); the receipt settles
         when its checkpoint and the alias move are written. A write that fails leaves the
         live model as it was before (rebuilt from what was written)."""
-        from riverbed.engine import Receipt
-        from riverbed.registry.serving import _all
-
         if metrics not in ("restart", "carry"):
             raise InvalidInput(
                 "metrics is 'restart' (measure the restored model afresh) or 'carry' (go on "
@@ -143,7 +136,7 @@ class Catalog(Versions):
             n_learns = live.n_learns
             written = self._checkpoint(live)
         moved = self.submit_set_alias(name, "restored", number, by=by, restoring=True)
-        future = _all([written, moved.committed])
+        future = all_done([written, moved.committed])
         data = {"version": number, "previous": previous, "metrics": metrics, "n_learns": n_learns}
 
         def failed() -> None:  # rebuilt from the checkpoint and log written before

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from riverbed.evaluated import Evaluated, evaluated
 from riverbed.exceptions import InvalidInput
+from riverbed.receipts import Receipt
 from riverbed.registry.base import MAX_ROWS, _Loaded, split_ref
 from riverbed.registry.catalog import Catalog
-from riverbed.stores.base import done
-
-if TYPE_CHECKING:
-    from riverbed.engine import Receipt
-
+from riverbed.stores.futures import all_done, done
 
 __all__ = ["Serving"]
 
@@ -35,7 +30,6 @@ class Serving(Catalog):
         """Predict with a frozen version. A river version's prediction is stored like the
         live model's, so its ground truth can be learned later by id (by the live model)."""
         from riverbed import batch
-        from riverbed.engine import Receipt
         from riverbed.stores.base import PredictionRecord
 
         record = target.record
@@ -98,7 +92,6 @@ class Serving(Catalog):
         """Predict many rows in one call: ``{"model", "version", "predictions": [...]}`` with
         one ``{"prediction", "probabilities"?}`` per row (an ``id`` too for river models)."""
         from riverbed import batch
-        from riverbed.engine import Receipt
 
         if not isinstance(rows, list | tuple):
             raise InvalidInput("rows must be an array")
@@ -126,29 +119,5 @@ class Serving(Catalog):
         number = target.record.version if target is not None else None
         return Receipt(
             {"model": name, "version": number, "predictions": predictions},
-            _all([r.committed for r in receipts]),
+            all_done([r.committed for r in receipts]),
         )
-
-
-def _all(futures: list[Future[Any]]) -> Future[None]:
-    """A future that completes when every one of ``futures`` has (with the first error)."""
-    if not futures:
-        return done()
-    combined: Future[None] = Future()
-    remaining = [len(futures)]
-    lock = threading.Lock()
-
-    def finished(f: Future[Any]) -> None:
-        with lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            errors = [x.exception() for x in futures if x.exception() is not None]
-            if errors:
-                combined.set_exception(errors[0])
-            else:
-                combined.set_result(None)
-
-    for f in futures:
-        f.add_done_callback(finished)
-    return combined

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from riverbed import artifacts, serialization, specs
 from riverbed.exceptions import (
@@ -19,13 +19,10 @@ from riverbed.exceptions import (
     VersionNotFound,
 )
 from riverbed.provenance import caller
+from riverbed.receipts import Receipt
 from riverbed.registry.base import RegistryBase
 from riverbed.stores.base import ModelRecord, VersionRecord
 from riverbed.tasks import get_task
-
-if TYPE_CHECKING:
-    from riverbed.engine import Receipt
-
 
 __all__ = ["Versions"]
 
@@ -258,8 +255,6 @@ class Versions(RegistryBase):
         record: VersionRecord,
         new_model: ModelRecord | None,
     ) -> Receipt[dict[str, Any]]:
-        from riverbed.engine import Receipt
-
         with self._lock:
             record.version = self._next_number(name) if new_model is None else 1
             if new_model is not None:
@@ -416,8 +411,6 @@ class Versions(RegistryBase):
     ) -> Receipt[dict[str, Any]]:
         """Edit a model's description; set tags (merged into the current ones) and remove
         the tags named in ``remove_tags``."""
-        from riverbed.engine import Receipt
-
         record = self._model_record(name)
         if description is not None:
             record.description = self._check_text("description", description)
@@ -454,8 +447,6 @@ class Versions(RegistryBase):
         """Edit what may change on a version: its description, its tags (merged; names in
         ``remove_tags`` removed) and its logged metrics (merged). The artifact and the
         hyperparameters never change."""
-        from riverbed.engine import Receipt
-
         resolved = self.resolve(ref, version)
         name, number = resolved["model"], resolved["version"]
         record = self.store.get_version(name, number)
@@ -487,8 +478,6 @@ class Versions(RegistryBase):
     def submit_delete_version(self, name: str, version: int) -> Receipt[dict[str, Any]]:
         """Delete a version and its artifact for good. Refused while an alias points to it;
         its number is never given again."""
-        from riverbed.engine import Receipt
-
         resolved = self.resolve(name, version)
         name, number = resolved["model"], resolved["version"]
         pointing = sorted(self._aliases_by_version(name).get((name, number), []))

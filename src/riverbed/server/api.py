@@ -7,7 +7,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from riverbed import __version__
 from riverbed.engine import Engine, Receipt
 from riverbed.server.fast import json_route
 from riverbed.server.http import (
@@ -21,6 +20,7 @@ from riverbed.server.http import (
 )
 from riverbed.server.routing import Endpoint
 from riverbed.tasks import MISSING, TASKS
+from riverbed.version import __version__
 
 __all__ = ["ENDPOINTS"]
 

@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from riverbed import __version__
 from riverbed.config import Settings
 from riverbed.engine import Engine
 from riverbed.exceptions import RiverbedError
@@ -31,10 +30,11 @@ from riverbed.server import (
     web,
     ws,
 )
-from riverbed.server.auth import AuthPolicy, bootstrap_admin, enabled_endpoints
+from riverbed.server.auth import AuthPolicy, bootstrap_admin, enabled_endpoints, routes_of
 from riverbed.server.fast import FastRoutes
 from riverbed.server.http import JSONResponse, error_headers, error_response, status_of
-from riverbed.server.routing import Endpoint, openapi_document, routes_of
+from riverbed.server.routing import Endpoint, openapi_document
+from riverbed.version import __version__
 
 __all__ = ["create_app", "endpoints"]
 

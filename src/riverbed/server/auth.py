@@ -1,7 +1,7 @@
 """Authentication, scopes, rate limits and route groups, enforced from the declarations.
 
 Every route comes from an :class:`~riverbed.server.routing.Endpoint`, and
-:func:`~riverbed.server.routing.routes_of` wraps each route's ASGI app in :func:`guard`, so a
+:func:`routes_of` wraps each route's ASGI app in :func:`guard`, so a
 route is protected by declaring it -- its ``scope`` says who may call it, its ``tag`` names
 its route group. For each request (HTTP or WebSocket) the guard, in this order:
 
@@ -40,19 +40,19 @@ import functools
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from riverbed.config import Settings
 from riverbed.exceptions import Forbidden, RateLimited, RiverbedError, Unauthorized
 from riverbed.ratelimit import RateLimiter, parse_rates, retry_after
+from riverbed.server.guard import WebGuard, is_loopback
+from riverbed.server.routing import Endpoint, is_websocket
 from riverbed.stores.tokens import TokenRecord
 from riverbed.tokens import SCOPES, grants
-
-if TYPE_CHECKING:
-    from riverbed.server.routing import Endpoint
 
 __all__ = [
     "AuthPolicy",
@@ -65,6 +65,7 @@ __all__ = [
     "is_loopback",
     "principal_of",
     "register_challenge",
+    "routes_of",
     "token_realm_challenge",
     "verify",
 ]
@@ -104,24 +105,6 @@ ANONYMOUS = Principal("anonymous", frozenset())
 
 
 @functools.lru_cache(maxsize=256)
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost).
-
-    >>> is_loopback("127.0.0.1"), is_loopback("::ffff:127.0.0.2"), is_loopback("0.0.0.0")
-    (True, True, False)
-    """
-    host = host.strip().strip("[]").lower()
-    if host in ("localhost", "ip6-localhost", "ip6-loopback"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
-@functools.lru_cache(maxsize=256)
 def _public_ip(host: str) -> bool:
     """Whether ``host`` is an IP address that is not a loopback one (a connection's local
     address: cached, as it is looked at on every request)."""
@@ -144,8 +127,6 @@ class AuthPolicy:
         local = is_loopback(settings.host)
         self.enabled = mode == "on" or (mode == "auto" and not local)
         self._check_connection = mode == "auto" and local
-        from riverbed.server.guard import WebGuard
-
         self.web = WebGuard(settings)
         try:
             self.by_address = RateLimiter(parse_rates(settings.rate_limit_address))
@@ -470,3 +451,18 @@ def bootstrap_admin(app: Any) -> str | None:
         made["id"],
     )
     return str(made["token"])
+
+
+def routes_of(endpoints: Iterable[Endpoint]) -> list[BaseRoute]:
+    """The Starlette routes of ``endpoints``, each behind :func:`guard`
+    (scope, rate limits, audit) -- so declaring a route is what protects it."""
+    routes: list[BaseRoute] = []
+    for e in endpoints:
+        route: Route | WebSocketRoute
+        if is_websocket(e):
+            route = WebSocketRoute(e.path, e.handler, name=f"{e.method} {e.path}")
+        else:
+            route = Route(e.path, e.handler, methods=[e.method], name=f"{e.method} {e.path}")
+        route.app = guard(e, route.app)
+        routes.append(route)
+    return routes

@@ -22,19 +22,38 @@ anything else (the ASGI routes, the fast path and the server's direct protocol a
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import MutableMapping
 from typing import Any
 
 from riverbed.config import Settings
 from riverbed.exceptions import CrossOriginRefused, HostNotAllowed
-from riverbed.server.auth import is_loopback
 
-__all__ = ["WebGuard", "split_host"]
+__all__ = ["WebGuard", "is_loopback", "split_host"]
 
 Scope = MutableMapping[str, Any]
 
 _BROWSER_SITES = frozenset({b"cross-site", b"same-site"})
 _MEMO_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=256)
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::ffff:127.0.0.2"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    host = host.strip().strip("[]").lower()
+    if host in ("localhost", "ip6-localhost", "ip6-loopback"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def _items(raw: str) -> list[str]:

@@ -9,9 +9,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-__all__ = ["Endpoint", "is_websocket", "openapi_document", "routes_of"]
+__all__ = ["Endpoint", "is_websocket", "openapi_document"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -32,23 +31,6 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = ()
     media_type: str = "application/json"
-
-
-def routes_of(endpoints: Iterable[Endpoint]) -> list[BaseRoute]:
-    """The Starlette routes of ``endpoints``, each behind :func:`riverbed.server.auth.guard`
-    (scope, rate limits, audit) -- so declaring a route is what protects it."""
-    from riverbed.server.auth import guard
-
-    routes: list[BaseRoute] = []
-    for e in endpoints:
-        route: Route | WebSocketRoute
-        if is_websocket(e):
-            route = WebSocketRoute(e.path, e.handler, name=f"{e.method} {e.path}")
-        else:
-            route = Route(e.path, e.handler, methods=[e.method], name=f"{e.method} {e.path}")
-        route.app = guard(e, route.app)
-        routes.append(route)
-    return routes
 
 
 def is_websocket(endpoint: Endpoint) -> bool:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from riverbed.stores.futures import done
+
 if TYPE_CHECKING:
     from riverbed.stores.tokens import TokenStore
 
@@ -313,16 +315,6 @@ class Store(abc.ABC):
     def close(self) -> None:
         """Finish pending writes and release resources."""
         return None
-
-
-def done(result: Any = None, error: BaseException | None = None) -> Future[Any]:
-    """A future that is already complete."""
-    future: Future[Any] = Future()
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-    return future
 
 
 _ITEMS = "__items__"  # a mapping with other keys than strings: its [key, value] pairs

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from riverbed.exceptions import Conflict
-from riverbed.stores.base import done
+from riverbed.stores.futures import done
 
 __all__ = ["MemoryTokenStore", "SQLiteTokenStore", "TokenRecord", "TokenStore"]
 

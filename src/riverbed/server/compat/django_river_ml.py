@@ -19,7 +19,7 @@ import river
 from starlette.requests import Request
 from starlette.responses import Response
 
-from riverbed import __version__, serialization
+from riverbed import serialization
 from riverbed.exceptions import InvalidInput, MalformedJSON, ModelNotFound
 from riverbed.receipts import Receipt
 from riverbed.server.auth import (
@@ -45,6 +45,7 @@ from riverbed.server.fast import json_route
 from riverbed.server.http import JSONResponse, read_body, read_json
 from riverbed.server.routing import Endpoint
 from riverbed.tasks import TASKS
+from riverbed.version import __version__
 
 __all__ = ["ENDPOINTS"]
 
