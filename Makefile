@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test services lint typecheck unit browser fuzz bench clean
+.PHONY: serve test services lint typecheck unit browser prometheus fuzz bench bench-scrape clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,18 +29,25 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-unit: services $(VENV)/.installed-test browser
+unit: services $(VENV)/.installed-test browser prometheus
 	$(BIN)/pytest
 
-# The dashboard's tests drive Debian's headless Chromium; install it when it is missing
-# (as root in CI, through sudo elsewhere). Does nothing when `chromium` is on the PATH.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages the tests need, installed when their command is missing (as root in CI,
+# through sudo elsewhere): $(call apt,COMMAND,PACKAGES,WHY).
+apt = command -v $(1) >/dev/null 2>&1 || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  echo "installing Debian's chromium for the dashboard's browser tests"; \
+	  echo "installing Debian's $(1) for $(3)"; \
 	  $$SUDO apt-get -o DPkg::Lock::Timeout=600 update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 \
-	    install -y -q chromium fonts-liberation; }
+	    install -y -q $(2); }
+
+# The dashboard's tests drive Debian's headless Chromium.
+browser:
+	@$(call apt,chromium,chromium fonts-liberation,the dashboard's browser tests)
+
+# tests/test_prometheus_real.py has Debian's Prometheus scrape a real server.
+prometheus:
+	@$(call apt,prometheus,--no-install-recommends prometheus,the scrape test)
 
 # The services the suite talks to (Redis, PostgreSQL), the script CI runs: it starts those
 # that are down when it can, else names the missing one and the command that starts it and
@@ -67,6 +74,12 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 # Not part of `make test`: sets up wrk and the older systems, measures for a few minutes.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
+
+# What one GET /metrics costs with many models, riverbed's exposition against
+# prometheus-client's rendering of the same samples, same run (docs/prometheus.md).
+MODELS ?= 300
+bench-scrape: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.scrape --models $(MODELS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

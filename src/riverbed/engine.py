@@ -548,6 +548,18 @@ class Engine(LiveModels, Registry, BulkOps):
                 "learn": live.learn_stats.to_dict(),
             }
 
+    def _latency_histograms(
+        self, name: str, bounds: Sequence[float]
+    ) -> dict[str, tuple[list[int], int, float]]:
+        """Per operation (predict, learn): the calls at or below each bound, all calls and
+        their total seconds -- GET /metrics' histograms (not an operation of the API)."""
+        live = self._get_live(name)
+        with live.lock:
+            return {
+                "predict": live.predict_stats.cumulative(bounds),
+                "learn": live.learn_stats.cumulative(bounds),
+            }
+
     # -- internals ---------------------------------------------------------------------------
 
     def _publisher(

@@ -10,12 +10,14 @@ settings, and deletes them. Predict and learn are the engine's own (engine.py).
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +118,20 @@ class _OpStats:
                 break
         # The bucket's geometric middle.
         return _FLOOR * 2 ** ((bucket + 0.5) / _BUCKETS_PER_DOUBLING)
+
+    def cumulative(self, bounds: Sequence[float]) -> tuple[list[int], int, float]:
+        """Calls at or below each of ``bounds`` (ascending seconds), all calls, and their
+        total seconds: a Prometheus histogram. A bucket of ours counts under the first bound
+        at or above its upper edge, so a count is never early by more than ~4.4%."""
+        at = [0] * len(bounds)
+        count = 0
+        for bucket, n in self.histogram.items():
+            upper = _FLOOR * 2 ** ((bucket + 1) / _BUCKETS_PER_DOUBLING)
+            i = bisect.bisect_left(bounds, upper)
+            if i < len(bounds):
+                at[i] += n
+            count += n
+        return list(itertools.accumulate(at)), count, self.total
 
     def to_dict(self) -> dict[str, Any]:
         return {
