@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from riverbed.exceptions import (
-    Conflict,
     InvalidInput,
     InvalidToken,
     TokenExpired,
@@ -18,7 +17,7 @@ from riverbed.exceptions import (
 )
 from riverbed.stores import open_store
 from riverbed.stores.base import Store
-from riverbed.stores.tokens import TokenRecord, TokenStore
+from riverbed.stores.tokens import TokenRecord
 from riverbed.tokens import SCOPES, Tokens, grants, parse_duration
 from tests.helpers import STORES, database_for
 
@@ -30,53 +29,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-@pytest.fixture
-def token_store(store: Store) -> TokenStore:
-    return store.token_store()
-
-
 def record(token_id: str = "aaaaaaaaaaaa", created_at: float = 1.0) -> TokenRecord:
     return TokenRecord(token_id, "ci", ("predict", "read"), "d" * 64, created_at, 99.0, None, "x")
-
-
-# -- the store contract --------------------------------------------------------------------
-
-
-def test_a_token_round_trips(token_store: TokenStore) -> None:
-    token_store.add_token(record()).result()
-    assert token_store.get_token("aaaaaaaaaaaa") == record()
-    assert token_store.get_token("bbbbbbbbbbbb") is None
-
-
-def test_a_taken_id_is_a_conflict_and_changes_nothing(token_store: TokenStore) -> None:
-    token_store.add_token(record()).result()
-    other = record()
-    other.name = "other"
-    with pytest.raises(Conflict):
-        token_store.add_token(other).result()
-    assert token_store.get_token("aaaaaaaaaaaa") == record()
-
-
-def test_listing_is_oldest_first(token_store: TokenStore) -> None:
-    token_store.add_token(record("bbbbbbbbbbbb", 2.0)).result()
-    token_store.add_token(record("aaaaaaaaaaaa", 3.0)).result()
-    token_store.add_token(record("cccccccccccc", 1.0)).result()
-    assert [t.id for t in token_store.list_tokens()] == [
-        "cccccccccccc",
-        "bbbbbbbbbbbb",
-        "aaaaaaaaaaaa",
-    ]
-
-
-def test_revoking_keeps_the_first_time_and_says_whether_the_token_exists(
-    token_store: TokenStore,
-) -> None:
-    token_store.add_token(record()).result()
-    assert token_store.revoke_token("aaaaaaaaaaaa", 5.0).result() is True
-    assert token_store.revoke_token("aaaaaaaaaaaa", 9.0).result() is True
-    revoked = token_store.get_token("aaaaaaaaaaaa")
-    assert revoked is not None and revoked.revoked_at == 5.0
-    assert token_store.revoke_token("zzzzzzzzzzzz", 5.0).result() is False
 
 
 def test_sqlite_tokens_survive_a_reopen(tmp_path: Path) -> None:
