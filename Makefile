@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test services lint typecheck unit browser prometheus fuzz bench bench-scrape clean
+.PHONY: serve test test-postgresql services lint typecheck unit browser prometheus fuzz bench bench-scrape clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ typecheck: $(VENV)/.installed-test
 unit: services $(VENV)/.installed-test browser prometheus
 	$(BIN)/pytest
 
+# The HTTP tests that matter run a second time with their fixtures (tests/conftest.py: api,
+# server) on a PostgreSQL database each instead of an SQLite file; the store contract, the
+# engine tests and tests/test_postgres.py already run on PostgreSQL in `unit`.
+POSTGRESQL_TESTS ?= tests/test_api.py tests/test_client.py tests/test_registry_api.py \
+	tests/test_cache_api.py tests/test_jobs_server.py tests/test_compat_chantilly.py \
+	tests/test_compat_chantilly_readme.py tests/test_compat_riverapi.py
+test-postgresql: services $(VENV)/.installed-test
+	RIVERBED_TEST_DATABASE=postgresql $(BIN)/pytest $(POSTGRESQL_TESTS)
+
 # Debian packages the tests need, installed when their command is missing (as root in CI,
 # through sudo elsewhere): $(call apt,COMMAND,PACKAGES,WHY).
 apt = command -v $(1) >/dev/null 2>&1 || { \
@@ -56,7 +65,7 @@ prometheus:
 services:
 	@bash .ci/services
 
-test: services lint typecheck unit
+test: services lint typecheck unit test-postgresql
 
 # Not part of `make test` (which runs the same tests with a few fixed examples per route):
 # tests/test_fuzz.py with FUZZ_EXAMPLES generated requests per route and configuration, new

@@ -11,7 +11,7 @@ import pytest
 
 from riverbed import Engine
 from riverbed.server import create_app
-from tests.helpers import STORES, Server, database_for
+from tests.helpers import STORES, TEST_DATABASE, Server, database
 
 # The ASGI tests send the conventional test hosts; a real server refuses names that are not
 # its own (docs/security.md), so the suite's engines allow these two. tests/test_guard.py
@@ -22,7 +22,7 @@ os.environ.setdefault("RIVERBED_ALLOWED_HOSTS", "testserver,t")
 @pytest.fixture(params=STORES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An engine over each store kind."""
-    with Engine(database_for(request.param, tmp_path)) as eng:
+    with database(request.param, tmp_path) as db, Engine(db) as eng:
         yield eng
 
 
@@ -34,8 +34,9 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to the ASGI app over an SQLite engine, no sockets."""
-    with Engine(str(tmp_path / "api.db")) as eng:
+    """An HTTP client talking to the ASGI app over an SQLite engine (PostgreSQL under
+    RIVERBED_TEST_DATABASE=postgresql), no sockets."""
+    with database(TEST_DATABASE, tmp_path, "api.db") as db, Engine(db) as eng:
         app = create_app(eng)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
@@ -45,8 +46,9 @@ async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(str(tmp_path / "server.db")).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    with database(TEST_DATABASE, tmp_path, "server.db") as db:
+        srv = Server(db).start()
+        try:
+            yield srv
+        finally:
+            srv.stop()

@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 from river import linear_model, preprocessing
 
-STORES = ["memory", "sqlite"]
+STORES = ["memory", "sqlite", "postgresql"]
+# The store the HTTP tests' fixtures (conftest.py: api, server) run on: sqlite by default;
+# RIVERBED_TEST_DATABASE=postgresql runs them on a database of their own on PostgreSQL
+# (make test-postgresql).
+TEST_DATABASE = os.environ.get("RIVERBED_TEST_DATABASE", "sqlite")
+
+# Where .ci/services (run by `make test`) checked for PostgreSQL; trust authentication.
+POSTGRES_SERVER = (
+    f"postgresql://postgres@{os.environ.get('POSTGRES_HOST', '127.0.0.1')}:"
+    f"{os.environ.get('POSTGRES_PORT', '5432')}"
+)
+
+
+class PostgresDatabase:
+    """A database of its own on the test PostgreSQL server (a unique name), dropped by
+    :meth:`drop` (which ends the connections still open to it first)."""
+
+    def __init__(self) -> None:
+        import uuid
+
+        import psycopg
+
+        self.name = f"riverbed_test_{uuid.uuid4().hex[:16]}"
+        self.url = f"{POSTGRES_SERVER}/{self.name}"
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 def free_port() -> int:
@@ -24,6 +57,22 @@ def free_port() -> int:
 
 def database_for(kind: str, tmp_path: Path) -> str:
     return ":memory:" if kind == "memory" else str(tmp_path / "riverbed.db")
+
+
+@contextlib.contextmanager
+def database(kind: str, tmp_path: Path, name: str = "riverbed.db") -> Iterator[str]:
+    """A database string of ``kind`` (memory, sqlite, postgresql): for PostgreSQL a database
+    of its own, dropped afterwards."""
+    if kind == "postgresql":
+        made = PostgresDatabase()
+        try:
+            yield made.url
+        finally:
+            made.drop()
+    elif kind == "memory":
+        yield ":memory:"
+    else:
+        yield str(tmp_path / name)
 
 
 def phishing_model() -> object:

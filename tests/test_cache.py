@@ -15,12 +15,13 @@ from riverbed import CacheKeyNotFound, Engine, InvalidInput, WrongCacheKind
 from riverbed.cache import Cache, open_cache
 from riverbed.stores import open_store
 from riverbed.stores.redis import RedisCacheStore
+from tests.helpers import database
 
 # Where .ci/services (run by `make test`) checked for Redis.
 REDIS_URL = (
     f"redis://{os.environ.get('REDIS_HOST', '127.0.0.1')}:{os.environ.get('REDIS_PORT', '6379')}/0"
 )
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", "postgresql", "redis"]
 
 
 class Clock:
@@ -43,11 +44,12 @@ def cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cache]:
             store.clear()
             store.close()
         return
-    backend = open_store(":memory:" if request.param == "memory" else str(tmp_path / "c.db"))
-    try:
-        yield open_cache(backend)
-    finally:
-        backend.close()
+    with database(request.param, tmp_path, "c.db") as db:
+        backend = open_store(db)
+        try:
+            yield open_cache(backend)
+        finally:
+            backend.close()
 
 
 def test_put_get_delete_round_trip_json(cache: Cache) -> None:

@@ -17,7 +17,7 @@ from riverbed import Engine, PredictionNotFound
 from riverbed.cli import cli
 from riverbed.config import Settings
 from riverbed.server import create_app
-from tests.helpers import STORES, database_for, phishing_model
+from tests.helpers import STORES, database, phishing_model
 
 RETENTION = {"retention_predictions": 20, "retention_learns": 30, "retention_metric_points": 5}
 
@@ -25,8 +25,10 @@ RETENTION = {"retention_predictions": 20, "retention_learns": 30, "retention_met
 @pytest.fixture(params=STORES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An engine with retention over each store kind; the ticker never checkpoints."""
-    database = database_for(request.param, tmp_path)
-    with Engine(database, checkpoint_every=1_000_000, checkpoint_seconds=3600, **RETENTION) as e:
+    with (
+        database(request.param, tmp_path) as db,
+        Engine(db, checkpoint_every=1_000_000, checkpoint_seconds=3600, **RETENTION) as e,
+    ):
         yield e
 
 

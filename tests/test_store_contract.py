@@ -1,5 +1,5 @@
 """The store contract (riverbed.testing) on every backend riverbed ships: memory, SQLite,
-and Redis for the cache."""
+PostgreSQL, and Redis for the cache."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from riverbed.stores.base import Store
 from riverbed.stores.kv import CacheStore
 from riverbed.stores.redis import RedisCacheStore
 from riverbed.testing import CacheStoreContract, StoreContract
+from tests.helpers import PostgresDatabase
 from tests.test_cache import REDIS_URL
 
 
@@ -32,6 +33,24 @@ class TestSQLiteStore(StoreContract):
         from riverbed.stores import sqlite
 
         monkeypatch.setattr(sqlite, "_PRUNE_BATCH", rows)
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def location(self) -> Iterator[str]:
+        database = PostgresDatabase()
+        try:
+            yield database.url
+        finally:
+            database.drop()
+
+    def open_store(self, location: str) -> Store:
+        return open_store(location)
+
+    def small_prune_batches(self, monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+        from riverbed.stores import postgres
+
+        monkeypatch.setattr(postgres, "_PRUNE_BATCH", rows)
 
 
 class TestRedisCache(CacheStoreContract):

@@ -4,7 +4,6 @@ keeps is riverbed.testing, run on each backend by tests/test_store_contract.py."
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,11 @@ from riverbed.stores import open_store
 from riverbed.stores.base import (
     LearnRecord,
     ModelRecord,
-    Store,
     VersionRecord,
     dump,
     load,
 )
 from riverbed.stores.sqlite_schema import SCHEMA_VERSION
-from tests.helpers import STORES, database_for
-
-
-@pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(database_for(request.param, tmp_path))
-    yield s
-    s.close()
 
 
 def model(name: str = "m") -> tuple[ModelRecord, VersionRecord]:

@@ -19,14 +19,15 @@ from riverbed.stores import open_store
 from riverbed.stores.base import Store
 from riverbed.stores.tokens import TokenRecord
 from riverbed.tokens import SCOPES, Tokens, grants, parse_duration
-from tests.helpers import STORES, database_for
+from tests.helpers import STORES, database
 
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(database_for(request.param, tmp_path))
-    yield s
-    s.close()
+    with database(request.param, tmp_path) as db:
+        s = open_store(db)
+        yield s
+        s.close()
 
 
 def record(token_id: str = "aaaaaaaaaaaa", created_at: float = 1.0) -> TokenRecord:

@@ -53,7 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
         "riverbed.db",
         str,
         "Where state lives: an SQLite file path or sqlite:///path (created if missing; one "
-        "process at a time) or ':memory:' for the in-memory store. Other URLs are refused.",
+        "process at a time), a postgresql://user@host:port/db URL (an existing database; "
+        "docs/postgresql.md) or ':memory:' for the in-memory store. Other URLs are refused.",
     ),
     Setting("host", "127.0.0.1", str, "Address the server binds to."),
     Setting(

@@ -75,12 +75,19 @@ def status_of(error: RiverbedError) -> int:
     return 500
 
 
+UNAVAILABLE_RETRY_AFTER = 1  # seconds a client waits before retrying a 503
+
+
 def error_headers(error: RiverbedError) -> dict[str, str]:
-    """The headers an error's status calls for: a challenge with 401, Retry-After with 429."""
+    """The headers an error's status calls for: a challenge with 401, Retry-After with 429
+    and 503."""
     if isinstance(error, Unauthorized):
         return {"WWW-Authenticate": error.challenge or 'Bearer realm="riverbed"'}
     if isinstance(error, RateLimited):
         return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, Unavailable) and not isinstance(error, StorageFull):
+        # the database is out of reach or refused the write: nothing changed, retry soon
+        return {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
     return {}
 
 

@@ -2,7 +2,8 @@
 
 ``open_store(url)`` picks the backend from a database string: ``:memory:`` (or
 ``memory://``) for the in-memory store, ``sqlite:///path`` or a plain path for an SQLite
-file. Any other URL (``postgresql://``, ``mysql://``, a typo) is refused with
+file, ``postgresql://user@host:port/db`` (or ``postgres://``) for a PostgreSQL database
+(stores/postgres.py). Any other URL (``mysql://``, a typo) is refused with
 :class:`UnsupportedDatabase`, before anything is created.
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "Store",
     "UnsupportedDatabase",
     "VersionRecord",
+    "backend_name",
     "check_database",
     "open_store",
     "open_token_file",
@@ -39,7 +41,7 @@ __all__ = [
 
 
 # The URL schemes riverbed serves a database on.
-SCHEMES = ("sqlite://", "memory://")
+SCHEMES = ("sqlite://", "memory://", "postgresql://")
 
 
 class UnsupportedDatabase(ValueError):
@@ -51,6 +53,11 @@ def check_database(database: str) -> None:
     a URL of a scheme it does not know (:class:`UnsupportedDatabase`), a file that a newer
     riverbed wrote (:class:`~riverbed.stores.sqlite_schema.NewerDatabase`) or that another
     process holds (:class:`~riverbed.stores.sqlite_lock.DatabaseInUse`)."""
+    if _postgres(database):
+        from riverbed.stores.postgres import check_postgres
+
+        check_postgres(database)
+        return
     path = _sqlite_path(database)
     if path is not None:
         from riverbed.stores.sqlite_lock import DatabaseLock
@@ -63,6 +70,10 @@ def check_database(database: str) -> None:
 
 def open_store(database: str, *, synchronous: str = "NORMAL") -> Store:
     """Open the store a database string names."""
+    if _postgres(database):
+        from riverbed.stores.postgres import PostgresStore
+
+        return PostgresStore(database)
     path = _sqlite_path(database)
     if path is None:
         from riverbed.stores.memory import MemoryStore
@@ -71,6 +82,17 @@ def open_store(database: str, *, synchronous: str = "NORMAL") -> Store:
     from riverbed.stores.sqlite import SQLiteStore
 
     return SQLiteStore(path, synchronous=synchronous)
+
+
+def backend_name(database: str) -> str:
+    """The kind of store a database string names: memory, sqlite or postgresql."""
+    if database in (":memory:", "memory://"):
+        return "memory"
+    return "postgresql" if _postgres(database) else "sqlite"
+
+
+def _postgres(database: str) -> bool:
+    return database.lower().startswith(("postgresql://", "postgres://"))
 
 
 def _sqlite_path(database: str) -> str | None:
@@ -93,6 +115,10 @@ def open_token_file(database: str) -> tuple[TokenStore, Callable[[], None]]:
     beside the process that serves the file (tokens take no part in the learns that one
     process writes, see :mod:`riverbed.stores.sqlite_lock`), so ``riverbed tokens`` works
     on a running server's file. A file that does not exist yet is created as a store."""
+    if _postgres(database):
+        from riverbed.stores.postgres import open_postgres_tokens
+
+        return open_postgres_tokens(database)
     path = _sqlite_path(database)
     if path is None:
         raise ValueError("the in-memory store keeps its tokens in its own process")

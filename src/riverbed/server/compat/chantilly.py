@@ -37,6 +37,7 @@ from riverbed.server.compat.common import (
 from riverbed.server.fast import Reply, json_route
 from riverbed.server.http import JSONResponse, read_json
 from riverbed.server.routing import Endpoint
+from riverbed.stores import backend_name
 
 __all__ = ["ENDPOINTS", "FLAVORS"]
 
@@ -146,9 +147,7 @@ def _id_key(id: Any) -> str:
 @legacy_errors
 async def get_init(request: Request) -> Response:
     flavor = await _flavor(request)
-    kind = (
-        "memory" if engine_of(request).settings.database in (":memory:", "memory://") else "sqlite"
-    )
+    kind = backend_name(engine_of(request).settings.database)
     return JSONResponse(
         {"flavor": flavor, "storage": f"riverbed ({kind})", "river_version": river.__version__}
     )

@@ -44,6 +44,7 @@ from riverbed.server.compat.common import (
 from riverbed.server.fast import json_route
 from riverbed.server.http import JSONResponse, read_body, read_json
 from riverbed.server.routing import Endpoint
+from riverbed.stores import backend_name
 from riverbed.tasks import TASKS
 from riverbed.version import __version__
 
@@ -116,9 +117,7 @@ async def _model_from_body_or_query(request: Request) -> str:
 
 
 async def service_info(request: Request) -> Response:
-    kind = (
-        "memory" if engine_of(request).settings.database in (":memory:", "memory://") else "sqlite"
-    )
+    kind = backend_name(engine_of(request).settings.database)
     return JSONResponse(
         {
             "id": "django_river_ml",
