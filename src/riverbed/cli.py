@@ -84,6 +84,9 @@ def serve(**options: Any) -> None:
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         lifespan="on",
+        # riverbed reads the proxy headers itself, from forwarded_allow_ips only
+        # (riverbed.server.guard.ProxyRule); uvicorn's own would trust 127.0.0.1.
+        proxy_headers=False,
         http=protocol_for(app),
         ws=RiverbedWebSockets,
     )

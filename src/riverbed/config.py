@@ -105,6 +105,16 @@ SETTINGS: tuple[Setting, ...] = (
         "WebSocket from a page on any other origin gets 403 cross_origin_refused. See "
         "docs/security.md.",
     ),
+    Setting(
+        "forwarded_allow_ips",
+        "",
+        str,
+        "Comma-separated addresses or networks (10.0.0.0/8, '*' for any) of proxies whose "
+        "X-Forwarded-For, Forwarded and X-Forwarded-Proto headers are believed: the client "
+        "address (rate limits, audit) is then the last hop they did not add. Empty (the "
+        "default): none are, and the address is the connection's; set 127.0.0.1 behind a "
+        "proxy on this machine. uvicorn's convention; see docs/security.md.",
+    ),
     Setting("port", 8000, int, "Port the server listens on."),
     Setting("log_level", "info", str, "Log level: debug, info, warning or error."),
     Setting("checkpoint_every", 1000, int, "Checkpoint a live model after this many learns."),
@@ -260,6 +270,7 @@ class Settings:
     rate_limit_token: str = ""
     allowed_hosts: str = ""
     cors_origins: str = ""
+    forwarded_allow_ips: str = ""
     port: int = 8000
     log_level: str = "info"
     checkpoint_every: int = 1000

@@ -32,6 +32,7 @@ from riverbed.server import (
 )
 from riverbed.server.auth import AuthPolicy, bootstrap_admin, enabled_endpoints, routes_of
 from riverbed.server.fast import FastRoutes
+from riverbed.server.guard import ProxyRule
 from riverbed.server.http import JSONResponse, error_headers, error_response, status_of
 from riverbed.server.routing import Endpoint, openapi_document
 from riverbed.version import __version__
@@ -104,8 +105,11 @@ class RiverbedApp(Starlette):
     the framework's routing (``fast``); every other request goes the usual way."""
 
     fast: FastRoutes
+    proxies: ProxyRule
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxies.enabled and scope["type"] != "lifespan":
+            self.proxies.apply(scope)  # the client a trusted proxy names
         if scope["type"] == "http":
             app = self.fast.match(scope)
             if app is not None:
@@ -146,6 +150,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         routes=routes_of(all_endpoints), exception_handlers=handlers, lifespan=lifespan
     )
     app.fast = FastRoutes(all_endpoints)
+    app.proxies = policy.proxies
     app.state.engine = engine
     app.state.settings = settings
     app.state.auth = policy

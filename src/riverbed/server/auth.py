@@ -8,7 +8,9 @@ its route group. For each request (HTTP or WebSocket) the guard, in this order:
 0. refuses a request that a web page on another site may be driving: a ``Host`` that is
    not this server's (400) or, on a state-changing request, a foreign ``Origin`` (403) --
    :mod:`riverbed.server.guard`;
-1. charges the client address's bucket of the route's group (``rate_limit_address``);
+1. charges the client address's bucket of the route's group (``rate_limit_address``): the
+   connection's address, or the one a trusted proxy (``forwarded_allow_ips``) names --
+   :class:`~riverbed.server.guard.ProxyRule`, applied before any route is matched;
 2. when auth is on and the route is not ``public``: reads the token (``Authorization:
    Bearer <token>``, ``Token <token>`` or ``Basic base64(user:token)``; for event streams and
    WebSockets, which browsers cannot give headers, also ``?token=``), verifies it (401
@@ -49,7 +51,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from riverbed.config import Settings
 from riverbed.exceptions import Forbidden, RateLimited, RiverbedError, Unauthorized
 from riverbed.ratelimit import RateLimiter, parse_rates, retry_after
-from riverbed.server.guard import WebGuard, is_loopback
+from riverbed.server.guard import ProxyRule, WebGuard, is_loopback
 from riverbed.server.routing import Endpoint, is_websocket
 from riverbed.stores.tokens import TokenRecord
 from riverbed.tokens import SCOPES, grants
@@ -128,6 +130,7 @@ class AuthPolicy:
         self.enabled = mode == "on" or (mode == "auto" and not local)
         self._check_connection = mode == "auto" and local
         self.web = WebGuard(settings)
+        self.proxies = ProxyRule(settings.forwarded_allow_ips)
         try:
             self.by_address = RateLimiter(parse_rates(settings.rate_limit_address))
             self.by_token = RateLimiter(parse_rates(settings.rate_limit_token))

@@ -18,6 +18,15 @@ anything else (the ASGI routes, the fast path and the server's direct protocol a
    ``same-site``, is refused with 403 ``cross_origin_refused``. Requests without those
    headers (curl, the Python clients, the older systems' clients) are not browsers' and
    pass; the dashboard's requests carry its own origin and pass.
+
+And who the client is (:class:`ProxyRule`): the connection's address, unless it is one of
+``forwarded_allow_ips`` -- a proxy the operator named -- whose ``X-Forwarded-For`` (or,
+without one, ``Forwarded``) then names it. Walking that list from the right, past every hop
+that is itself trusted, the first other address is the client: what a client wrote in the
+header before the proxy appended its address is never believed. The rate limiter's key and
+the audit log's ``client`` are this address. The default trusts nobody, so no local
+process can pick its own rate-limit key; ``riverbed serve`` turns uvicorn's own handling of
+these headers off (it trusts 127.0.0.1 by default) so that this rule is the only one.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from typing import Any
 from riverbed.config import Settings
 from riverbed.exceptions import CrossOriginRefused, HostNotAllowed
 
-__all__ = ["WebGuard", "is_loopback", "split_host"]
+__all__ = ["ProxyRule", "WebGuard", "is_loopback", "split_host"]
 
 Scope = MutableMapping[str, Any]
 
@@ -165,3 +174,118 @@ class WebGuard:
             if netloc in self.origins or f"{scheme}://{netloc}" in self.origins:
                 return None
         return f"the request comes from the origin {text!r}"
+
+
+def _forwarded_for(values: list[bytes]) -> list[str]:
+    """The ``for=`` hops of ``Forwarded`` header values (RFC 7239), in order; an obfuscated
+    or unknown hop (``for=_hidden``, ``for=unknown``) is kept as written."""
+    hops = []
+    for element in b",".join(values).decode("latin-1").split(","):
+        for pair in element.split(";"):
+            key, sep, value = pair.strip().partition("=")
+            if sep and key.strip().lower() == "for":
+                hops.append(_strip_port(value.strip().strip('"')))
+    return hops
+
+
+def _strip_port(hop: str) -> str:
+    """``[2001:db8::1]:4711`` -> ``2001:db8::1``, ``192.0.2.1:80`` -> ``192.0.2.1``."""
+    if hop.startswith("["):
+        return hop[1 : hop.find("]")] if "]" in hop else hop[1:]
+    if hop.count(":") == 1:
+        return hop.partition(":")[0]
+    return hop
+
+
+class ProxyRule:
+    """Who the client is when proxies forward: ``forwarded_allow_ips`` (the module
+    docstring). ``enabled`` is False when no proxy is trusted, and :meth:`apply` then need
+    not be called."""
+
+    def __init__(self, setting: str) -> None:
+        items = [item.strip() for item in setting.split(",") if item.strip()]
+        self.any = "*" in items
+        networks = []
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"forwarded_allow_ips: {item!r} is not an IP address or network"
+                ) from None
+        self.networks = tuple(networks)
+        self.enabled = self.any or bool(networks)
+        self._trusted: dict[str, bool] = {}
+
+    def trusts(self, host: str) -> bool:
+        """Whether ``host`` (an address) is a proxy whose headers are believed."""
+        if self.any:
+            return True
+        known = self._trusted.get(host)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(host.strip("[]"))
+            except ValueError:
+                known = False
+            else:
+                mapped = getattr(address, "ipv4_mapped", None)
+                known = any(
+                    address in net or (mapped is not None and mapped in net)
+                    for net in self.networks
+                )
+            if len(self._trusted) >= _MEMO_SIZE:
+                self._trusted.clear()
+            self._trusted[host] = known
+        return known
+
+    def apply(self, scope: Scope) -> None:
+        """Rewrite ``scope["client"]`` (and ``scheme``) from the proxy headers when the
+        connection comes from a trusted proxy; leave it alone otherwise."""
+        client = scope.get("client")
+        if not client or not self.trusts(str(client[0])):
+            return
+        xff: list[bytes] = []
+        forwarded: list[bytes] = []
+        proto = None
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                xff.append(value)
+            elif name == b"forwarded":
+                forwarded.append(value)
+            elif name == b"x-forwarded-proto":
+                proto = value if proto is None else proto
+        if xff:
+            hops = [_strip_port(h.strip()) for h in b",".join(xff).decode("latin-1").split(",")]
+        elif forwarded:
+            hops = _forwarded_for(forwarded)
+            if proto is None:
+                proto = _forwarded_proto(forwarded)
+        else:
+            hops = []
+        hops = [hop for hop in hops if hop]
+        if hops:
+            chosen = hops[0]  # every hop trusted: the first one
+            for hop in reversed(hops):
+                if not self.trusts(hop):
+                    chosen = hop
+                    break
+            scope["client"] = (chosen, 0)
+        if proto is not None:
+            text = proto.decode("latin-1").strip().lower()
+            if text in ("http", "https"):
+                scope["scheme"] = (
+                    text.replace("http", "ws") if scope["type"] == "websocket" else text
+                )
+
+
+def _forwarded_proto(values: list[bytes]) -> bytes | None:
+    """The ``proto=`` of the last ``Forwarded`` element that has one (the nearest hop)."""
+    found = None
+    for element in b",".join(values).decode("latin-1").split(","):
+        for pair in element.split(";"):
+            key, sep, value = pair.strip().partition("=")
+            if sep and key.strip().lower() == "proto":
+                found = value.strip().strip('"').encode("latin-1")
+    return found

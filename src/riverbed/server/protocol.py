@@ -9,7 +9,8 @@ parser to the operation and back in plain calls:
 
 1. the request's head names a direct operation (:meth:`FastRoutes.lookup`), its body has a
    ``Content-Length`` within ``max_body_bytes`` and nothing asks for what only the ASGI path
-   does (``Expect: 100-continue``, proxy headers, an audited route);
+   does (``Expect: 100-continue``, an audited route); proxy headers are read by the same
+   rule as on the ASGI path (:class:`~riverbed.server.guard.ProxyRule`);
 2. once the body is in, the route's :class:`~riverbed.server.auth.Gate` admits the caller,
    the body is parsed with the same limits and the operation runs;
 3. its answer -- or the answer of its receipt once the group commit is durable
@@ -59,9 +60,6 @@ __all__ = ["RiverbedWebSockets", "protocol_for"]
 log = logging.getLogger("riverbed.server")
 
 _JSON_HEAD = b"content-type: application/json\r\ncontent-length: "
-# Headers that make the ASGI path answer differently: the proxy-headers middleware rewrites
-# the client's address and scheme from these.
-_ASGI_ONLY = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"})
 # The tasks of operations that returned a coroutine, held until they are done (the loop
 # keeps only weak references to its tasks).
 _TASKS: set[asyncio.Future[Any]] = set()
@@ -118,7 +116,7 @@ class RiverbedHttp(HttpToolsProtocol):
         for name, value in scope["headers"]:
             if name == b"content-length":
                 length = value
-            elif name in _ASGI_ONLY or name == b"transfer-encoding":
+            elif name == b"transfer-encoding":
                 return None
         if (
             length is None
@@ -138,6 +136,8 @@ class RiverbedHttp(HttpToolsProtocol):
         scope: Any = cycle.scope
         scope["app"] = app
         scope["path_params"] = params
+        if app.state.auth.proxies.enabled:
+            app.state.auth.proxies.apply(scope)  # as RiverbedApp does on the ASGI path
         try:
             principal = operation.gate.admit(scope)
         except RiverbedError as exc:
