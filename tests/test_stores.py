@@ -11,35 +11,11 @@ import pytest
 from riverbed.stores import open_store
 from riverbed.stores.base import (
     LearnRecord,
-    ModelRecord,
-    VersionRecord,
     dump,
     load,
 )
 from riverbed.stores.sqlite_schema import SCHEMA_VERSION
-
-
-def model(name: str = "m") -> tuple[ModelRecord, VersionRecord]:
-    return (
-        ModelRecord(name, "binary", "d", {"k": "v"}, ["Accuracy"], 1.0, 1.0),
-        VersionRecord(name, 1, b"artifact", {"class": "x.Y"}, "spec", 1.0, {}),
-    )
-
-
-def version(name: str, number: int, **fields: object) -> VersionRecord:
-    return VersionRecord(
-        name,
-        number,
-        f"bytes-{number}".encode(),
-        None,
-        "upload",
-        float(number),
-        {"metrics": {"accuracy": number / 10}},
-        format="skops",
-        description=f"v{number}",
-        tags={"stage": "dev"},
-        **fields,  # type: ignore[arg-type]
-    )
+from riverbed.testing.store_contract import model
 
 
 def test_sqlite_adds_new_columns_to_an_older_file(tmp_path: Path) -> None:

@@ -156,11 +156,11 @@ def exposition(engine: Engine, openmetrics: bool = False) -> str:
         )
     lines: list[str] = []
     for family, (kind, help_text) in _FAMILIES.items():
-        if openmetrics and kind == "counter":
-            family = family.removesuffix("_total")
-        lines.append(f"# HELP {family} {help_text}")
-        lines.append(f"# TYPE {family} {kind}")
-        lines.extend(by_family[family if family in by_family else family + "_total"])
+        # OpenMetrics names a counter's family without the _total its samples carry.
+        shown = family.removesuffix("_total") if openmetrics and kind == "counter" else family
+        lines.append(f"# HELP {shown} {help_text}")
+        lines.append(f"# TYPE {shown} {kind}")
+        lines.extend(by_family[family])
     if openmetrics:
         lines.append("# EOF")
     return "\n".join(lines) + "\n"

@@ -46,7 +46,7 @@ from riverbed.stores.base import (
 )
 from riverbed.stores.jobstore import JobRecord, JobStore
 from riverbed.stores.kv import CacheStore, _Keep, list_held, value_held
-from riverbed.stores.tokens import TokenRecord, TokenStore
+from riverbed.stores.tokens import TOKEN_COLUMNS, TokenRecord, TokenStore, token_record
 
 try:
     import psycopg
@@ -87,7 +87,7 @@ _LEARN_COLUMNS = (
 )
 _MODEL_COLUMNS = "name, task, description, tags, metrics, created_at, updated_at, flavor, options"
 _VERSION_COLUMNS = "model, version, spec, source, created_at, metadata, format, description, tags"
-_TOKEN_COLUMNS = "id, name, scopes, digest, created_at, expires_at, revoked_at, created_by"
+_TOKEN_COLUMNS = TOKEN_COLUMNS
 
 
 def is_postgres_url(database: str) -> bool:
@@ -759,26 +759,13 @@ class PostgresTokenStore(TokenStore):
 
         return self._submit(op)
 
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> TokenRecord:
-        return TokenRecord(
-            id=row[0],
-            name=row[1],
-            scopes=tuple(s for s in row[2].split(",") if s),
-            digest=row[3],
-            created_at=row[4],
-            expires_at=row[5],
-            revoked_at=row[6],
-            created_by=row[7],
-        )
-
     def get_token(self, token_id: str) -> TokenRecord | None:
         rows = self._query(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = %s", (token_id,))
-        return self._record(rows[0]) if rows else None
+        return token_record(rows[0]) if rows else None
 
     def list_tokens(self) -> list[TokenRecord]:
         rows = self._query(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id")
-        return [self._record(row) for row in rows]
+        return [token_record(row) for row in rows]
 
     def revoke_token(self, token_id: str, revoked_at: float) -> Future[bool]:
         def op(conn: _Conn) -> bool:

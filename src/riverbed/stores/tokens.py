@@ -98,8 +98,24 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_by TEXT
 )
 """
-_COLUMNS = "id, name, scopes, digest, created_at, expires_at, revoked_at, created_by"
+#: The tokens table's columns, in the order token_record reads them (SQLite and PostgreSQL).
+TOKEN_COLUMNS = "id, name, scopes, digest, created_at, expires_at, revoked_at, created_by"
+_COLUMNS = TOKEN_COLUMNS
 _MARKS = ", ".join("?" * 8)
+
+
+def token_record(row: tuple[Any, ...]) -> TokenRecord:
+    """A TokenRecord from a row of TOKEN_COLUMNS."""
+    return TokenRecord(
+        id=row[0],
+        name=row[1],
+        scopes=tuple(s for s in row[2].split(",") if s),
+        digest=row[3],
+        created_at=row[4],
+        expires_at=row[5],
+        revoked_at=row[6],
+        created_by=row[7],
+    )
 
 
 class SQLiteTokenStore(TokenStore):
@@ -137,30 +153,17 @@ class SQLiteTokenStore(TokenStore):
 
         return self._submit(op)
 
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> TokenRecord:
-        return TokenRecord(
-            id=row[0],
-            name=row[1],
-            scopes=tuple(s for s in row[2].split(",") if s),
-            digest=row[3],
-            created_at=row[4],
-            expires_at=row[5],
-            revoked_at=row[6],
-            created_by=row[7],
-        )
-
     def get_token(self, token_id: str) -> TokenRecord | None:
         row = (
             self._read()
             .execute(f"SELECT {_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
             .fetchone()
         )
-        return self._record(row) if row else None
+        return token_record(row) if row else None
 
     def list_tokens(self) -> list[TokenRecord]:
         rows = self._read().execute(f"SELECT {_COLUMNS} FROM tokens ORDER BY created_at, id")
-        return [self._record(row) for row in rows.fetchall()]
+        return [token_record(row) for row in rows.fetchall()]
 
     def revoke_token(self, token_id: str, revoked_at: float) -> Future[bool]:
         def op(conn: sqlite3.Connection) -> bool:
