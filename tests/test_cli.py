@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from riverbed.cli import cli
 from riverbed.config import SETTINGS
-from riverbed.stores.sqlite_schema import SCHEMA_VERSION
+from riverbed.stores.sqlite.schema import SCHEMA_VERSION
 from tests.helpers import Server, free_port
 
 

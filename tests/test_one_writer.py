@@ -1,4 +1,4 @@
-"""One process writes a database (stores/sqlite_lock.py), and a database URL riverbed does not
+"""One process writes a database (stores/sqlite/lock.py), and a database URL riverbed does not
 serve is refused before anything is created."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from river import linear_model
 
 from riverbed import Engine
 from riverbed.stores import UnsupportedDatabase
-from riverbed.stores.sqlite_lock import DatabaseInUse
+from riverbed.stores.sqlite.lock import DatabaseInUse
 from tests.helpers import Server
 
 

@@ -19,9 +19,9 @@ from riverbed import Engine
 from riverbed.exceptions import Unavailable
 from riverbed.stores import backend_name, check_database, open_store, open_token_file
 from riverbed.stores.base import ModelRecord, VersionRecord
-from riverbed.stores.postgres_schema import SCHEMA_VERSION
-from riverbed.stores.sqlite_lock import DatabaseInUse
-from riverbed.stores.sqlite_schema import NewerDatabase
+from riverbed.stores.postgres.schema import SCHEMA_VERSION
+from riverbed.stores.sqlite.lock import DatabaseInUse
+from riverbed.stores.sqlite.schema import NewerDatabase
 from riverbed.stores.tokens import TokenRecord
 from tests.helpers import PostgresDatabase, Server, free_port
 

@@ -20,8 +20,8 @@ import pytest
 
 from riverbed.exceptions import PredictionExists
 from riverbed.stores.base import LearnRecord, PredictionRecord
-from riverbed.stores.sqlite import SQLiteStore
-from riverbed.stores.sqlite_checkpoints import Checkpointer, CheckpointProcess, open_checkpointer
+from riverbed.stores.sqlite.checkpoints import Checkpointer, CheckpointProcess, open_checkpointer
+from riverbed.stores.sqlite.store import SQLiteStore
 
 
 def test_commits_do_not_checkpoint_but_the_background_does(tmp_path: Path) -> None:
@@ -357,7 +357,7 @@ def test_the_checkpoint_process_ends_with_the_process_that_started_it(tmp_path: 
     SQLiteStore(path).close()
     code = (
         "import sys, time\n"
-        "from riverbed.stores.sqlite_checkpoints import CheckpointProcess\n"
+        "from riverbed.stores.sqlite.checkpoints import CheckpointProcess\n"
         f"p = CheckpointProcess({path!r}, 'NORMAL')\n"
         "print(p.process.pid, flush=True)\n"
         "time.sleep(60)\n"

@@ -30,9 +30,9 @@ class TestSQLiteStore(StoreContract):
         return open_store(str(location / "riverbed.db"))
 
     def small_prune_batches(self, monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
-        from riverbed.stores import sqlite
+        from riverbed.stores.sqlite import store
 
-        monkeypatch.setattr(sqlite, "_PRUNE_BATCH", rows)
+        monkeypatch.setattr(store, "_PRUNE_BATCH", rows)
 
 
 class TestPostgresStore(StoreContract):
@@ -48,9 +48,9 @@ class TestPostgresStore(StoreContract):
         return open_store(location)
 
     def small_prune_batches(self, monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
-        from riverbed.stores import postgres
+        from riverbed.stores.postgres import store
 
-        monkeypatch.setattr(postgres, "_PRUNE_BATCH", rows)
+        monkeypatch.setattr(store, "_PRUNE_BATCH", rows)
 
 
 class TestRedisCache(CacheStoreContract):

@@ -14,7 +14,7 @@ from riverbed.stores.base import (
     dump,
     load,
 )
-from riverbed.stores.sqlite_schema import SCHEMA_VERSION
+from riverbed.stores.sqlite.schema import SCHEMA_VERSION
 from riverbed.testing.store_contract import model
 
 

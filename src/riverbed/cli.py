@@ -157,7 +157,7 @@ _add_commands()
 
 
 def main() -> None:
-    from riverbed.stores.sqlite_schema import NewerDatabase
+    from riverbed.stores.sqlite.schema import NewerDatabase
 
     try:
         cli(prog_name="riverbed")

@@ -3,7 +3,7 @@
 ``open_store(url)`` picks the backend from a database string: ``:memory:`` (or
 ``memory://``) for the in-memory store, ``sqlite:///path`` or a plain path for an SQLite
 file, ``postgresql://user@host:port/db`` (or ``postgres://``) for a PostgreSQL database
-(stores/postgres.py). Any other URL (``mysql://``, a typo) is refused with
+(stores/postgres/store.py). Any other URL (``mysql://``, a typo) is refused with
 :class:`UnsupportedDatabase`, before anything is created.
 """
 
@@ -51,17 +51,17 @@ class UnsupportedDatabase(ValueError):
 def check_database(database: str) -> None:
     """Refuse, before anything opens it, a database riverbed cannot serve (ValueErrors all):
     a URL of a scheme it does not know (:class:`UnsupportedDatabase`), a file that a newer
-    riverbed wrote (:class:`~riverbed.stores.sqlite_schema.NewerDatabase`) or that another
-    process holds (:class:`~riverbed.stores.sqlite_lock.DatabaseInUse`)."""
+    riverbed wrote (:class:`~riverbed.stores.sqlite.schema.NewerDatabase`) or that another
+    process holds (:class:`~riverbed.stores.sqlite.lock.DatabaseInUse`)."""
     if _postgres(database):
-        from riverbed.stores.postgres import check_postgres
+        from riverbed.stores.postgres.store import check_postgres
 
         check_postgres(database)
         return
     path = _sqlite_path(database)
     if path is not None:
-        from riverbed.stores.sqlite_lock import DatabaseLock
-        from riverbed.stores.sqlite_schema import check_schema
+        from riverbed.stores.sqlite.lock import DatabaseLock
+        from riverbed.stores.sqlite.schema import check_schema
 
         check_schema(path)
         if os.path.exists(path):
@@ -71,7 +71,7 @@ def check_database(database: str) -> None:
 def open_store(database: str, *, synchronous: str = "NORMAL") -> Store:
     """Open the store a database string names."""
     if _postgres(database):
-        from riverbed.stores.postgres import PostgresStore
+        from riverbed.stores.postgres.store import PostgresStore
 
         return PostgresStore(database)
     path = _sqlite_path(database)
@@ -79,7 +79,7 @@ def open_store(database: str, *, synchronous: str = "NORMAL") -> Store:
         from riverbed.stores.memory import MemoryStore
 
         return MemoryStore()
-    from riverbed.stores.sqlite import SQLiteStore
+    from riverbed.stores.sqlite.store import SQLiteStore
 
     return SQLiteStore(path, synchronous=synchronous)
 
@@ -113,10 +113,10 @@ def _sqlite_path(database: str) -> str | None:
 def open_token_file(database: str) -> tuple[TokenStore, Callable[[], None]]:
     """The tokens of an SQLite database file, and how to close them: a connection of its own
     beside the process that serves the file (tokens take no part in the learns that one
-    process writes, see :mod:`riverbed.stores.sqlite_lock`), so ``riverbed tokens`` works
+    process writes, see :mod:`riverbed.stores.sqlite.lock`), so ``riverbed tokens`` works
     on a running server's file. A file that does not exist yet is created as a store."""
     if _postgres(database):
-        from riverbed.stores.postgres import open_postgres_tokens
+        from riverbed.stores.postgres.store import open_postgres_tokens
 
         return open_postgres_tokens(database)
     path = _sqlite_path(database)
@@ -125,9 +125,9 @@ def open_token_file(database: str) -> tuple[TokenStore, Callable[[], None]]:
     if not os.path.exists(path):
         store = open_store(database)
         return store.token_store(), store.close
-    from riverbed.stores.sqlite_schema import check_schema
-    from riverbed.stores.sqlite_writer import connect
-    from riverbed.stores.tokens import SQLiteTokenStore
+    from riverbed.stores.sqlite.schema import check_schema
+    from riverbed.stores.sqlite.tokens import SQLiteTokenStore
+    from riverbed.stores.sqlite.writer import connect
 
     check_schema(path)
     conn = connect(path, "NORMAL")

@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 __all__ = ["WAL_LIMIT", "CheckpointProcess", "Checkpointer", "checkpoint", "open_checkpointer"]
 
-log = logging.getLogger("riverbed.stores.sqlite_checkpoints")
+log = logging.getLogger("riverbed.stores.sqlite.checkpoints")
 
 WAL_LIMIT = 64 * 1024 * 1024  # the WAL file's size past which it is made to start over
 PERIOD = 0.2

@@ -6,7 +6,7 @@ see :class:`Writer`); the futures of the batch complete after that commit, so
 many concurrent requests share one commit. When a write of the batch fails, the batch is
 applied again with a savepoint per write, so that one bad write fails alone.
 :class:`Append` writes (rows for one table) queued next to each other are merged into
-multi-row statements. Checkpoints run beside the writer (stores/sqlite_checkpoints.py), so no
+multi-row statements. Checkpoints run beside the writer (stores/sqlite/checkpoints.py), so no
 commit waits for one.
 
 A model's learns are made each on top of the one before, so once a learn fails, every learn,
@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from riverbed.exceptions import RiverbedError, ServerError, StorageFull, Unavailable
-from riverbed.stores.sqlite_checkpoints import WAL_LIMIT, Checkpointer, CheckpointProcess
+from riverbed.stores.sqlite.checkpoints import WAL_LIMIT, Checkpointer, CheckpointProcess
 
 __all__ = [
     "WAL_LIMIT",

@@ -3,7 +3,7 @@ one-row table ``riverbed_schema``.
 
 Opening a database (:func:`open_schema`) creates what is missing and stamps the database
 with :data:`SCHEMA_VERSION` (upgrading an older one); a database a newer riverbed wrote is
-refused, changing nothing (:class:`~riverbed.stores.sqlite_schema.NewerDatabase`, as an
+refused, changing nothing (:class:`~riverbed.stores.sqlite.schema.NewerDatabase`, as an
 SQLite file is). Values are JSON bytes (``stores.base.dump``) in ``bytea`` columns; times
 are seconds since the epoch, as on SQLite.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from riverbed.stores.sqlite_schema import NewerDatabase
+from riverbed.stores.sqlite.schema import NewerDatabase
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "check_schema", "open_schema", "schema_version"]
 

@@ -1,4 +1,4 @@
-"""The job store on SQLite: :class:`riverbed.stores.sqlite.SQLiteStore` mixes this in."""
+"""The job store on SQLite: :class:`riverbed.stores.sqlite.store.SQLiteStore` mixes this in."""
 
 from __future__ import annotations
 

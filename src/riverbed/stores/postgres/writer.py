@@ -1,6 +1,6 @@
 """The PostgreSQL store's write path: one writer thread, group commits over one connection.
 
-The SQLite writer's idea carried over (stores/sqlite_writer.py, whose fencing of a model's
+The SQLite writer's idea carried over (stores/sqlite/writer.py, whose fencing of a model's
 writes after a failed learn this class inherits): every write is queued, the writer thread
 takes every write queued so far, applies them in one transaction and commits once, and the
 futures of the batch complete after that commit, so many concurrent requests share one
@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from riverbed.exceptions import RiverbedError, ServerError, StorageFull, Unavailable
-from riverbed.stores.sqlite_writer import _MAX_BATCH, _STOP, Append, Ordered, Writer
+from riverbed.stores.sqlite.writer import _MAX_BATCH, _STOP, Append, Ordered, Writer
 
 __all__ = ["Append", "Ordered", "PostgresWriter", "connect", "store_error"]
 
@@ -250,7 +250,7 @@ class PostgresWriter(Writer):
 def take_writer_lock(conn: psycopg.Connection[Any], key: int, url: str) -> None:
     """Hold the database's writer lock (a session advisory lock) on ``conn``: one riverbed
     process writes a database, as one holds an SQLite file (its live models are in memory)."""
-    from riverbed.stores.sqlite_lock import DatabaseInUse
+    from riverbed.stores.sqlite.lock import DatabaseInUse
 
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
     if not row or not row[0]:

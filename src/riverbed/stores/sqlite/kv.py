@@ -1,4 +1,4 @@
-"""The key-value store on SQLite: :class:`riverbed.stores.sqlite.SQLiteStore` mixes this in.
+"""The key-value store on SQLite: :class:`riverbed.stores.sqlite.store.SQLiteStore` mixes this in.
 
 Writes go through the store's writer thread (group commits), so a pop or a push reads and
 changes a key in one step; reads use the per-thread reader connections. A list is kept as

@@ -2,12 +2,12 @@
 through group commits, read through a connection pool.
 
 Needs psycopg 3 and psycopg_pool (``pip install 'riverbed[postgresql]'``). Every write goes
-through the :class:`~riverbed.stores.postgres_writer.PostgresWriter` (one transaction and one
+through the :class:`~riverbed.stores.postgres.writer.PostgresWriter` (one transaction and one
 commit for every write queued meanwhile); a write's future completes after its commit, so
 what riverbed acknowledges is on the server's disk. Reads take a connection of the pool
 (autocommit, so they see committed data only). One riverbed process writes a database at a
 time: the writer's connection holds a session advisory lock, and a second process is
-refused (:class:`~riverbed.stores.sqlite_lock.DatabaseInUse`), as a second process on an
+refused (:class:`~riverbed.stores.sqlite.lock.DatabaseInUse`), as a second process on an
 SQLite file is. A server that cannot be reached fails reads and writes with
 :class:`~riverbed.exceptions.Unavailable` (503), and the store connects again by itself.
 """
@@ -57,8 +57,8 @@ except ImportError:  # pragma: no cover - the test extra installs them
         "a PostgreSQL database needs psycopg: pip install 'riverbed[postgresql]'"
     ) from None
 
-from riverbed.stores.postgres_schema import open_schema
-from riverbed.stores.postgres_writer import (
+from riverbed.stores.postgres.schema import open_schema
+from riverbed.stores.postgres.writer import (
     Append,
     Ordered,
     PostgresWriter,
@@ -901,7 +901,7 @@ def _delete_through(conn: _Conn, table: str, name: str, through: int) -> tuple[i
 
 
 def _ordered(op: Callable[[_Conn], Any], model: str, seq: int, *, reset: bool = False) -> Ordered:
-    """A write of a model's state at learn ``seq`` (see sqlite_writer.Ordered)."""
+    """A write of a model's state at learn ``seq`` (see sqlite.writer.Ordered)."""
     return Ordered(op, model, seq, reset=reset)  # type: ignore[arg-type]
 
 
@@ -914,7 +914,7 @@ def check_postgres(url: str) -> None:
     """Refuse, before a server starts on it, a database it cannot serve: one out of reach
     (:class:`~riverbed.exceptions.Unavailable`), one a newer riverbed wrote
     (NewerDatabase), one another riverbed process serves (DatabaseInUse). Changes nothing."""
-    from riverbed.stores.postgres_schema import check_schema
+    from riverbed.stores.postgres.schema import check_schema
 
     try:
         conn = connect(url)

@@ -13,9 +13,9 @@ import os
 import pathlib
 import sqlite3
 
-from riverbed.stores.sqlite_jobs import SCHEMA as JOBS_SCHEMA
-from riverbed.stores.sqlite_kv import SCHEMA as CACHE_SCHEMA
-from riverbed.stores.sqlite_learns import SCHEMA as LEARNS_SCHEMA
+from riverbed.stores.sqlite.jobs import SCHEMA as JOBS_SCHEMA
+from riverbed.stores.sqlite.kv import SCHEMA as CACHE_SCHEMA
+from riverbed.stores.sqlite.learns import SCHEMA as LEARNS_SCHEMA
 
 __all__ = ["COLUMNS", "SCHEMA", "SCHEMA_VERSION", "NewerDatabase", "check_schema", "open_schema"]
 

@@ -1,6 +1,6 @@
 """The SQLite store: one file in WAL mode, group commits.
 
-Every write goes through the :class:`~riverbed.stores.sqlite_writer.Writer` (group commits in
+Every write goes through the :class:`~riverbed.stores.sqlite.writer.Writer` (group commits in
 its thread or on a server's event loop, merged appends, background checkpoints); a write's
 future completes after its commit. Reads use a connection per thread and see committed data only.
 """
@@ -38,10 +38,10 @@ from riverbed.stores.base import (
     dump,
     load,
 )
-from riverbed.stores.sqlite_checkpoints import open_checkpointer
-from riverbed.stores.sqlite_jobs import SQLiteJobs
-from riverbed.stores.sqlite_kv import SQLiteCache
-from riverbed.stores.sqlite_learns import (
+from riverbed.stores.sqlite.checkpoints import open_checkpointer
+from riverbed.stores.sqlite.jobs import SQLiteJobs
+from riverbed.stores.sqlite.kv import SQLiteCache
+from riverbed.stores.sqlite.learns import (
     BLOCK_COLUMNS,
     block_row,
     delete_blocks_through,
@@ -49,10 +49,11 @@ from riverbed.stores.sqlite_learns import (
     learn_cutoff,
     learns_after,
 )
-from riverbed.stores.sqlite_lock import DatabaseLock
-from riverbed.stores.sqlite_schema import open_schema
-from riverbed.stores.sqlite_writer import Append, Ordered, Writer, chunks, connect
-from riverbed.stores.tokens import SQLiteTokenStore, TokenStore
+from riverbed.stores.sqlite.lock import DatabaseLock
+from riverbed.stores.sqlite.schema import open_schema
+from riverbed.stores.sqlite.tokens import SQLiteTokenStore
+from riverbed.stores.sqlite.writer import Append, Ordered, Writer, chunks, connect
+from riverbed.stores.tokens import TokenStore
 
 __all__ = ["SQLiteStore"]
 
@@ -126,7 +127,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
     def serve_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Commit the writes made on ``loop`` on it (see Writer.serve_on), and checkpoint in
         a process of its own while it serves, where the checkpoints take no turn of the
-        loop's GIL (stores/sqlite_checkpoints.py); None goes back to the writer thread and a
+        loop's GIL (stores/sqlite/checkpoints.py); None goes back to the writer thread and a
         checkpoint thread."""
         self._writer.serve_on(loop)
         old = self._checkpointer
@@ -490,7 +491,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         labels = [r.prediction_id for r in records if r.prediction_id is not None]
         # The writer commits a model's learns in the order of their seqs (Writer._fenced).
         learns = (records[0].model, records[0].seq, records[-1].seq) if records else None
-        if fits_a_block(records):  # one row for the batch (see stores/sqlite_learns.py)
+        if fits_a_block(records):  # one row for the batch (see stores/sqlite/learns.py)
             return self._writer.submit(
                 Append("learn_blocks", BLOCK_COLUMNS, [block_row(records)], labels, None, learns)
             )
