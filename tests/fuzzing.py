@@ -801,6 +801,8 @@ def problem(request: Request, answer: Answer) -> str | None:
         return None
     if not answer.headers.get("content-type", "").startswith("application/json"):
         return f"{where}: {answer.status} is not JSON: {answer.headers} {answer.body[:300]!r}"
+    if open_inference(request.target):
+        return oip_problem(where, answer)
     try:
         error = orjson.loads(answer.body)["error"]
         assert isinstance(error["code"], str) and error["code"]
@@ -809,5 +811,31 @@ def problem(request: Request, answer: Answer) -> str | None:
     except Exception:
         return f"{where}: {answer.status} without the error shape: {answer.body[:300]!r}"
     if error["code"] == "server_error":
+        return f"{where}: {answer.status} server_error"
+    return None
+
+
+def open_inference(target: bytes) -> bool:
+    path = target.split(b"?", 1)[0]
+    return path == b"/v2" or path.startswith(b"/v2/")
+
+
+def oip_problem(where: str, answer: Answer) -> str | None:
+    """The Open Inference Protocol's routes answer ``{"error": "<message>", "code", ...}``
+    (docs/protocols.md); the HTTP layer's own refusals before any route (a malformed
+    request) keep riverbed's shape."""
+    try:
+        payload = orjson.loads(answer.body)
+        error = payload["error"]
+        if isinstance(error, dict):
+            code = error["code"]
+            assert isinstance(error["message"], str) and error["message"]
+        else:
+            code = payload["code"]
+            assert isinstance(error, str) and error
+        assert isinstance(code, str) and code
+    except Exception:
+        return f"{where}: {answer.status} without the error shape: {answer.body[:300]!r}"
+    if code == "server_error":
         return f"{where}: {answer.status} server_error"
     return None

@@ -24,6 +24,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import schemathesis
@@ -51,6 +52,9 @@ def check(response: Any, label: str) -> str | None:
     if response.status_code >= 500:
         return f"{label}: {response.status_code} {response.text[:300]}"
     if 400 <= response.status_code != 405:
+        if fuzzing.open_inference(urlsplit(response.request.url).path.encode()):
+            answer = fuzzing.Answer(response.status_code, {}, response.content)
+            return fuzzing.oip_problem(label, answer)  # the protocol's own error shape
         try:
             error = response.json()["error"]
             assert error["code"] and error["message"]

@@ -26,6 +26,7 @@ ENGINE_ONLY = {
     "live_model": "hands out the in-process object; over HTTP the artifact is download",
     "get_artifact": "download and get_version over HTTP, the same bytes and metadata",
     "resolve": "get_version over HTTP answers the same address",
+    "signature": "over HTTP the model's Open Inference Protocol metadata, GET /v2/models/{name}",
     "tokens": "the token store; the client's twins are create_token, list_tokens, revoke_token",
 }
 

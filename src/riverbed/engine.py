@@ -48,6 +48,7 @@ from riverbed.live import LiveModels, _Live
 from riverbed.prediction_cache import PredictionCache
 from riverbed.receipts import Receipt
 from riverbed.registry import Registry
+from riverbed.signature import Signatures
 from riverbed.stores import open_store
 from riverbed.stores.base import (
     LearnRecord,
@@ -68,7 +69,7 @@ _MISSING: Any = MISSING
 log = logging.getLogger(__name__)
 
 
-class Engine(LiveModels, Registry, BulkOps):
+class Engine(LiveModels, Registry, BulkOps, Signatures):
     """riverbed's core, usable in-process. Thread-safe; close it (or use ``with``).
 
     The model registry's operations (versions, aliases, search, artifacts) are the methods

@@ -23,6 +23,7 @@ from riverbed.server import (
     compat,
     jobs_api,
     learning,
+    oip,
     prometheus,
     registry_api,
     stream,
@@ -56,6 +57,7 @@ def endpoints() -> list[Endpoint]:
         *prometheus.ENDPOINTS,
         *web.ENDPOINTS,
         *tokens.ENDPOINTS,
+        *oip.ENDPOINTS,
         Endpoint(
             "GET", "/openapi.json", _openapi, "This OpenAPI document", "service", scope="public"
         ),
@@ -77,20 +79,25 @@ async def _riverbed_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = exc.headers
     if exc.status_code == 404:
-        return error_response(
-            404,
-            "route_not_found",
-            f"no route {request.method} {request.url.path}; see /openapi.json for the routes",
-        )
-    if exc.status_code == 405:
-        return error_response(
-            405,
+        code = "route_not_found"
+        message = f"no route {request.method} {request.url.path}; see /openapi.json for the routes"
+        headers = None
+    elif exc.status_code == 405:
+        code, message = (
             "method_not_allowed",
             f"{request.method} is not allowed on {request.url.path}",
-            headers=exc.headers,
         )
-    return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+    else:
+        code, message = "http_error", str(exc.detail)
+    if oip.owns(request.url.path):  # the Open Inference Protocol's own error shape
+        return JSONResponse(
+            {"error": message, "code": code, "detail": None},
+            status_code=exc.status_code,
+            headers=headers,
+        )
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

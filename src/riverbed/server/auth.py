@@ -67,6 +67,7 @@ __all__ = [
     "is_loopback",
     "principal_of",
     "register_challenge",
+    "register_error_payload",
     "routes_of",
     "token_realm_challenge",
     "verify",
@@ -197,6 +198,17 @@ def register_challenge(group: str, challenge: _Challenge) -> None:
     """Answer 401s on the routes of ``group`` with ``WWW-Authenticate: challenge(scope)``
     instead of ``Bearer realm="riverbed"`` (e.g. :func:`token_realm_challenge`)."""
     _CHALLENGES[group] = challenge
+
+
+_ErrorPayload = Callable[[RiverbedError], Any]
+_ERROR_PAYLOADS: dict[str, _ErrorPayload] = {}
+
+
+def register_error_payload(group: str, payload: _ErrorPayload) -> None:
+    """Answer the guard's refusals on the routes of ``group`` with ``payload(error)`` as the
+    JSON body instead of riverbed's ``{"error": {...}}`` (a protocol with an error shape of
+    its own: the Open Inference Protocol's ``{"error": "<message>"}``)."""
+    _ERROR_PAYLOADS[group] = payload
 
 
 def _origin(scope: Scope) -> str:
@@ -391,10 +403,14 @@ def _charge(limiter: RateLimiter, group: str, key: str, who: str) -> None:
 async def _deny(
     scope: Scope, receive: Receive, send: Send, error: RiverbedError, gate: Gate
 ) -> None:
-    from riverbed.server.http import error_response
+    from riverbed.server.http import JSONResponse, error_response
 
     status, headers = gate.refusal(scope, error)
-    response = error_response(status, error.code, error.message, error.detail, headers=headers)
+    render = _ERROR_PAYLOADS.get(gate.group)
+    if render is None:
+        response = error_response(status, error.code, error.message, error.detail, headers=headers)
+    else:
+        response = JSONResponse(render(error), status_code=status, headers=headers)
     if scope["type"] == "websocket":
         if "websocket.http.response" in scope.get("extensions", {}):
             # The handshake refused with this HTTP status and JSON error (uvicorn does it).
