@@ -1,0 +1,100 @@
+"""``riverbed connect``: predict and learn from a message bus (docs/connectors.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+import click
+
+__all__ = ["connect"]
+
+
+@click.command()
+@click.argument("bus_url")
+@click.option("--topic", required=True, help="The stream, subject or queue to consume.")
+@click.option("--publish", default=None, help="Where each prediction is published.")
+@click.option(
+    "--dead-letter", default=None, help="Where malformed messages go [default: TOPIC.dead]."
+)
+@click.option("--group", default="riverbed", show_default=True, help="The consumer group.")
+@click.option("--consumer", default=None, help="This consumer's name [default: host-pid].")
+@click.option("--model", default=None, help="The model of messages that name none.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    help="Where a message of another shape keeps a field: FIELD=dotted.path (repeatable).",
+)
+@click.option("--no-learn", is_flag=True, help="Predict only, even with a ground truth.")
+@click.option(
+    "--database",
+    envvar="RIVERBED_DATABASE",
+    default=None,
+    help="Learn in this process over this database [env RIVERBED_DATABASE] ...",
+)
+@click.option("--url", default=None, help="... or through the riverbed server at this URL.")
+@click.option("--token", envvar="RIVERBED_TOKEN", default=None, help="The server's API token.")
+def connect(
+    bus_url: str,
+    topic: str,
+    publish: str | None,
+    dead_letter: str | None,
+    group: str,
+    consumer: str | None,
+    model: str | None,
+    fields: tuple[str, ...],
+    no_learn: bool,
+    database: str | None,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Consume TOPIC on the bus at BUS_URL (redis://HOST:PORT/DB for Redis Streams):
+    predict from each message, learn from its ground truth, publish the prediction; each
+    message is acknowledged after its writes are durable. Stop with Ctrl-C."""
+    from riverbed.connect import Connector, Mapping_, open_bus
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        mapping = Mapping_.parse(list(fields))
+        bus = open_bus(
+            bus_url,
+            topic,
+            group=group,
+            consumer=consumer or f"{socket.gethostname()}-{os.getpid()}",
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    target: Any
+    if url is not None:
+        from riverbed.client import Client
+
+        target = Client(url, token=token)
+    else:
+        from riverbed.engine import Engine
+
+        target = Engine(database)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    connector = Connector(
+        target,
+        bus,
+        topic=topic,
+        publish=publish,
+        dead_letter=dead_letter,
+        model=model,
+        mapping=mapping,
+        learn=not no_learn,
+    )
+    click.echo(f"riverbed connect: consuming {topic} on {bus_url} (group {group})", err=True)
+    try:
+        connector.run(stop)
+    finally:
+        bus.close()
+        target.close()
+        click.echo(f"riverbed connect: stopped; {connector.counts}", err=True)
