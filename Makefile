@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-postgresql services lint typecheck unit browser prometheus fuzz bench bench-scrape clean
+.PHONY: serve test test-postgresql services lint typecheck unit browser prometheus fuzz bench bench-scrape bench-cluster clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,12 @@ bench: $(VENV)/.installed-bench
 MODELS ?= 300
 bench-scrape: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.scrape --models $(MODELS)
+
+# One 4-candidate training job on threads and on a local Dask cluster of WORKERS workers,
+# same run (docs/training.md, "On a cluster").
+WORKERS ?= 2
+bench-cluster: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks.cluster --workers $(WORKERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENV_PREFIX", "SETTINGS", "Setting", "Settings", "settings_markdown"]
+__all__ = [
+    "ENV_PREFIX",
+    "SETTINGS",
+    "Setting",
+    "Settings",
+    "check_cluster_address",
+    "settings_markdown",
+]
 
 ENV_PREFIX = "RIVERBED_"
 
@@ -184,6 +192,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_prefix", "riverbed:cache:", str, "Prefix of the cache's keys in Redis."),
     Setting("job_workers", 1, int, "Training jobs run at once (each in a worker thread)."),
     Setting(
+        "jobs_cluster",
+        "",
+        str,
+        "A Dask distributed scheduler, tcp://HOST:PORT, whose workers train each job's "
+        "candidates at once, one task each (needs riverbed[cluster] on the server and the "
+        "workers; docs/training.md). Empty: candidates train one after another in this "
+        "process.",
+    ),
+    Setting(
         "max_upload_bytes",
         104_857_600,
         int,
@@ -286,6 +303,7 @@ class Settings:
     cache_url: str = ""
     cache_prefix: str = "riverbed:cache:"
     job_workers: int = 1
+    jobs_cluster: str = ""
     max_upload_bytes: int = 104_857_600
     max_candidates: int = 50
     prediction_cache_size: int = 100_000
@@ -320,6 +338,8 @@ class Settings:
         for name in ("retention_predictions", "retention_learns", "retention_metric_points"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (keep all) or a positive count")
+        if self.jobs_cluster:
+            check_cluster_address(self.jobs_cluster)
         if not 0 < self.checkpoint_share <= 1:
             raise ValueError(
                 f"checkpoint_share must be above 0 and at most 1, not {self.checkpoint_share!r}"
@@ -348,6 +368,20 @@ class Settings:
             )
         host = self.host.strip("[]").lower()
         return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_cluster_address(address: str) -> str:
+    """A Dask scheduler's address, ``tcp://HOST:PORT``, as given; else ValueError."""
+    parsed = urllib.parse.urlsplit(address)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "tcp" or not parsed.hostname or port is None or parsed.path:
+        raise ValueError(
+            f"jobs_cluster must be a Dask scheduler's address, tcp://HOST:PORT, not {address!r}"
+        )
+    return address
 
 
 def settings_markdown() -> str:

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from riverbed import jobspec, training
+from riverbed import cluster, jobspec, training
 from riverbed.exceptions import (
     InvalidData,
     InvalidInput,
@@ -79,6 +79,8 @@ class JobRunner:
         self._jobs: dict[str, _Running] = {}
         self._queue: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
         self._closed = False
+        address = engine.settings.jobs_cluster
+        self.cluster = cluster.Cluster(address) if address else None
         self._recover()
         self._workers = [
             threading.Thread(target=self._work, name=f"riverbed-jobs-{i}", daemon=True)
@@ -249,6 +251,8 @@ class JobRunner:
             worker.join(timeout=5)
         for running in pending:
             self._interrupt(running)
+        if self.cluster is not None:
+            self.cluster.close()
 
     def _interrupt(self, running: _Running) -> None:
         was = running.record.status
@@ -313,6 +317,26 @@ class JobRunner:
         self._log(record, "running")
         self._save(running, force=True)
         self._publish("job.running", record)
+        options = {
+            "target": request["target"],
+            "features": request["features"],
+            "task": request["task"],
+            "metrics": request["metrics"],
+            "validation": request["validation"],
+            "allowed": self.engine.settings.allowed_module_prefixes,
+        }
+        if self.cluster is None:
+            outcomes = self._train_here(running, options)
+        else:
+            outcomes = self._train_there(running, options, self.cluster)
+        if running.cancel.is_set():
+            raise training.Cancelled
+        self._register(running, outcomes)
+
+    def _train_here(
+        self, running: _Running, options: Mapping[str, Any]
+    ) -> builtins.list[training.Outcome]:
+        """The candidates one after another on this thread."""
         n = len(running.candidates)
         outcomes = []
         for k, candidate in enumerate(running.candidates):
@@ -324,26 +348,46 @@ class JobRunner:
                 outcome = training.train(
                     candidate,
                     running.dataset,
-                    target=request["target"],
-                    features=request["features"],
-                    task=request["task"],
-                    metrics=request["metrics"],
-                    validation=request["validation"],
-                    allowed=self.engine.settings.allowed_module_prefixes,
                     progress=progress,
                     cancelled=running.cancel.is_set,
+                    **options,
                 )
             except InvalidData as exc:
-                exc.message = f"candidate {candidate.name!r}: {exc.message}"
-                exc.detail = {**(exc.detail or {}), "candidate": candidate.name}
-                raise
+                raise training.blame(exc, candidate) from None
             outcomes.append(outcome)
-            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in outcome.metrics.items())
-            self._log(record, f"trained {candidate.name} ({outcome.flavor}): {shown}")
+            self._trained(running.record, candidate, outcome)
             self._progress(running, (k + 1) / n)
-        if running.cancel.is_set():
-            raise training.Cancelled
-        self._register(running, outcomes)
+        return outcomes
+
+    def _train_there(
+        self, running: _Running, options: Mapping[str, Any], on: cluster.Cluster
+    ) -> builtins.list[training.Outcome]:
+        """The candidates at once, each a task on the cluster's workers."""
+        n = len(running.candidates)
+        fractions = [0.0] * n
+
+        def progress(k: int, fraction: float) -> None:
+            fractions[k] = max(fractions[k], fraction)
+            self._progress(running, sum(fractions) / n)
+
+        outcomes = on.train(
+            running.record.id,
+            running.candidates,
+            running.dataset,
+            options,
+            progress=progress,
+            cancelled=running.cancel.is_set,
+            log=lambda message: self._log(running.record, message),
+        )
+        for candidate, outcome in zip(running.candidates, outcomes, strict=True):
+            self._trained(running.record, candidate, outcome)
+        return outcomes
+
+    def _trained(
+        self, record: JobRecord, candidate: training.Candidate, outcome: training.Outcome
+    ) -> None:
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in outcome.metrics.items())
+        self._log(record, f"trained {candidate.name} ({outcome.flavor}): {shown}")
 
     def _register(self, running: _Running, outcomes: builtins.list[training.Outcome]) -> None:
         engine = self.engine

@@ -40,6 +40,7 @@ __all__ = [
     "Cancelled",
     "Dataset",
     "Outcome",
+    "blame",
     "candidates_of",
     "flavor_of",
     "read_data",
@@ -94,6 +95,13 @@ class Dataset:
             "columns": list(self.columns),
             "hash": "sha256:" + digest.hexdigest(),
         }
+
+
+def blame(exc: InvalidData, candidate: Candidate) -> InvalidData:
+    """The error of a candidate's training, naming the candidate."""
+    exc.message = f"candidate {candidate.name!r}: {exc.message}"
+    exc.detail = {**(exc.detail or {}), "candidate": candidate.name}
+    return exc
 
 
 def _scalar(value: Any, row: int, column: str) -> Any:
