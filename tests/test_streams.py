@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,22 @@ def test_now_replays_nothing_and_a_restart_is_a_gap(tmp_path: Path) -> None:
             client.predict("r", {"x": 1.0}, id="old")
             (created, old) = take(client.events(model="r"), 2)
             now = client.events(model="r", last_event_id="now")
-            in_background(lambda: client.predict("r", {"x": 2.0}, id="new"))
-            assert next(now)["data"]["id"] == "new"  # not the held ones
+            # The stream connects on its first next(), so one prediction sent meanwhile may
+            # come before it: predict until the stream has seen one (else next() waits forever).
+            seen = threading.Event()
+
+            def predict_until_seen() -> None:
+                for i in itertools.count():
+                    if seen.is_set():
+                        return
+                    client.predict("r", {"x": 2.0}, id=f"new-{i}")
+                    time.sleep(0.05)
+
+            sender = in_background(predict_until_seen)
+            first = next(now)
+            seen.set()
+            sender.join(timeout=30)
+            assert first["data"]["id"].startswith("new-")  # not the held ones
             now.close()
         server.stop()
         server.start()

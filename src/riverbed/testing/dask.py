@@ -57,7 +57,7 @@ class LocalDaskCluster:
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = Path(self._dir.name) / f"{name}-{len(self._logs)}.log"
         self._logs.append(log)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DASK_DISTRIBUTED__WORKER__DAEMON": "0"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with log.open("wb") as out:
             return subprocess.Popen(
                 [sys.executable, "-m", "dask", *args],
