@@ -174,6 +174,20 @@ def test_a_cluster_left_with_no_worker_fails_the_job_and_registers_nothing(
         assert again["status"] == "succeeded", again["error"]
 
 
+def test_a_scheduler_lost_mid_job_fails_it_and_registers_nothing(
+    own_cluster: LocalDaskCluster,
+) -> None:
+    with Engine(":memory:", jobs_cluster=own_cluster.address) as engine:
+        job = engine.train("m", phishing_rows(16), target="y", candidates=SLOW[:2])
+        wait_running(engine, job["id"])
+        own_cluster.scheduler.kill()
+        done = engine.jobs.wait(job["id"], timeout=120)
+        assert done["status"] == "failed"
+        assert done["error"]["code"] == "unavailable", done["error"]
+        assert own_cluster.address in done["error"]["message"]
+        assert engine.store.get_model("m") is None
+
+
 def test_cancel_stops_the_candidates_on_the_workers(dask_cluster: LocalDaskCluster) -> None:
     with Engine(":memory:", jobs_cluster=dask_cluster.address) as engine:
         job = engine.train("m", phishing_rows(40), target="y", candidates=SLOW[:2])

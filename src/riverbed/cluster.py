@@ -174,6 +174,12 @@ class Cluster:
             raise Unavailable(
                 f"the Dask cluster at {self.address} lost the job's data {ATTEMPTS} times"
             )
+        except (OSError, TimeoutError) as exc:  # distributed's CommClosedError is an OSError
+            raise Unavailable(
+                f"the job lost the Dask scheduler at {self.address} ({type(exc).__name__}: "
+                f"{exc}); submit it again once the scheduler is back",
+                detail={"jobs_cluster": self.address},
+            ) from None
         finally:
             try:
                 queue.close()  # the scheduler forgets an event with no waiter by itself
