@@ -8,7 +8,6 @@ import asyncio
 import copy
 import errno
 import functools
-import os
 import random
 import sqlite3
 import subprocess
@@ -156,13 +155,13 @@ class Disk:
         if self.engine is not None:
             self.engine.store.sync()
         if self.kind == "tmpfs":
-            with open(self.dir / "filler", "wb") as f:
-                try:
+            try:  # creating the file can itself meet a full disk (seen in CI)
+                with open(self.dir / "filler", "wb") as f:
                     while True:
                         f.write(b"\0" * 65536)
                         f.flush()
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
         else:  # the writer's connection may not grow the file, whose free pages are filled
             conn = self.engine.store._writer.conn  # type: ignore[attr-defined]
             conn.execute("CREATE TABLE IF NOT EXISTS filler (b BLOB)")
@@ -177,7 +176,7 @@ class Disk:
 
     def free(self) -> None:
         if self.kind == "tmpfs":
-            os.remove(self.dir / "filler")
+            (self.dir / "filler").unlink(missing_ok=True)
         else:
             assert self.engine is not None
             conn = self.engine.store._writer.conn  # type: ignore[attr-defined]
