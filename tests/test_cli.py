@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -22,6 +23,50 @@ def test_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("serve", "routes"):
         assert command in result.output
+
+
+def _command_paths(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand under ``command``, found from the parser itself."""
+    paths = [path]
+    if isinstance(command, click.Group):
+        with click.Context(command) as ctx:
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None
+                paths += _command_paths(sub, (*path, name))
+    return paths
+
+
+def test_the_walk_finds_the_subcommands() -> None:
+    """The walk below is only as good as what it finds: nested groups included."""
+    found = _command_paths(cli)
+    assert len(found) > 30
+    for expected in [("forecast",), ("models", "show"), ("tokens", "create"), ("jobs", "ls")]:
+        assert expected in found
+
+
+@pytest.mark.parametrize("path", _command_paths(cli), ids=lambda p: " ".join(p) or "riverbed")
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_dash_h_and_dash_dash_help_print_usage_on_every_command(
+    path: tuple[str, ...], flag: str
+) -> None:
+    """``-h`` is help everywhere (no option takes it for itself), as ``--help`` is."""
+    result = CliRunner().invoke(cli, [*path, flag], prog_name="riverbed")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: {' '.join(('riverbed', *path))} ")
+    assert "Options:" in result.output
+
+
+def test_forecast_dash_h_is_help_through_the_real_entry_point() -> None:
+    """The case that was the horizon: the installed ``riverbed`` prints help and exits 0;
+    the horizon is ``--horizon`` / ``-H``."""
+    riverbed = Path(sys.executable).parent / "riverbed"
+    done = subprocess.run(
+        [str(riverbed), "forecast", "-h"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: riverbed forecast [OPTIONS] MODEL")
+    assert "-H, --horizon INTEGER" in done.stdout
 
 
 def test_python_dash_m_runs_the_cli() -> None:

@@ -134,7 +134,9 @@ def learn(
 
 @click.command()
 @click.argument("model")
-@click.option("--horizon", "-h", "horizon", default=1, show_default=True, help="Steps ahead.")
+@click.option(
+    "--horizon", "-H", "horizon", type=int, default=1, show_default=True, help="Steps ahead."
+)
 @_server_options
 def forecast(model: str, horizon: int, url: str, token: str | None) -> None:
     """Print a forecasting model's next --horizon values, one a line."""
