@@ -165,3 +165,10 @@ class Server:
         if self.process.stdout:
             self.process.stdout.close()
         return self.process.returncode
+
+    def __enter__(self) -> Server:
+        """``with Server(db) as server:`` starts it, and stops it on the way out."""
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

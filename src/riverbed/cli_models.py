@@ -130,6 +130,19 @@ def _version_rows(versions: Sequence[dict[str, Any]]) -> str:
     return table(rows, headers)
 
 
+def _live_metrics(target: Any, info: dict[str, Any]) -> str | None:
+    """An online model's progressive metrics now, for people: ``MAE=1.2, R2=– (5 scored)``,
+    with ``–`` for a metric that has nothing to measure yet (null in the API)."""
+    if info.get("flavor") != "river" or not info.get("metrics"):
+        return None
+    try:
+        now = target.metrics(info["name"])
+    except RiverbedError:  # a task that is not evaluated online
+        return None
+    shown = ", ".join(f"{k}={'–' if v is None else _short(v)}" for k, v in now["metrics"].items())
+    return f"{shown} ({now['n']} scored)"
+
+
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
@@ -233,12 +246,15 @@ def show(
     with _target(url, database, token) as target:
         if "@" in ref or version is not None:
             info = target.get_version(ref, version)
-            versions = None
+            versions = live = None
         else:
             info = target.get_model(ref)
             versions = target.list_versions(ref)
+            live = _live_metrics(target, info)
     if as_json:
         return _echo_json(info if versions is None else {**info, "versions": versions})
+    if live is not None:
+        info = {**info, "live_metrics": live}
     width = max(len(k) for k in info)
     for key, value in info.items():
         if key in ("spec", "hyperparameters") and value:

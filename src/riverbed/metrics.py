@@ -158,13 +158,15 @@ def _kind(metric: Any) -> str:
 
 
 def _finite(value: Any) -> float | None:
+    """A metric's value for the wire: None when it is not a finite number, and 0.0 rather
+    than -0.0 (a sign that measures nothing)."""
     if value is None:
         return None
     try:
         value = float(value)
     except (TypeError, ValueError):
         return None
-    return value if math.isfinite(value) else None
+    return value + 0.0 if math.isfinite(value) else None
 
 
 class Horizon:
@@ -207,8 +209,10 @@ class Horizon:
         return scored
 
     def values(self) -> dict[str, float | None]:
+        """Each step's metrics; None for all of them until a forecast has been scored."""
+        scored = self.n > 0
         return {
-            f"+{step + 1} {name}": _finite(metric.get())
+            f"+{step + 1} {name}": _finite(metric.get()) if scored else None
             for step, row in enumerate(self.steps)
             for name, metric in zip(self.names, row, strict=True)
         }
@@ -235,6 +239,9 @@ class Tracker:
         self.horizon: Horizon | None = None
         self.running: list[tuple[str, str, Any]] = []
         self.windows: list[tuple[Window, list[tuple[str, str, Any]]]] = []
+        # The running metrics not updated yet (a metric of another kind than the others can
+        # wait longer for its first sample): they have no value to show.
+        self.unscored: set[str] = set(self.names)
         if horizon is not None:
             self.horizon = Horizon(names, horizon)
             self._derive()
@@ -275,6 +282,8 @@ class Tracker:
         # pickled by an older riverbed lacks the derived fields: made again here.
         for name, value in state.items():
             object.__setattr__(self, name, value)
+        if "unscored" not in state:  # pickled before riverbed knew: scored if any was
+            object.__setattr__(self, "unscored", set() if self.n else set(self.names))
         self._derive()
 
     @property
@@ -324,6 +333,8 @@ class Tracker:
                     metric.update(y, label)
             if self.running:
                 self.n += 1
+                if self.unscored:
+                    self.unscored.clear()
                 return True
             return False
         args_by_kind = {
@@ -332,11 +343,12 @@ class Tracker:
             "cluster": None if centers is None else (x, y_pred, centers),
             "stat": None if y is None else (y,),
         }
-        for _, kind, metric in self.running:
+        for name, kind, metric in self.running:
             args = args_by_kind[kind]
             if args is not None:
                 metric.update(*args)
                 scored = True
+                self.unscored.discard(name)
         if scored:
             self.n += 1
             when: dt.datetime | None = None
@@ -369,7 +381,11 @@ class Tracker:
         return False
 
     def values(self) -> dict[str, Any]:
-        """``{"n", "metrics": {name: value}, "windows": [{"window", "n", "metrics"}]}``."""
+        """``{"n", "metrics": {name: value}, "windows": [{"window", "n", "metrics"}]}``.
+
+        A metric that has scored nothing yet (no label since the model was created, an empty
+        window, a forecast step not scored yet) is None, not river's initial 0.0.
+        """
         if self.horizon is not None:
             return {"n": self.n, "metrics": self.horizon.values(), "windows": []}
         windows = []
@@ -377,12 +393,17 @@ class Tracker:
             n = 0
             values = {}
             for name, _, roll in rolled:
-                n = max(n, _window_count(roll))
-                values[name] = _finite(roll.get())
+                count = _window_count(roll)
+                n = max(n, count)
+                values[name] = _finite(roll.get()) if count else None
             windows.append({"window": window.label, **window.to_dict(), "n": n, "metrics": values})
+        unscored = self.unscored if self.n else self.names
         return {
             "n": self.n,
-            "metrics": {name: _finite(metric.get()) for name, _, metric in self.running},
+            "metrics": {
+                name: None if name in unscored else _finite(metric.get())
+                for name, _, metric in self.running
+            },
             "windows": windows,
         }
 

@@ -27,6 +27,7 @@ from riverbed.server.compat.common import (
     flavor_setup,
     humanize_ns,
     legacy_errors,
+    legacy_metrics,
     legacy_payload,
     load_pickled_upload,
     replace_upload,
@@ -293,7 +294,7 @@ async def metrics(request: Request) -> Response:
     name = await _model_for_reading(request)
     if name is None:
         return JSONResponse({})
-    return JSONResponse(engine_of(request).metrics(name)["metrics"])
+    return JSONResponse(legacy_metrics(engine_of(request), name))
 
 
 def _op_stats(stats: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +330,7 @@ async def stream_metrics(request: Request) -> Response:
         if event.type not in ("learn", "label") or (only is not None and event.model != only):
             return None
         try:
-            return sse_message(engine.metrics(event.model)["metrics"])
+            return sse_message(legacy_metrics(engine, event.model))
         except ModelNotFound:  # deleted since
             return None
 

@@ -31,6 +31,7 @@ __all__ = [
     "jsonable",
     "legacy_errors",
     "legacy_error_response",
+    "legacy_metrics",
     "legacy_payload",
     "load_pickled_upload",
     "pickle_refused",
@@ -281,6 +282,13 @@ def sse_message(data: Any, event: str | None = None) -> bytes:
     payload = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
     head = b"event: %s\n" % event.encode() if event else b""
     return head + b"data: " + payload + b"\n\n"
+
+
+def legacy_metrics(engine: Engine, name: str) -> dict[str, float]:
+    """A model's running metrics as chantilly and django-river-ml sent them: a number for
+    every metric, 0.0 for one that has scored nothing yet (riverbed's own API says null)."""
+    values = engine.metrics(name)["metrics"]
+    return {key: 0.0 if value is None else value for key, value in values.items()}
 
 
 def wire_prediction(data: dict[str, Any]) -> Any:

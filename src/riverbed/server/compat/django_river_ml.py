@@ -33,6 +33,7 @@ from riverbed.server.compat.common import (
     engine_of,
     flavor_setup,
     legacy_errors,
+    legacy_metrics,
     legacy_payload,
     load_pickled_upload,
     model_params,
@@ -265,7 +266,7 @@ label = json_route(_label, errors=legacy_payload)
 @legacy_errors
 async def metrics(request: Request) -> Response:
     name = await _model_from_body_or_query(request)
-    return JSONResponse(engine_of(request).metrics(name)["metrics"])
+    return JSONResponse(legacy_metrics(engine_of(request), name))
 
 
 @legacy_errors
@@ -282,7 +283,7 @@ async def stream_metrics(request: Request) -> Response:
         if event.type not in ("learn", "label"):
             return None
         try:
-            return sse_message(engine.metrics(event.model)["metrics"])
+            return sse_message(legacy_metrics(engine, event.model))
         except ModelNotFound:
             return None
 

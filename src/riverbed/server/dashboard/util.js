@@ -45,8 +45,9 @@ export function count(n) {
   return typeof n === "number" && Number.isFinite(n) ? integer.format(n) : "—";
 }
 
+// A metric's value; "–" for null, a metric that has nothing to measure yet (no label).
 export function metric(value) {
-  if (typeof value !== "number" || !Number.isFinite(value)) return "—";
+  if (typeof value !== "number" || !Number.isFinite(value)) return "–";
   const abs = Math.abs(value);
   if (abs !== 0 && (abs >= 1e6 || abs < 1e-3)) return value.toExponential(2);
   if (abs >= 1000) return integer.format(value);
