@@ -49,6 +49,12 @@ class PostgresDatabase:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
+def riverbed(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``riverbed`` entry point in a subprocess, as a person runs it."""
+    command = [str(Path(sys.executable).with_name("riverbed")), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

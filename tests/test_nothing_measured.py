@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from river import anomaly, datasets, metrics, preprocessing, time_series
 from riverbed import Client, Engine, specs
 from riverbed.metrics import Tracker, Window
 from tests import test_dashboard_browser
-from tests.helpers import Server
+from tests.helpers import Server, riverbed
 
 CLASSIFIER = {
     "pipeline": [
@@ -209,12 +207,6 @@ def test_the_websocket_answers_null(server: Server, client: Client) -> None:
     assert "-0.0" not in str(raw)
     answer = orjson.loads(raw)
     assert answer["id"] == 1 and answer["result"]["metrics"] == nothing(BINARY)
-
-
-def riverbed(*args: str) -> subprocess.CompletedProcess[str]:
-    """The installed ``riverbed`` entry point, as a person runs it."""
-    command = [str(Path(sys.executable).with_name("riverbed")), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def test_the_cli_shows_a_dash_until_a_label(server: Server, client: Client) -> None:

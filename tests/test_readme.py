@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from river import datasets
 
+from riverbed import Client, Engine
 from tests.helpers import Server
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -31,42 +33,54 @@ def test_the_set_up_is_exactly_two_commands() -> None:
     assert commands == ["make serve", "make test"]
 
 
-def test_the_embedded_quickstart_runs(
+def test_the_embedded_quickstart_runs_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A second run in the same directory goes on with the model the first one made
+    (issue 26: it stopped with ModelExists)."""
     monkeypatch.chdir(tmp_path)
     code = next(c for c in blocks("python") if "Engine(" in c)
     exec(compile(code, "README.md", "exec"), {})
     assert "Accuracy" in capsys.readouterr().out
     assert (tmp_path / "quickstart.db").exists()
+    exec(compile(code, "README.md", "exec"), {})
+    assert "Accuracy" in capsys.readouterr().out
+    with Engine(str(tmp_path / "quickstart.db")) as engine:
+        assert engine.metrics("phishing")["n_learns"] == 2 * len(list(datasets.Phishing()))
 
 
-def test_the_registry_example_runs(
+def test_the_registry_example_runs_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     code = next(c for c in blocks("python") if "snapshot(" in c)
-    exec(compile(code, "README.md", "exec"), {})
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("{") and out[1] == "tree"
+    for _ in range(2):
+        exec(compile(code, "README.md", "exec"), {})
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("{") and out[1] == "tree"
 
 
-def test_the_http_quickstart_runs_against_a_real_server(
+def test_the_http_quickstart_runs_twice_against_a_real_server(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server = Server(str(tmp_path / "readme.db")).start()
-    try:
+    """The README's curl commands and client code, as written (only the port changed), run
+    twice in a row against a real riverbed serve: no error the second time, and the model
+    learns again."""
+    with Server(str(tmp_path / "readme.db")) as server:
         shell = next(c for c in blocks("sh") if "curl" in c)
         shell = shell.replace("localhost:8000", f"127.0.0.1:{server.port}")
-        out = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", shell], capture_output=True, text=True, check=True
-        ).stdout
-        assert '"n":1' in out and '"MAE"' in out
         client_code = next(c for c in blocks("python") if "Client(" in c)
-        exec(
-            compile(client_code.replace("http://127.0.0.1:8000", server.url), "README.md", "exec"),
-            {},
-        )
-        assert "Accuracy" in capsys.readouterr().out
-    finally:
-        server.stop()
+        client_code = client_code.replace("http://127.0.0.1:8000", server.url)
+        for run in (1, 2):
+            out = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", shell],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert '"error"' not in out, out
+            assert f'"n":{run}' in out and '"MAE"' in out, out
+            exec(compile(client_code, "README.md", "exec"), {})
+            assert "Accuracy" in capsys.readouterr().out
+        with Client(server.url) as client:
+            assert client.metrics("phishing-http")["n_learns"] == 200

@@ -19,7 +19,7 @@ import click
 
 from riverbed.cli_server import refusal
 from riverbed.client import DEFAULT_URL
-from riverbed.exceptions import RiverbedError
+from riverbed.exceptions import ModelExists, RiverbedError
 from riverbed.provenance import current_user
 from riverbed.validation import parse_int
 
@@ -271,6 +271,11 @@ def show(
 @click.option("--task", default=None)
 @click.option("--description", default="")
 @click.option("--tag", "tags", multiple=True, help="key=value (repeatable).")
+@click.option(
+    "--exist-ok",
+    is_flag=True,
+    help="A model of that name created from the same spec is fine: nothing changes.",
+)
 @_target_options
 def create(
     name: str,
@@ -278,11 +283,12 @@ def create(
     task: str | None,
     description: str,
     tags: tuple[str, ...],
+    exist_ok: bool,
     url: str,
     database: str | None,
     token: str | None,
 ) -> None:
-    """Create a model from a declarative spec (docs/specs.md)."""
+    """Create a model from a declarative spec (docs/specs.md); --exist-ok to run again."""
     text = spec_
     if spec_.startswith("@"):
         with open(spec_[1:]) as f:
@@ -291,10 +297,16 @@ def create(
         spec = json.loads(text)
     except ValueError as exc:
         raise click.BadParameter(f"the spec is not JSON: {exc}") from None
+    fields = {"spec": spec, "task": task, "description": description, "tags": _pairs(tags, "tag")}
     with _target(url, database, token) as target:
-        created = target.create_model(
-            name, spec=spec, task=task, description=description, tags=_pairs(tags, "tag")
-        )
+        try:
+            created = target.create_model(name, **fields)
+        except ModelExists:
+            if not exist_ok:
+                raise
+            found = target.create_model(name, **fields, exist_ok=True)
+            click.echo(f"{found['name']} ({found['task']}) exists, version {found['version']}")
+            return
     click.echo(f"created {created['name']} ({created['task']}), version {created['version']}")
 
 

@@ -229,8 +229,11 @@ class _Methods(RegistryMethods):
         tags: dict[str, str] | None = None,
         metrics: list[str] | None = None,
         options: dict[str, Any] | None = None,
+        exist_ok: bool = False,
     ) -> Any:
-        """Create a model from a river object (sent as its spec) or from a spec."""
+        """Create a model from a river object (sent as its spec) or from a spec; with
+        ``exist_ok=True`` a model of that name created from the same spec is described
+        instead (see :meth:`riverbed.Engine.create_model`)."""
         if (model is None) == (spec is None):
             raise TypeError("give either a model object or a spec, not both or neither")
         if model is not None:
@@ -246,6 +249,7 @@ class _Methods(RegistryMethods):
                 tags=tags,
                 metrics=metrics,
                 options=options,
+                exist_ok=exist_ok or None,
             ),
         )
 

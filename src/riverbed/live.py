@@ -11,8 +11,10 @@ settings, and deletes them. Predict and learn are the engine's own (engine.py).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import itertools
+import json
 import logging
 import math
 import threading
@@ -38,6 +40,7 @@ from riverbed.metrics import (
 )
 from riverbed.receipts import Receipt
 from riverbed.stores.base import Checkpoint, ModelRecord, Retention, VersionRecord
+from riverbed.stores.futures import done
 from riverbed.tasks import Task, detect_task, get_task
 
 if TYPE_CHECKING:
@@ -328,6 +331,7 @@ class LiveModels:
         tags: Mapping[str, str] | None = None,
         metrics: list[str] | None = None,
         options: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
     ) -> dict[str, Any]:
         """Create a model from a river object or a declarative spec (see :mod:`riverbed.specs`).
 
@@ -335,6 +339,10 @@ class LiveModels:
         and defaults to the task's own (``[]`` turns metrics off). ``options`` holds the
         metric options (``windows``, ``history_every``, ``history_seconds``) and the task's
         own (see docs/tasks.md).
+
+        A name that is taken raises :class:`ModelExists`; with ``exist_ok=True`` a model of
+        that name created from the same spec (or an object with the same spec) is described
+        instead, as it is now, and nothing changes, so a script can run again.
         """
         return self.submit_create_model(
             name,
@@ -345,6 +353,7 @@ class LiveModels:
             tags=tags,
             metrics=metrics,
             options=options,
+            exist_ok=exist_ok,
         ).wait()
 
     def submit_create_model(
@@ -358,8 +367,11 @@ class LiveModels:
         tags: Mapping[str, str] | None = None,
         metrics: list[str] | None = None,
         options: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
     ) -> Receipt[dict[str, Any]]:
         name = self._check_name(name)
+        if not isinstance(exist_ok, bool):
+            raise InvalidInput(f"exist_ok must be true or false, got {exist_ok!r}")
         if options is not None and not isinstance(options, Mapping):
             raise InvalidInput("options must be an object")
         options = dict(options or {})
@@ -416,10 +428,14 @@ class LiveModels:
         live = _Live(record, task_, version=1)
         live.model, live.metric = obj, metric
         with self._lock:
-            if name in self._live or self.store.get_model(name) is not None:
+            taken = name in self._live or self.store.get_model(name) is not None
+            if not taken:
+                self._live[name] = live
+                future = self.store.create_model(record, version)
+        if taken:
+            if not exist_ok:
                 raise ModelExists(f"a model named {name!r} already exists")
-            self._live[name] = live
-            future = self.store.create_model(record, version)
+            return Receipt(self._existing_model(name, spec), done())
 
         def created(f: Future[None]) -> None:
             if f.exception() is not None:
@@ -431,6 +447,25 @@ class LiveModels:
 
         future.add_done_callback(created)
         return Receipt(self._describe(live, spec=spec, source=source), future)
+
+    def _existing_model(self, name: str, spec: Any) -> dict[str, Any]:
+        """The model ``name`` as it is, for a create with ``exist_ok``: if it was created
+        from ``spec`` (its version 1's), else :class:`ModelExists` saying why."""
+        first = self.store.get_version(name, 1)
+        if first is None or self._canonical(first.spec) != self._canonical(spec):
+            raise ModelExists(
+                f"a model named {name!r} already exists, created from another spec; "
+                "delete it first or choose another name"
+            )
+        return self.get_model(name)
+
+    def _canonical(self, spec: Any) -> str:
+        """A spec as text that equal models share: a short spec and the full one of the same
+        object (every parameter spelled out) agree, key order and tuples set aside."""
+        if spec is not None:
+            with contextlib.suppress(InvalidSpec):
+                spec = specs.to_spec(specs.build(spec, allowed=self._allowed))
+        return json.dumps(spec, sort_keys=True, default=str)
 
     def list_models(self) -> list[dict[str, Any]]:
         """Every model, by name, without loading any of them."""

@@ -8,10 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from riverbed.engine import Engine, Receipt
+from riverbed.exceptions import ModelExists
 from riverbed.server.fast import json_route
 from riverbed.server.http import (
     JSONResponse,
     field,
+    is_bool,
     is_object,
     is_str,
     is_str_list,
@@ -95,18 +97,27 @@ async def list_models(request: Request) -> Response:
 
 async def create_model(request: Request) -> Response:
     body = await read_json(request)
-    reject_unknown(body, {"name", "spec", "task", "description", "tags", "metrics", "options"})
-    name = field(body, "name", is_str, "a string", required=True)
-    spec = field(body, "spec", required=True)
-    receipt = _engine(request).submit_create_model(
-        name,
-        spec=spec,
-        task=field(body, "task", is_str, "a string"),
-        description=field(body, "description", is_str, "a string", default=""),
-        tags=field(body, "tags", is_object, "an object of strings"),
-        metrics=field(body, "metrics", is_str_list, "an array of metric names"),
-        options=field(body, "options", is_object, "an object"),
+    reject_unknown(
+        body, {"name", "spec", "task", "description", "tags", "metrics", "options", "exist_ok"}
     )
+    engine = _engine(request)
+    name = field(body, "name", is_str, "a string", required=True)
+    exist_ok = field(body, "exist_ok", is_bool, "true or false", default=False)
+    create = {
+        "spec": field(body, "spec", required=True),
+        "task": field(body, "task", is_str, "a string"),
+        "description": field(body, "description", is_str, "a string", default=""),
+        "tags": field(body, "tags", is_object, "an object of strings"),
+        "metrics": field(body, "metrics", is_str_list, "an array of metric names"),
+        "options": field(body, "options", is_object, "an object"),
+    }
+    try:
+        receipt = engine.submit_create_model(name, **create)
+    except ModelExists:
+        if not exist_ok:
+            raise
+        # 200, not 201: the model was there (if it was created from this spec).
+        return JSONResponse(await engine.submit_create_model(name, **create, exist_ok=True))
     return JSONResponse(await receipt, status_code=201)
 
 

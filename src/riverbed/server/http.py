@@ -332,5 +332,9 @@ def is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 def is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
