@@ -30,7 +30,7 @@ def run(*args: str, ok: bool = True) -> str:
         assert result.exit_code == 0, result.output
     else:
         assert result.exit_code != 0, result.output
-    return result.output
+    return result.stdout if ok else result.output  # stderr: the error, or the database used
 
 
 def test_upload_show_search_alias_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

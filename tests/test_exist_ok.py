@@ -108,6 +108,7 @@ def test_the_cli_creates_then_finds_with_exist_ok(tmp_path: Path) -> None:
     assert again.stdout == "houses (regression) exists, version 1\n"
     plain = riverbed(*create, *db)
     assert plain.returncode != 0 and "already exists" in plain.stderr
-    assert len(plain.stderr.strip().splitlines()) == 1, plain.stderr
+    using, error = plain.stderr.strip().splitlines()  # the database chosen, then the error
+    assert using.startswith("riverbed: using the database ") and error.startswith("Error: ")
     other = riverbed(*create[:-1], json.dumps(OTHER), "--exist-ok", *db)
     assert other.returncode != 0 and "another spec" in other.stderr

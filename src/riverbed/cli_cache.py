@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
 import click
 
-from riverbed.cli_server import refusal
-from riverbed.client import DEFAULT_URL, Client
+from riverbed.cli_server import Server, refusal, server_options
 from riverbed.exceptions import RiverbedError
 
-__all__ = ["cache", "url_option"]
-
-
-def url_option(func: Any) -> Any:
-    """``--url`` and ``--token``, handed to the command as one ``server`` (url, token)."""
-
-    @functools.wraps(func)
-    def command(*args: Any, url: str, token: str | None, **kwargs: Any) -> Any:
-        return func(*args, server=(url, token), **kwargs)
-
-    command = click.option(
-        "--token",
-        envvar="RIVERBED_TOKEN",
-        default=None,
-        help="API token for a server with auth on [env RIVERBED_TOKEN].",
-    )(command)
-    return click.option(
-        "--url",
-        envvar="RIVERBED_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="The server to talk to [env RIVERBED_URL].",
-    )(command)
-
-
-Server = tuple[str, str | None]
+__all__ = ["cache"]
 
 
 def _json(raw: str) -> Any:
@@ -49,7 +22,7 @@ def _json(raw: str) -> Any:
 
 def _run(server: Server, call: Any) -> None:
     try:
-        with Client(server[0], token=server[1]) as client:
+        with server.client() as client:
             result = call(client)
     except RiverbedError as exc:
         raise refusal(exc) from None
@@ -74,7 +47,7 @@ _ttl = click.option("--ttl", type=float, default=None, help="Seconds to live (no
 @click.argument("key")
 @click.argument("value")
 @_ttl
-@url_option
+@server_options
 def put(key: str, value: str, ttl: float | None, server: Server) -> None:
     """Store VALUE (JSON; a bare word is a string) under KEY."""
     _run(server, lambda c: c.cache.put(key, _json(value), ttl=ttl))
@@ -82,7 +55,7 @@ def put(key: str, value: str, ttl: float | None, server: Server) -> None:
 
 @cache.command()
 @click.argument("key")
-@url_option
+@server_options
 def get(key: str, server: Server) -> None:
     """Print the value under KEY as JSON."""
     _run(server, lambda c: c.cache.get(key))
@@ -90,7 +63,7 @@ def get(key: str, server: Server) -> None:
 
 @cache.command()
 @click.argument("key")
-@url_option
+@server_options
 def delete(key: str, server: Server) -> None:
     """Delete KEY (a value or a list)."""
     _run(server, lambda c: c.cache.delete(key))
@@ -100,7 +73,7 @@ def delete(key: str, server: Server) -> None:
 @click.argument("key")
 @click.argument("value")
 @_ttl
-@url_option
+@server_options
 def push(key: str, value: str, ttl: float | None, server: Server) -> None:
     """Push VALUE onto the front of the list under KEY."""
     _run(server, lambda c: c.cache.push(key, _json(value), ttl=ttl))
@@ -109,7 +82,7 @@ def push(key: str, value: str, ttl: float | None, server: Server) -> None:
 @cache.command()
 @click.argument("key")
 @click.option("--position", "-p", type=int, default=0, show_default=True)
-@url_option
+@server_options
 def peek(key: str, position: int, server: Server) -> None:
     """Print the list item at a position (0: front, -1: back)."""
     _run(server, lambda c: c.cache.peek(key, position))
@@ -117,7 +90,7 @@ def peek(key: str, position: int, server: Server) -> None:
 
 @cache.command()
 @click.argument("key")
-@url_option
+@server_options
 def pop(key: str, server: Server) -> None:
     """Remove and print the front item of the list under KEY."""
     _run(server, lambda c: c.cache.pop(key))
@@ -126,7 +99,7 @@ def pop(key: str, server: Server) -> None:
 @cache.command()
 @click.argument("key")
 @click.option("--set", "new", type=float, default=None, help="Set a new time to live (0: none).")
-@url_option
+@server_options
 def ttl(key: str, new: float | None, server: Server) -> None:
     """Print (or --set) the seconds left before KEY expires."""
     if new is None:

@@ -7,9 +7,10 @@ import os
 import signal
 import socket
 import threading
-from typing import Any
 
 import click
+
+from riverbed.cli_server import Target, target_options
 
 __all__ = ["connect"]
 
@@ -31,14 +32,7 @@ __all__ = ["connect"]
     help="Where a message of another shape keeps a field: FIELD=dotted.path (repeatable).",
 )
 @click.option("--no-learn", is_flag=True, help="Predict only, even with a ground truth.")
-@click.option(
-    "--database",
-    envvar="RIVERBED_DATABASE",
-    default=None,
-    help="Learn in this process over this database [env RIVERBED_DATABASE] ...",
-)
-@click.option("--url", default=None, help="... or through the riverbed server at this URL.")
-@click.option("--token", envvar="RIVERBED_TOKEN", default=None, help="The server's API token.")
+@target_options
 def connect(
     bus_url: str,
     topic: str,
@@ -49,9 +43,7 @@ def connect(
     model: str | None,
     fields: tuple[str, ...],
     no_learn: bool,
-    database: str | None,
-    url: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Consume TOPIC on the bus at BUS_URL (redis://HOST:PORT/DB for Redis Streams):
     predict from each message, learn from its ground truth, publish the prediction; each
@@ -69,32 +61,27 @@ def connect(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    target: Any
-    if url is not None:
-        from riverbed.client import Client
-
-        target = Client(url, token=token)
-    else:
-        from riverbed.engine import Engine
-
-        target = Engine(database)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    connector = Connector(
-        target,
-        bus,
-        topic=topic,
-        publish=publish,
-        dead_letter=dead_letter,
-        model=model,
-        mapping=mapping,
-        learn=not no_learn,
-    )
-    click.echo(f"riverbed connect: consuming {topic} on {bus_url} (group {group})", err=True)
     try:
-        connector.run(stop)
+        with target.open() as store:
+            connector = Connector(
+                store,
+                bus,
+                topic=topic,
+                publish=publish,
+                dead_letter=dead_letter,
+                model=model,
+                mapping=mapping,
+                learn=not no_learn,
+            )
+            click.echo(
+                f"riverbed connect: consuming {topic} on {bus_url} (group {group})", err=True
+            )
+            try:
+                connector.run(stop)
+            finally:
+                click.echo(f"riverbed connect: stopped; {connector.counts}", err=True)
     finally:
         bus.close()
-        target.close()
-        click.echo(f"riverbed connect: stopped; {connector.counts}", err=True)

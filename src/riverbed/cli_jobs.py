@@ -10,9 +10,7 @@ from typing import Any
 
 import click
 
-from riverbed.cli_cache import Server, url_option
-from riverbed.cli_server import refusal
-from riverbed.client import Client
+from riverbed.cli_server import Server, Target, refusal, server_options, target_options
 from riverbed.exceptions import RiverbedError
 from riverbed.jobs import FINISHED
 
@@ -70,7 +68,7 @@ def _draw_progress(events: Any) -> None:
 
 @click.command()
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
-@click.option("--target", "-t", required=True, help="The column to learn to predict.")
+@click.option("--target", "-t", "column", required=True, help="The column to learn to predict.")
 @click.option("--model", "-m", help="The model to add versions to [default: the file's stem].")
 @click.option("--spec", "spec_file", type=click.Path(exists=True), help="A spec JSON file.")
 @click.option(
@@ -91,14 +89,10 @@ def _draw_progress(events: Any) -> None:
 @click.option("--test-size", type=float, help="Holdout fraction.")
 @click.option("--keep-data", is_flag=True, help="Keep the data with the job.")
 @click.option("--no-wait", is_flag=True, help="Print the job and return at once.")
-@click.option(
-    "--database",
-    help="Train in-process on this database (an SQLite file) instead of on a server.",
-)
-@url_option
+@target_options
 def train(
     data: str,
-    target: str,
+    column: str,
     model: str | None,
     spec_file: str | None,
     candidates_file: str | None,
@@ -114,8 +108,7 @@ def train(
     test_size: float | None,
     keep_data: bool,
     no_wait: bool,
-    database: str | None,
-    server: Server,
+    target: Target,
 ) -> None:
     """Train on DATA (CSV, NDJSON or Parquet) and register the result, with a progress bar.
 
@@ -144,13 +137,14 @@ def train(
         "keep_data": keep_data or None,
     }
     name = model or Path(data).stem
-    if database is not None:
+    if target.database is not None:
         options = {k: v for k, v in options.items() if v is not None}
-        _train_in_process(database, name, Path(data), target, options, no_wait)
+        _train_in_process(target.database, name, Path(data), column, options, no_wait)
         return
+    assert target.server is not None
     try:
-        with Client(server[0], timeout=300, token=server[1]) as client:
-            job = client.train(name, data, target=target, **options)
+        with target.server.client(timeout=300) as client:
+            job = client.train(name, data, target=column, **options)
             if no_wait:
                 click.echo(json.dumps(job))
                 return
@@ -201,7 +195,7 @@ def jobs() -> None:
 
 def _run(server: Server, call: Any) -> Any:
     try:
-        with Client(server[0], token=server[1]) as client:
+        with server.client() as client:
             return call(client)
     except RiverbedError as exc:
         raise refusal(exc) from None
@@ -209,7 +203,7 @@ def _run(server: Server, call: Any) -> Any:
 
 @jobs.command("ls")
 @click.option("--model", help="Only this model's jobs.")
-@url_option
+@server_options
 def ls(model: str | None, server: Server) -> None:
     """List jobs, newest first."""
     for job in _run(server, lambda c: c.jobs.list(model=model)):
@@ -221,7 +215,7 @@ def ls(model: str | None, server: Server) -> None:
 
 @jobs.command()
 @click.argument("job_id")
-@url_option
+@server_options
 def show(job_id: str, server: Server) -> None:
     """Print a job as JSON."""
     click.echo(json.dumps(_run(server, lambda c: c.jobs.get(job_id)), indent=2))
@@ -229,7 +223,7 @@ def show(job_id: str, server: Server) -> None:
 
 @jobs.command()
 @click.argument("job_id")
-@url_option
+@server_options
 def logs(job_id: str, server: Server) -> None:
     """Print a job's log lines."""
     for line in _run(server, lambda c: c.jobs.logs(job_id)):
@@ -238,7 +232,7 @@ def logs(job_id: str, server: Server) -> None:
 
 @jobs.command()
 @click.argument("job_id")
-@url_option
+@server_options
 def cancel(job_id: str, server: Server) -> None:
     """Cancel a queued or running job."""
     job = _run(server, lambda c: c.jobs.cancel(job_id))

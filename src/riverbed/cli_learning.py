@@ -12,27 +12,10 @@ from typing import Any
 
 import click
 
-from riverbed.cli_server import refusal
-from riverbed.client import DEFAULT_URL, Client
+from riverbed.cli_server import Server, refusal, server_options
 from riverbed.exceptions import RiverbedError
 
 __all__ = ["forecast", "learn", "tail"]
-
-
-def _server_options(func: Any) -> Any:
-    func = click.option(
-        "--token",
-        envvar="RIVERBED_TOKEN",
-        default=None,
-        help="API token for a server with auth on [env RIVERBED_TOKEN].",
-    )(func)
-    return click.option(
-        "--url",
-        envvar="RIVERBED_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="The server to talk to [env RIVERBED_URL].",
-    )(func)
 
 
 def _value(text: str) -> Any:
@@ -86,15 +69,14 @@ def _count(path: Path) -> int:
 )
 @click.option("--id-column", default=None, help="A CSV column of prediction ids to label.")
 @click.option("--chunk-size", default=1000, show_default=True, help="Rows per commit.")
-@_server_options
+@server_options
 def learn(
     path: Path,
     model: str,
     target: str | None,
     id_column: str | None,
     chunk_size: int,
-    url: str,
-    token: str | None,
+    server: Server,
 ) -> None:
     """Learn from every row of a CSV (header row first) or NDJSON file, with a progress bar.
 
@@ -104,7 +86,7 @@ def learn(
     """
     total = _count(path)
     final: dict[str, Any] = {}
-    with Client(url, token=token) as client:
+    with server.client() as client:
         try:
             client.health()  # a server that does not answer is one line, not a bar and a line
         except RiverbedError as exc:
@@ -137,10 +119,10 @@ def learn(
 @click.option(
     "--horizon", "-H", "horizon", type=int, default=1, show_default=True, help="Steps ahead."
 )
-@_server_options
-def forecast(model: str, horizon: int, url: str, token: str | None) -> None:
+@server_options
+def forecast(model: str, horizon: int, server: Server) -> None:
     """Print a forecasting model's next --horizon values, one a line."""
-    with Client(url, token=token) as client:
+    with server.client() as client:
         try:
             answer = client.forecast(model, horizon)
         except RiverbedError as exc:
@@ -155,15 +137,14 @@ def forecast(model: str, horizon: int, url: str, token: str | None) -> None:
 @click.option("--limit", "-n", type=int, default=None, help="Stop after this many events.")
 @click.option("--replay", is_flag=True, help="First replay the events the server still holds.")
 @click.option("--since", type=int, default=None, help="First replay the events after this id.")
-@_server_options
+@server_options
 def tail(
     model: str | None,
     types: str | None,
     limit: int | None,
     replay: bool,
     since: int | None,
-    url: str,
-    token: str | None,
+    server: Server,
 ) -> None:
     """Follow a model's events (every model's without MODEL) as JSON lines, until Ctrl-C.
 
@@ -171,7 +152,7 @@ def tail(
     Events the server could no longer replay are reported on stderr as a gap."""
     wanted = [t for t in (types or "").split(",") if t] or None
     start: int | str | None = since if since is not None else (None if replay else "now")
-    with Client(url, token=token) as client:
+    with server.client() as client:
         try:
             n = 0
             for event in client.events(model, types=wanted, last_event_id=start):

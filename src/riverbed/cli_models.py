@@ -1,67 +1,28 @@
 """``riverbed models``: the model registry from the command line.
 
-Every command talks to a running server (``--url``, env ``RIVERBED_URL``) or, with
-``--database``, opens the engine in-process on that store. Both have the same method names,
-so each command is written once. Filters use the registry's one syntax (docs/registry.md).
+Every command talks to a running server or opens the engine in-process on a database, as
+:mod:`riverbed.cli_server`'s one rule chooses (``--database``, ``--url``, their variables).
+Both have the same method names, so each command is written once. Filters use the
+registry's one syntax (docs/registry.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from riverbed.cli_server import refusal
-from riverbed.client import DEFAULT_URL
+from riverbed.cli_server import Target, target_options
 from riverbed.exceptions import ModelExists, RiverbedError
 from riverbed.provenance import current_user
 from riverbed.validation import parse_int
 
 __all__ = ["models"]
-
-
-def _target_options(func: Any) -> Any:
-    func = click.option(
-        "--token",
-        envvar="RIVERBED_TOKEN",
-        default=None,
-        help="API token for a server with auth on [env RIVERBED_TOKEN].",
-    )(func)
-    func = click.option(
-        "--database",
-        default=None,
-        help="Work on this store in-process instead of a server (an SQLite path).",
-    )(func)
-    return click.option(
-        "--url",
-        envvar="RIVERBED_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="The server to talk to [env RIVERBED_URL].",
-    )(func)
-
-
-@contextlib.contextmanager
-def _target(url: str, database: str | None, token: str | None = None) -> Iterator[Any]:
-    try:
-        if database:
-            from riverbed.engine import Engine
-
-            with Engine(database) as engine:
-                yield engine
-        else:
-            from riverbed.client import Client
-
-            with Client(url, token=token) as client:
-                yield client
-    except RiverbedError as exc:
-        raise refusal(exc) from None
 
 
 def _when(timestamp: Any) -> str:
@@ -130,13 +91,13 @@ def _version_rows(versions: Sequence[dict[str, Any]]) -> str:
     return table(rows, headers)
 
 
-def _live_metrics(target: Any, info: dict[str, Any]) -> str | None:
+def _live_metrics(store: Any, info: dict[str, Any]) -> str | None:
     """An online model's progressive metrics now, for people: ``MAE=1.2, R2=– (5 scored)``,
     with ``–`` for a metric that has nothing to measure yet (null in the API)."""
     if info.get("flavor") != "river" or not info.get("metrics"):
         return None
     try:
-        now = target.metrics(info["name"])
+        now = store.metrics(info["name"])
     except RiverbedError:  # a task that is not evaluated online
         return None
     shown = ", ".join(f"{k}={'–' if v is None else _short(v)}" for k, v in now["metrics"].items())
@@ -168,20 +129,18 @@ _json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON, n
 @click.option("--page-size", type=int, default=None)
 @click.option("--page-token", default=None)
 @_json_flag
-@_target_options
+@target_options
 def ls(
     filter_: str | None,
     order_by: str | None,
     page_size: int | None,
     page_token: str | None,
     as_json: bool,
-    url: str,
-    database: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """List models (optionally those passing a filter)."""
-    with _target(url, database, token) as target:
-        found = target.search_models(
+    with target.open() as store:
+        found = store.search_models(
             filter_, order_by=order_by, page_size=page_size, page_token=page_token
         )
     if as_json:
@@ -211,20 +170,18 @@ def ls(
 @click.option("--page-size", type=int, default=None)
 @click.option("--page-token", default=None)
 @_json_flag
-@_target_options
+@target_options
 def search(
     filter_: str | None,
     order_by: str | None,
     page_size: int | None,
     page_token: str | None,
     as_json: bool,
-    url: str,
-    database: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Search versions: riverbed models search "metrics.accuracy > 0.9"."""
-    with _target(url, database, token) as target:
-        found = target.search_versions(
+    with target.open() as store:
+        found = store.search_versions(
             filter_, order_by=order_by, page_size=page_size, page_token=page_token
         )
     if as_json:
@@ -238,19 +195,17 @@ def search(
 @click.argument("ref")
 @click.option("--version", type=int, default=None)
 @_json_flag
-@_target_options
-def show(
-    ref: str, version: int | None, as_json: bool, url: str, database: str | None, token: str | None
-) -> None:
+@target_options
+def show(ref: str, version: int | None, as_json: bool, target: Target) -> None:
     """Describe a model (NAME) or one version (NAME@3, NAME@alias, --version)."""
-    with _target(url, database, token) as target:
+    with target.open() as store:
         if "@" in ref or version is not None:
-            info = target.get_version(ref, version)
+            info = store.get_version(ref, version)
             versions = live = None
         else:
-            info = target.get_model(ref)
-            versions = target.list_versions(ref)
-            live = _live_metrics(target, info)
+            info = store.get_model(ref)
+            versions = store.list_versions(ref)
+            live = _live_metrics(store, info)
     if as_json:
         return _echo_json(info if versions is None else {**info, "versions": versions})
     if live is not None:
@@ -276,7 +231,7 @@ def show(
     is_flag=True,
     help="A model of that name created from the same spec is fine: nothing changes.",
 )
-@_target_options
+@target_options
 def create(
     name: str,
     spec_: str,
@@ -284,9 +239,7 @@ def create(
     description: str,
     tags: tuple[str, ...],
     exist_ok: bool,
-    url: str,
-    database: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Create a model from a declarative spec (docs/specs.md); --exist-ok to run again."""
     text = spec_
@@ -298,13 +251,13 @@ def create(
     except ValueError as exc:
         raise click.BadParameter(f"the spec is not JSON: {exc}") from None
     fields = {"spec": spec, "task": task, "description": description, "tags": _pairs(tags, "tag")}
-    with _target(url, database, token) as target:
+    with target.open() as store:
         try:
-            created = target.create_model(name, **fields)
+            created = store.create_model(name, **fields)
         except ModelExists:
             if not exist_ok:
                 raise
-            found = target.create_model(name, **fields, exist_ok=True)
+            found = store.create_model(name, **fields, exist_ok=True)
             click.echo(f"{found['name']} ({found['task']}) exists, version {found['version']}")
             return
     click.echo(f"created {created['name']} ({created['task']}), version {created['version']}")
@@ -326,7 +279,7 @@ def create(
 @click.option("--parent", type=int, default=None, help="The version this one derives from.")
 @click.option("--alias", "aliases", multiple=True, help="Point this alias at the new version.")
 @click.option("--no-git", is_flag=True, help="Do not record the working directory's git state.")
-@_target_options
+@target_options
 def upload(
     name: str,
     path: str,
@@ -343,9 +296,7 @@ def upload(
     parent: int | None,
     aliases: tuple[str, ...],
     no_git: bool,
-    url: str,
-    database: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Upload PATH as the next version of NAME (created if new); records the git commit,
     branch and remote of the working directory and who uploaded it."""
@@ -355,8 +306,8 @@ def upload(
     data_set = None
     if dataset or dataset_description:
         data_set = {"name": dataset or "", "description": dataset_description or ""}
-    with _target(url, database, token) as target:
-        version = target.upload(
+    with target.open() as store:
+        version = store.upload(
             name,
             data,
             format=format_,
@@ -373,7 +324,7 @@ def upload(
             feature_names=feature_names.split(",") if feature_names else None,
         )
         for alias in aliases:
-            target.set_alias(name, alias, version["version"])
+            store.set_alias(name, alias, version["version"])
     git = version["git"]
     where = f" from {git.get('branch') or 'detached'}@{git['commit'][:10]}" if git else ""
     click.echo(f"uploaded {name} version {version['version']} ({version['format']}){where}")
@@ -383,19 +334,17 @@ def upload(
 @click.argument("ref")
 @click.option("--version", type=int, default=None)
 @click.option("-o", "--output", default=None, help="File to write ('-' for stdout).")
-@_target_options
+@target_options
 def download(
     ref: str,
     version: int | None,
     output: str | None,
-    url: str,
-    database: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Download a version's artifact (NAME is the latest; NAME@alias, NAME@3)."""
-    with _target(url, database, token) as target:
-        info = target.get_version(ref, version)
-        data = target.download(info["model"], info["version"])
+    with target.open() as store:
+        info = store.get_version(ref, version)
+        data = store.download(info["model"], info["version"])
     if output == "-":
         sys.stdout.buffer.write(data)
         return
@@ -410,22 +359,20 @@ def download(
 @click.argument("alias", required=False)
 @click.argument("version", type=int, required=False)
 @click.option("--delete", is_flag=True, help="Remove ALIAS.")
-@_target_options
+@target_options
 def alias(
     name: str,
     alias: str | None,
     version: int | None,
     delete: bool,
-    url: str,
-    database: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Point NAME@ALIAS at VERSION (a rollback is a move back); without ALIAS, list the
     aliases and their history."""
-    with _target(url, database, token) as target:
+    with target.open() as store:
         if alias is None:
-            current = target.aliases(name)
-            history = target.alias_history(name)
+            current = store.aliases(name)
+            history = store.alias_history(name)
             click.echo(table(sorted(current.items()), ("alias", "version")))
             click.echo("")
             rows = [
@@ -434,12 +381,12 @@ def alias(
             click.echo(table(rows, ("alias", "from", "to", "by", "at")))
             return
         if delete:
-            target.delete_alias(name, alias)
+            store.delete_alias(name, alias)
             click.echo(f"removed {name}@{alias}")
             return
         if version is None:
             raise click.UsageError("give the VERSION to point the alias at (or --delete)")
-        moved = target.set_alias(name, alias, version, by=current_user())
+        moved = store.set_alias(name, alias, version, by=current_user())
     previous = moved["previous"]
     origin = f" (was {previous})" if previous is not None else ""
     click.echo(f"{name}@{alias} -> version {moved['version']}{origin}")
@@ -455,14 +402,12 @@ def alias(
     show_default=True,
     help="Measure the restored model afresh, or go on with the running metrics.",
 )
-@_target_options
-def restore(
-    name: str, version: int, metrics: str, url: str, database: str | None, token: str | None
-) -> None:
+@target_options
+def restore(name: str, version: int, metrics: str, target: Target) -> None:
     """Make VERSION the live model's state: NAME predicts and learns from there on (a
     rollback of what it learned; kept in the alias history as NAME@restored)."""
-    with _target(url, database, token) as target:
-        done = target.restore(name, version, metrics=metrics, by=current_user())
+    with target.open() as store:
+        done = store.restore(name, version, metrics=metrics, by=current_user())
     click.echo(
         f"{name} restored to version {done['version']} (was based on {done['previous']}); "
         f"metrics {'restarted' if metrics == 'restart' else 'carried on'}"
@@ -475,27 +420,25 @@ def restore(
 @click.option("--remove", "remove", multiple=True, help="Tag name to remove (repeatable).")
 @click.option("--version", type=int, default=None)
 @click.option("--description", default=None, help="Also set the description.")
-@_target_options
+@target_options
 def tag(
     ref: str,
     tags: tuple[str, ...],
     remove: tuple[str, ...],
     version: int | None,
     description: str | None,
-    url: str,
-    database: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Set key=value tags on a model (NAME) or a version (NAME@3, --version)."""
     pairs = _pairs(tags, "tag")
-    with _target(url, database, token) as target:
+    with target.open() as store:
         if "@" in ref or version is not None:
-            result = target.update_version(
+            result = store.update_version(
                 ref, version, description=description, tags=pairs, remove_tags=list(remove)
             )
             what = f"{result['model']} version {result['version']}"
         else:
-            result = target.update_model(
+            result = store.update_model(
                 ref, description=description, tags=pairs, remove_tags=list(remove)
             )
             what = result["name"]
@@ -506,10 +449,8 @@ def tag(
 @click.argument("ref")
 @click.option("--version", type=int, default=None)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_target_options
-def delete(
-    ref: str, version: int | None, yes: bool, url: str, database: str | None, token: str | None
-) -> None:
+@target_options
+def delete(ref: str, version: int | None, yes: bool, target: Target) -> None:
     """Delete a version (NAME@3, --version) or a whole model (NAME) with its history."""
     name, _, at = ref.partition("@")
     if at and version is None:
@@ -519,11 +460,11 @@ def delete(
     what = f"{name} version {version}" if version is not None else f"model {name} and its history"
     if not yes:
         click.confirm(f"delete {what}?", abort=True)
-    with _target(url, database, token) as target:
+    with target.open() as store:
         if version is not None:
-            target.delete_version(name, version)
+            store.delete_version(name, version)
         else:
-            target.delete_model(name)
+            store.delete_model(name)
     click.echo(f"deleted {what}")
 
 
@@ -531,18 +472,16 @@ def delete(
 @click.argument("name")
 @click.option("--description", default="")
 @click.option("--tag", "tags", multiple=True, help="key=value (repeatable).")
-@_target_options
+@target_options
 def snapshot(
     name: str,
     description: str,
     tags: tuple[str, ...],
-    url: str,
-    database: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Freeze what an online model has learned so far as a new version."""
-    with _target(url, database, token) as target:
-        version = target.snapshot(
+    with target.open() as store:
+        version = store.snapshot(
             name, description=description, tags=_pairs(tags, "tag"), created_by=current_user()
         )
     click.echo(f"{name} version {version['version']}: snapshot after {version['n_learns']} learns")

@@ -1,9 +1,10 @@
 """``riverbed tokens``: create, list and revoke API tokens.
 
-The commands work on a server's database directly (``--database``, default the
-``RIVERBED_DATABASE`` setting), which is safe while the server runs, or through a running
-server's admin API (``--url`` with an admin ``--token``), which is the way for a server on the
-in-memory store.
+The commands work through a running server's admin API (``--url``, env ``RIVERBED_URL``,
+default http://127.0.0.1:8000, with an admin ``--token`` when its auth is on), or on a
+server's database directly (``--database``, or ``RIVERBED_DATABASE`` when no URL is given),
+which is safe while the server runs; :mod:`riverbed.cli_server` has the rule. A server on the
+in-memory store is only reachable the first way.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from typing import Any
 
 import click
 
-from riverbed.cli_server import refusal
-from riverbed.config import Settings
+from riverbed.cli_server import Server, Target, refusal, target_options
 from riverbed.exceptions import RiverbedError
 from riverbed.tokens import SCOPES
 
@@ -50,10 +50,8 @@ class _Local:
 class _Remote:
     """The same operations through a server's admin API."""
 
-    def __init__(self, url: str, token: str | None) -> None:
-        from riverbed.client import Client
-
-        self.client = Client(url, token=token)
+    def __init__(self, server: Server) -> None:
+        self.client = server.client()
 
     def create_token(self, scopes: list[str], name: str, expires_in: str | None) -> Any:
         return self.client.create_token(scopes, name=name, expires_in=expires_in)
@@ -69,11 +67,12 @@ class _Remote:
 
 
 @contextmanager
-def _backend(database: str | None, url: str | None, token: str | None) -> Iterator[Any]:
-    if url is not None:
-        backend: Any = _Remote(url, token)
+def _backend(target: Target) -> Iterator[Any]:
+    if target.server is not None:
+        backend: Any = _Remote(target.server)
     else:
-        database = database or Settings.load().database
+        database = target.database
+        assert database is not None
         if database in (":memory:", "memory://"):
             raise click.UsageError(
                 "an in-memory server keeps its tokens in its own process: use --url with an "
@@ -86,21 +85,6 @@ def _backend(database: str | None, url: str | None, token: str | None) -> Iterat
         raise refusal(exc) from None
     finally:
         backend.close()
-
-
-def _where(func: Any) -> Any:
-    func = click.option(
-        "--token",
-        envvar="RIVERBED_TOKEN",
-        help="An admin token, with --url [env RIVERBED_TOKEN].",
-    )(func)
-    func = click.option(
-        "--url", help="Manage the tokens of the server at this URL (its admin API)."
-    )(func)
-    return click.option(
-        "--database",
-        help="The server's database (SQLite path) [env RIVERBED_DATABASE; default riverbed.db].",
-    )(func)
 
 
 def _when(timestamp: float | None) -> str:
@@ -132,18 +116,16 @@ def tokens() -> None:
 @click.option("--name", default="", help="A note saying whose or what the token is.")
 @click.option("--expires-in", help="Lifetime: seconds or 90s, 15m, 12h, 30d, 2w (default: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
-@_where
+@target_options
 def create(
     scopes: tuple[str, ...],
     name: str,
     expires_in: str | None,
     as_json: bool,
-    database: str | None,
-    url: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """Create a token and print its secret (on stdout, alone): it is shown this once."""
-    with _backend(database, url, token) as backend:
+    with _backend(target) as backend:
         made = backend.create_token(list(scopes), name, expires_in)
     if as_json:
         click.echo(json.dumps(made))
@@ -159,16 +141,14 @@ def create(
 @tokens.command(name="ls")
 @click.option("--all", "include_inactive", is_flag=True, help="Include expired and revoked ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_where
+@target_options
 def ls(
     include_inactive: bool,
     as_json: bool,
-    database: str | None,
-    url: str | None,
-    token: str | None,
+    target: Target,
 ) -> None:
     """List tokens (never their secrets)."""
-    with _backend(database, url, token) as backend:
+    with _backend(target) as backend:
         found = backend.list_tokens(include_inactive)
     if as_json:
         click.echo(json.dumps(found))
@@ -192,9 +172,9 @@ def ls(
 
 @tokens.command()
 @click.argument("token_id")
-@_where
-def revoke(token_id: str, database: str | None, url: str | None, token: str | None) -> None:
+@target_options
+def revoke(token_id: str, target: Target) -> None:
     """Revoke the token TOKEN_ID: from now on it verifies no more."""
-    with _backend(database, url, token) as backend:
+    with _backend(target) as backend:
         backend.revoke_token(token_id)
     click.echo(f"revoked token {token_id}", err=True)
