@@ -127,20 +127,28 @@ def test_a_killed_connector_loses_nothing_and_counts_nothing_twice(
         process.terminate()
         process.wait(timeout=30)
     dead = [orjson.loads(fields[b"body"]) for _, fields in client.xrange(streams["dead"])]
-    reasons = sorted(d["reason"].split(":")[0] for d in dead)
+    assert_learned_once(db, samples, dead, bad)
+    client.close()
+
+
+def assert_learned_once(
+    db: str, samples: list[Any], dead: list[dict[str, Any]], bad: dict[int, bytes]
+) -> None:
+    """Every sample learned once, in order (the metrics are river's progressive validation
+    of the stream), and the malformed messages in the dead letters with their reasons."""
+    reasons = sorted({d["reason"].split(":")[0] for d in dead})
     assert reasons == ["invalid_features", "malformed", "model_not_found"], dead
     assert {d["body"] for d in dead} == {b.decode() for b in bad.values()}
     with Engine(db) as engine:
         got = engine.metrics("phish")
-        assert engine.stats("phish")["n_learns"] == N  # every sample once
-    assert got["n"] == N
+        assert engine.stats("phish")["n_learns"] == len(samples)  # every sample once
+    assert got["n"] == len(samples)
     model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
     for name in ("Accuracy", "LogLoss", "F1", "ROCAUC"):
         expected = evaluate.progressive_val_score(
             samples, copy.deepcopy(model), getattr(metrics, name)()
         ).get()
         assert got["metrics"][name] == expected, name
-    client.close()
 
 
 def test_a_message_delivered_again_is_absorbed_by_its_id(
@@ -149,7 +157,8 @@ def test_a_message_delivered_again_is_absorbed_by_its_id(
     """The same delivery handled twice (a connector that died after its writes and before
     its acknowledgement): the second time, the prediction and the label are already
     stored, so the model learns once and nothing is published again."""
-    from riverbed.connect import Connector, RedisStreams
+    from riverbed.buses.redis_streams import RedisStreams
+    from riverbed.connect import Connector
 
     client = redis.Redis.from_url(REDIS_URL)
     (x, y), *_ = datasets.Phishing().take(1)

@@ -45,7 +45,9 @@ def connect(
     no_learn: bool,
     target: Target,
 ) -> None:
-    """Consume TOPIC on the bus at BUS_URL (redis://HOST:PORT/DB for Redis Streams):
+    """Consume TOPIC on the bus at BUS_URL (redis://HOST:PORT/DB for Redis Streams,
+    nats://HOST:PORT for NATS JetStream, mqtt://HOST:PORT for MQTT, amqp://USER:PASS@HOST:PORT/
+    for AMQP):
     predict from each message, learn from its ground truth, publish the prediction; each
     message is acknowledged after its writes are durable. Stop with Ctrl-C."""
     from riverbed.connect import Connector, Mapping_, open_bus
@@ -61,6 +63,8 @@ def connect(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except ConnectionError as exc:
+        raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -23,11 +23,13 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
 
+from riverbed.buses.common import Delivery
 from riverbed.exceptions import (
     AlreadyLabelled,
     PredictionExists,
@@ -41,18 +43,13 @@ log = logging.getLogger("riverbed.connect")
 _MISSING: Any = object()
 
 
-@dataclasses.dataclass
-class Delivery:
-    """One message as the bus delivered it: its id on the bus (the same on redelivery) and
-    its body."""
-
-    id: str
-    body: bytes
-    handle: Any = None  # what the bus needs to acknowledge it
-
-
 class Bus(Protocol):
+    """A bus (riverbed/buses/): ``receive`` waits up to ``timeout`` seconds for messages in
+    order; ``rewind`` makes every delivered and unacknowledged message come again, in order,
+    before any newer one; ``publish`` returns once the bus has the message."""
+
     def receive(self, timeout: float) -> list[Delivery]: ...
+    def rewind(self) -> None: ...
     def ack(self, delivery: Delivery) -> None: ...
     def publish(self, topic: str, body: bytes) -> None: ...
     def close(self) -> None: ...
@@ -118,7 +115,14 @@ class Connector:
         self.model = model
         self.mapping = mapping or Mapping_()
         self.learn = learn
-        self.counts = {"messages": 0, "predictions": 0, "learns": 0, "dead": 0, "again": 0}
+        self.counts = {
+            "messages": 0,
+            "predictions": 0,
+            "learns": 0,
+            "dead": 0,
+            "again": 0,
+            "unknown_again": 0,
+        }
 
     def parse(self, delivery: Delivery) -> tuple[str, Any, str, Any]:
         """``(model, features, id, ground truth or _MISSING)`` of a message, or Malformed."""
@@ -137,8 +141,16 @@ class Connector:
         if features is _MISSING:
             features = None
         mid = _at(doc, self.mapping.id)
-        if mid is _MISSING or mid is None:
+        if (mid is _MISSING or mid is None) and delivery.id is not None:
             mid = f"{self.topic}:{delivery.id}"  # the bus's id: the same on redelivery
+        elif mid is _MISSING or mid is None:  # the bus keeps no identity: at least once
+            mid = f"{self.topic}:{uuid.uuid4().hex}"
+            if delivery.redelivered:
+                self.counts["unknown_again"] += 1
+                log.warning(
+                    "a message without an id was delivered again: it is learned again "
+                    "(give messages an id for exactly-once learning)"
+                )
         elif not isinstance(mid, str | int) or isinstance(mid, bool):
             raise Malformed(f"{self.mapping.id!r} must be a string")
         return model, features, str(mid), _at(doc, self.mapping.ground_truth)
@@ -186,6 +198,17 @@ class Connector:
         }
         self.bus.publish(self.dead_letter, orjson.dumps(record))
 
+    def _rewind(self) -> None:
+        """What was delivered and not handled comes again, in order, before newer messages
+        (the rest of the batch included: handling out of order would change the metrics)."""
+        while True:
+            try:
+                self.bus.rewind()
+                return
+            except Exception as exc:
+                log.warning("rewinding %s failed (%s); retrying", self.topic, exc)
+                time.sleep(1)
+
     def run(
         self,
         stop: threading.Event | None = None,
@@ -211,55 +234,42 @@ class Connector:
                 except Unavailable as exc:
                     log.warning("the store is unavailable (%s); the message comes again", exc)
                     time.sleep(1)
+                    self._rewind()
                     break
 
 
+SCHEMES = {
+    "redis": "Redis Streams",
+    "rediss": "Redis Streams",
+    "unix": "Redis Streams",
+    "nats": "NATS JetStream",
+    "tls": "NATS JetStream",
+    "mqtt": "MQTT",
+    "amqp": "AMQP",
+    "amqps": "AMQP",
+}
+
+
 def open_bus(url: str, topic: str, *, group: str, consumer: str) -> Bus:
-    """The bus at ``url``: ``redis://`` (Redis Streams)."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStreams(url, topic, group=group, consumer=consumer)
-    raise ValueError(f"no connector for {url!r}; known: redis://")
-
-
-class RedisStreams:
-    """A Redis stream read through a consumer group: this consumer's pending messages (left
-    unacknowledged by a connector that died) first, then new ones; XACK after the writes."""
-
-    def __init__(self, url: str, stream: str, *, group: str, consumer: str) -> None:
-        import redis
-
-        self.redis = redis.Redis.from_url(url)
-        self.stream, self.group, self.consumer = stream, group, consumer
-        try:
-            self.redis.xgroup_create(stream, group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._backlog = True  # read our pending entries first
-
-    def receive(self, timeout: float) -> list[Delivery]:
-        start = "0" if self._backlog else ">"
-        block = None if self._backlog else max(1, int(timeout * 1000))
-        answer: Any = self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: start}, count=100, block=block
-        )
-        entries = answer[0][1] if answer else []
-        if self._backlog and not entries:
-            self._backlog = False
-        out = []
-        for entry_id, fields in entries:
-            key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            body = fields.get(b"body") if fields else None
-            if body is None:  # an entry whose body was trimmed, or not ours
-                body = orjson.dumps({k.decode(): v.decode() for k, v in (fields or {}).items()})
-            out.append(Delivery(key, body, key))
-        return out
-
-    def ack(self, delivery: Delivery) -> None:
-        self.redis.xack(self.stream, self.group, delivery.handle)
-
-    def publish(self, topic: str, body: bytes) -> None:
-        self.redis.xadd(topic, {"body": body})
-
-    def close(self) -> None:
-        self.redis.close()
+    """The bus at ``url``, by its scheme: redis:// (Redis Streams), nats:// (NATS
+    JetStream), mqtt:// (MQTT), amqp:// (AMQP, RabbitMQ). ValueError for another URL, and
+    for a bus whose client package is missing (naming the extra to install)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    kind = SCHEMES.get(scheme)
+    if kind is None:
+        raise ValueError(f"no connector for {url!r}; known: redis://, nats://, mqtt://, amqp://")
+    extra = {"Redis Streams": "redis", "NATS JetStream": "nats", "MQTT": "mqtt"}.get(kind, "amqp")
+    try:
+        if kind == "Redis Streams":
+            from riverbed.buses.redis_streams import RedisStreams as bus
+        elif kind == "NATS JetStream":
+            from riverbed.buses.nats_jetstream import NatsJetStream as bus  # type: ignore[assignment]
+        elif kind == "MQTT":
+            from riverbed.buses.mqtt import Mqtt as bus  # type: ignore[assignment]
+        else:
+            from riverbed.buses.amqp import Amqp as bus  # type: ignore[assignment]
+        return bus(url, topic, group=group, consumer=consumer)
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"{kind} needs the package {exc.name}: pip install 'riverbed[{extra}]'"
+        ) from None
