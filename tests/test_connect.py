@@ -38,7 +38,7 @@ SPEC = {
 @pytest.fixture
 def streams() -> Iterator[dict[str, str]]:
     tag = uuid.uuid4().hex[:12]
-    names = {k: f"riverbed-test:{tag}:{k}" for k in ("in", "out", "dead")}
+    names = {k: f"riverbed-test:{tag}:{k}" for k in ("in", "out", "dead", "events")}
     yield names
     client = redis.Redis.from_url(REDIS_URL)
     client.delete(*names.values())
@@ -178,4 +178,72 @@ def test_a_message_delivered_again_is_absorbed_by_its_id(
     assert client.xlen(streams["out"]) == 1
     assert _drained(client, streams["in"])
     bus.close()
+    client.close()
+
+
+def _events_published(
+    target: Any, names: dict[str, str], create: Any, client: redis.Redis
+) -> list[dict[str, Any]]:
+    """Run a connector over ``target`` publishing label and model.created events, create a
+    model with ``create`` while it runs, send it three labelled messages; the events."""
+    import threading
+
+    from riverbed.buses.redis_streams import RedisStreams
+    from riverbed.connect import Connector
+
+    bus = RedisStreams(REDIS_URL, names["in"], group="g", consumer="c")
+    connector = Connector(
+        target,
+        bus,
+        topic=names["in"],
+        events=names["events"],
+        event_types=["label", "model.created"],
+    )
+    stop = threading.Event()
+    runner = threading.Thread(target=connector.run, args=(stop,), kwargs={"idle": 0.1})
+    runner.start()
+    try:
+        time.sleep(0.5)  # a server's feed is followed from now on: let it connect
+        create()
+        for x, y in datasets.Phishing().take(3):
+            body = {"model": "m", "features": x, "ground_truth": y}
+            client.xadd(names["in"], {"body": orjson.dumps(body)})
+        _wait(lambda: client.xlen(names["events"]) >= 4, "four events")
+    finally:
+        stop.set()
+        runner.join(30)
+        bus.close()
+    return [orjson.loads(f[b"body"]) for _, f in client.xrange(names["events"])]
+
+
+def test_the_targets_events_are_published_in_process(
+    tmp_path: Path, streams: dict[str, str]
+) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    with Engine(str(tmp_path / "events.db")) as engine:
+        events = _events_published(
+            engine, streams, lambda: engine.create_model("m", spec=SPEC), client
+        )
+    assert [e["type"] for e in events] == ["model.created", "label", "label", "label"]
+    assert all(e["model"] == "m" for e in events)  # no predict events: filtered out
+    assert events[1]["data"]["ground_truth"] is not None  # a learn by the id: a label
+    client.close()
+
+
+def test_a_servers_events_are_published_through_the_client(
+    tmp_path: Path, streams: dict[str, str]
+) -> None:
+    from riverbed.client import Client
+    from tests.helpers import Server
+
+    client = redis.Redis.from_url(REDIS_URL)
+    server = Server(str(tmp_path / "server.db")).start()
+    try:
+        with Client(server.url) as target, Client(server.url) as other:
+            events = _events_published(
+                target, streams, lambda: other.create_model("m", spec=SPEC), client
+            )
+    finally:
+        server.stop()
+    assert [e["type"] for e in events] == ["model.created", "label", "label", "label"]
     client.close()

@@ -32,6 +32,15 @@ __all__ = ["connect"]
     help="Where a message of another shape keeps a field: FIELD=dotted.path (repeatable).",
 )
 @click.option("--no-learn", is_flag=True, help="Predict only, even with a ground truth.")
+@click.option(
+    "--events", default=None, help="Where the target's events are published (none if unset)."
+)
+@click.option(
+    "--event-type",
+    "event_types",
+    multiple=True,
+    help="Publish only events of this type, e.g. label, model.created (repeatable).",
+)
 @target_options
 def connect(
     bus_url: str,
@@ -43,6 +52,8 @@ def connect(
     model: str | None,
     fields: tuple[str, ...],
     no_learn: bool,
+    events: str | None,
+    event_types: tuple[str, ...],
     target: Target,
 ) -> None:
     """Consume TOPIC on the bus at BUS_URL (redis://HOST:PORT/DB for Redis Streams,
@@ -79,6 +90,8 @@ def connect(
                 model=model,
                 mapping=mapping,
                 learn=not no_learn,
+                events=events,
+                event_types=list(event_types),
             )
             click.echo(
                 f"riverbed connect: consuming {topic} on {bus_url} (group {group})", err=True

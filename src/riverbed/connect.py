@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -108,6 +109,8 @@ class Connector:
         model: str | None = None,
         mapping: Mapping_ | None = None,
         learn: bool = True,
+        events: str | None = None,
+        event_types: list[str] | None = None,
     ) -> None:
         self.target, self.bus, self.topic = target, bus, topic
         self.publish_to = publish
@@ -115,6 +118,10 @@ class Connector:
         self.model = model
         self.mapping = mapping or Mapping_()
         self.learn = learn
+        self.events_to = events
+        self.event_types = set(event_types or ())
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=100_000)
+        self._unfollow: Callable[[], None] | None = None
         self.counts = {
             "messages": 0,
             "predictions": 0,
@@ -122,6 +129,8 @@ class Connector:
             "dead": 0,
             "again": 0,
             "unknown_again": 0,
+            "events": 0,
+            "events_dropped": 0,
         }
 
     def parse(self, delivery: Delivery) -> tuple[str, Any, str, Any]:
@@ -198,6 +207,55 @@ class Connector:
         }
         self.bus.publish(self.dead_letter, orjson.dumps(record))
 
+    def follow_events(self) -> None:
+        """Publish the target's events (an Engine's event bus, or a server's event feed
+        from now on) to ``events``, in order, at most once, from the connector's own thread
+        (the bus is not shared between threads): an event is queued when it happens and
+        published between messages. Only ``event_types`` when given."""
+        if self.events_to is None or self._unfollow is not None:
+            return
+        target: Any = self.target
+        bus = getattr(target, "events", None)
+        if bus is not None and hasattr(bus, "subscribe"):  # an Engine: as they are published
+            self._unfollow = bus.subscribe(lambda event: self._queue(event.to_dict()))
+            return
+        stop = threading.Event()
+        types = sorted(self.event_types) or None
+
+        def follow() -> None:  # a Client: the server's feed, from now on, resumed if dropped
+            while not stop.is_set():
+                try:
+                    for event in target.events(types=types, last_event_id="now"):
+                        if stop.is_set():
+                            return
+                        self._queue(event)
+                except Exception as exc:
+                    if stop.is_set():  # the client closed under it
+                        return
+                    log.warning("following the server's events failed (%s); retrying", exc)
+                    stop.wait(1)
+
+        threading.Thread(target=follow, name="riverbed-connect-events", daemon=True).start()
+        self._unfollow = stop.set
+
+    def _queue(self, event: dict[str, Any]) -> None:
+        if self.event_types and event.get("type") not in self.event_types:
+            return
+        try:
+            self._events.put_nowait(event)
+        except queue.Full:  # a bus slower than the engine: the oldest news is dropped
+            self.counts["events_dropped"] += 1
+
+    def publish_events(self, limit: int = 1000) -> None:
+        for _ in range(limit):
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            assert self.events_to is not None
+            self.bus.publish(self.events_to, orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS))
+            self.counts["events"] += 1
+
     def _rewind(self) -> None:
         """What was delivered and not handled comes again, in order, before newer messages
         (the rest of the batch included: handling out of order would change the metrics)."""
@@ -219,7 +277,21 @@ class Connector:
         """Handle messages until ``stop`` is set; an unavailable target or bus is retried
         after a second (the message is not acknowledged, so it comes again)."""
         stop = stop or threading.Event()
+        self.follow_events()
+        try:
+            self._run(stop, idle, on_idle)
+        finally:
+            if self._unfollow is not None:
+                self._unfollow()
+                self._unfollow = None
+
+    def _run(self, stop: threading.Event, idle: float, on_idle: Callable[[], None] | None) -> None:
         while not stop.is_set():
+            if self.events_to is not None:
+                try:
+                    self.publish_events()
+                except Exception as exc:
+                    log.warning("publishing events to %s failed (%s)", self.events_to, exc)
             try:
                 batch = self.bus.receive(idle)
             except Exception as exc:  # the bus went away: wait and read again
