@@ -64,6 +64,7 @@ def connect(
     from riverbed.connect import Connector, Mapping_, open_bus
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         mapping = Mapping_.parse(list(fields))
         bus = open_bus(

@@ -117,7 +117,7 @@ class NatsJetStream:
 
         try:
             messages = await self._sub.fetch(batch=100, timeout=timeout)
-        except nats.errors.TimeoutError:
+        except (TimeoutError, nats.errors.TimeoutError):  # nothing new in time
             return []
         return [
             Delivery(f"{self._epoch}-{m.metadata.sequence.stream}", m.data, m) for m in messages
