@@ -121,6 +121,10 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
                 self._readers.append(conn)
         return conn
 
+    def _submit(self, op: Any) -> Future[Any]:
+        """Run ``op(conn)`` in the writer's next commit (stores/copy.py writes rows so)."""
+        return self._writer.submit(op)
+
     def sync(self) -> None:
         self._writer.submit(lambda conn: None).result()
 
