@@ -126,6 +126,13 @@ class PostgresWriter(Writer):
                 pass
             self.flush()
         if self.conn is not None:
+            # Let go of the writer lock before closing: the server ends a closed session a
+            # moment later, and a store opened at once on the database would find it held.
+            if not self.conn.broken:
+                try:
+                    self.conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
+                except psycopg.Error:  # pragma: no cover - the connection broke meanwhile
+                    pass
             self.conn.close()
 
     def flush(self) -> None:
