@@ -27,7 +27,9 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def connect(app: Any, path: str, query: bytes = b"") -> AsyncIterator[Session]:
+async def connect(
+    app: Any, path: str, query: bytes = b"", host: bytes = b"testserver"
+) -> AsyncIterator[Session]:
     session = Session()
     await session.incoming.put({"type": "websocket.connect"})
     scope = {
@@ -38,7 +40,7 @@ async def connect(app: Any, path: str, query: bytes = b"") -> AsyncIterator[Sess
         "raw_path": path.encode(),
         "query_string": query,
         "root_path": "",
-        "headers": [(b"host", b"testserver")],
+        "headers": [(b"host", host)],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
         "subprotocols": [],

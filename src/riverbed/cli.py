@@ -49,6 +49,7 @@ def serve(**options: Any) -> None:
     import uvicorn
 
     from riverbed.server import create_app
+    from riverbed.server.auth import websocket_max_size
     from riverbed.server.protocol import RiverbedWebSockets, protocol_for
     from riverbed.stores import check_database
 
@@ -89,6 +90,8 @@ def serve(**options: Any) -> None:
         proxy_headers=False,
         http=protocol_for(app),
         ws=RiverbedWebSockets,
+        # a message over its route's limit gets an error answer, not a dropped connection
+        ws_max_size=websocket_max_size(app.state.endpoints, settings),
     )
 
 

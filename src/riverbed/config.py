@@ -155,7 +155,10 @@ SETTINGS: tuple[Setting, ...] = (
         "max_body_bytes",
         1_048_576,
         int,
-        "Largest request body accepted, in bytes; larger ones get 413.",
+        "Largest request body of every route but the uploads, in bytes, and of each WebSocket "
+        "message and each line of an NDJSON learn stream; larger ones get 413 "
+        "payload_too_large naming this setting (before the body is read when its "
+        "Content-Length says so).",
     ),
     Setting("max_features", 10_000, int, "Most features one sample may have."),
     Setting(
@@ -204,7 +207,8 @@ SETTINGS: tuple[Setting, ...] = (
         "max_upload_bytes",
         104_857_600,
         int,
-        "Largest training data upload accepted by POST /v1/jobs, in bytes.",
+        "Largest request body of POST /v1/jobs (the training data, inline, multipart or raw), "
+        "in bytes; larger ones get 413 payload_too_large naming this setting.",
     ),
     Setting("max_candidates", 50, int, "Most candidate models one training job may train."),
     Setting(
@@ -262,7 +266,10 @@ SETTINGS: tuple[Setting, ...] = (
         "max_artifact_bytes",
         268_435_456,
         int,
-        "Largest model artifact accepted by an upload, in bytes; larger ones get 413.",
+        "Largest model artifact accepted by an upload, in bytes: the body of the upload "
+        "routes (chantilly, django-river-ml, Maisie), or four thirds of it plus max_body_bytes "
+        "where the artifact is base64 (POST /v1/models/{name}/versions, Beaver); larger ones "
+        "get 413 payload_too_large naming this setting.",
     ),
     Setting(
         "version_cache_size",

@@ -8,16 +8,21 @@ its route group. For each request (HTTP or WebSocket) the guard, in this order:
 0. refuses a request that a web page on another site may be driving: a ``Host`` that is
    not this server's (400) or, on a state-changing request, a foreign ``Origin`` (403) --
    :mod:`riverbed.server.guard`;
-1. charges the client address's bucket of the route's group (``rate_limit_address``): the
+1. refuses a body over the route's limit (its :class:`~riverbed.server.routing.BodyLimit`:
+   ``max_body_bytes``, ``max_artifact_bytes`` or ``max_upload_bytes``) with 413 -- by its
+   ``Content-Length`` before anything is read, a chunked body as soon as it has gone past
+   the limit (the route's ``receive`` raises, and the answer closes the connection); on a
+   WebSocket, each message (:meth:`Gate.check_message`, called by the route);
+2. charges the client address's bucket of the route's group (``rate_limit_address``): the
    connection's address, or the one a trusted proxy (``forwarded_allow_ips``) names --
    :class:`~riverbed.server.guard.ProxyRule`, applied before any route is matched;
-2. when auth is on and the route is not ``public``: reads the token (``Authorization:
+3. when auth is on and the route is not ``public``: reads the token (``Authorization:
    Bearer <token>``, ``Token <token>`` or ``Basic base64(user:token)``; for event streams and
    WebSockets, which browsers cannot give headers, also ``?token=``), verifies it (401
    otherwise) and checks that its scopes grant the route's scope (403 otherwise);
-3. charges the token's bucket (``rate_limit_token``); an empty bucket answers 429 with
+4. charges the token's bucket (``rate_limit_token``); an empty bucket answers 429 with
    ``Retry-After``;
-4. calls the route with the caller's :class:`Principal` in the ASGI scope
+5. calls the route with the caller's :class:`Principal` in the ASGI scope
    (:func:`principal_of`), and for an ``admin`` route publishes an ``audit`` event once the
    route has answered.
 
@@ -45,14 +50,15 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.requests import HTTPConnection
+from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from riverbed.config import Settings
 from riverbed.exceptions import Forbidden, RateLimited, RiverbedError, Unauthorized
 from riverbed.ratelimit import RateLimiter, parse_rates, retry_after
 from riverbed.server.guard import ProxyRule, WebGuard, is_loopback
-from riverbed.server.routing import Endpoint, is_websocket
+from riverbed.server.http import body_too_large, check_length
+from riverbed.server.routing import BODY_LIMIT_KEY, Endpoint, is_websocket
 from riverbed.stores.tokens import TokenRecord
 from riverbed.tokens import SCOPES, grants
 
@@ -71,6 +77,7 @@ __all__ = [
     "routes_of",
     "token_realm_challenge",
     "verify",
+    "websocket_max_size",
 ]
 
 log = logging.getLogger("riverbed.auth")
@@ -264,14 +271,23 @@ def verify(connection: HTTPConnection | Scope, secret: str) -> TokenRecord:
 
 
 class Gate:
-    """The endpoint's checks (steps 1-3 of the module docstring) as plain calls, shared by
+    """The endpoint's checks (steps 0-4 of the module docstring) as plain calls, shared by
     :func:`guard` and by the server's direct path for JSON operations
     (:mod:`riverbed.server.protocol`), which answers without an ASGI round trip."""
 
-    __slots__ = ("endpoint", "needed", "group", "allow_query", "audited", "changes_state")
+    __slots__ = (
+        "endpoint",
+        "needed",
+        "group",
+        "allow_query",
+        "audited",
+        "changes_state",
+        "_limits",
+    )
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
+        self._limits: tuple[Any, tuple[int, str] | None] = (None, None)
         self.needed = endpoint.scope
         self.group = endpoint.tag
         self.allow_query = (
@@ -285,10 +301,28 @@ class Gate:
         if self.needed not in ("public", *SCOPES):
             raise ValueError(f"{endpoint.method} {endpoint.path}: unknown scope {self.needed!r}")
 
+    def body_limit(self, settings: Any) -> tuple[int, str] | None:
+        """The route's body limit under ``settings`` and the setting that sets it (None: a
+        streamed body, with no total)."""
+        known, limit = self._limits
+        if known is not settings:
+            size = self.endpoint.body_limit.of(settings)
+            limit = None if size is None else (size, self.endpoint.body_limit.setting)
+            self._limits = (settings, limit)
+        return limit
+
     def admit(self, scope: Scope) -> Principal:
-        """The caller, or the :class:`RiverbedError` (400, 401, 403, 429) that refuses it."""
-        policy: AuthPolicy = scope["app"].state.auth
+        """The caller, or the :class:`RiverbedError` (400, 401, 403, 413, 429) that refuses
+        it. A request with a body over the route's limit by its Content-Length is refused
+        here; a chunked one is the guard's to count (:func:`guard`)."""
+        app = scope["app"]
+        policy: AuthPolicy = app.state.auth
         policy.web.check(scope, self.changes_state)
+        limit = self.body_limit(app.state.settings)
+        if limit is not None:
+            scope[BODY_LIMIT_KEY] = limit
+            if scope["type"] == "http":
+                check_length(scope, *limit)
         if policy.by_address.rates:
             _charge(policy.by_address, self.group, _address(scope), "this address")
         if not policy.required(scope):
@@ -299,6 +333,15 @@ class Gate:
         if policy.by_token.rates and principal.token_id is not None:
             _charge(policy.by_token, self.group, principal.token_id, "this token")
         return principal
+
+    def check_message(self, scope: Scope, size: int) -> None:
+        """Refuse a message of ``size`` bytes on an open WebSocket past the route's body
+        limit (``PayloadTooLarge``, answered as an error message; the connection stays
+        open). ``riverbed serve`` lets uvicorn take messages up to twice the limit
+        (:func:`websocket_max_size`) so that this, not a dropped connection, is the answer."""
+        limit = self.body_limit(scope["app"].state.settings)
+        if limit is not None and size > limit[0]:
+            raise body_too_large(*limit, given=size, what="message")
 
     def charge(self, scope: Scope, principal: Principal) -> None:
         """Count one more request of an admitted caller against the rate limits (step 3
@@ -340,6 +383,13 @@ def guard(endpoint: Endpoint, app: ASGIApp) -> ASGIApp:
             return
         scope[PRINCIPAL_KEY] = principal
         scope[GATE_KEY] = gate
+        if scope["type"] == "http" and BODY_LIMIT_KEY in scope and _chunked(scope):
+            await _held(scope, receive, send, gate, serve)
+            return
+        await serve(scope, receive, send)
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        principal: Principal = scope[PRINCIPAL_KEY]
         if not gate.audited:
             await app(scope, receive, send)
             return
@@ -358,6 +408,57 @@ def guard(endpoint: Endpoint, app: ASGIApp) -> ASGIApp:
     guarded.riverbed_endpoint = endpoint  # type: ignore[attr-defined]
     guarded.riverbed_gate = gate  # type: ignore[attr-defined]
     return guarded
+
+
+async def _held(scope: Scope, receive: Receive, send: Send, gate: Gate, app: ASGIApp) -> None:
+    """``app`` on a chunked request, its body held to the route's limit (:class:`_Bounded`)."""
+    bounded = _Bounded(scope[BODY_LIMIT_KEY], receive, send)
+    try:
+        await app(scope, bounded.receive, bounded.send)
+    except ClientDisconnect:
+        if not bounded.over:
+            raise
+    if bounded.over and not bounded.started:
+        await _deny(scope, receive, send, body_too_large(*bounded.limit), gate)
+
+
+def _chunked(scope: Scope) -> bool:
+    """Whether the request's body has no ``Content-Length`` (chunked, or none at all): only
+    then is its size unknown until it is read."""
+    return all(name != b"content-length" for name, _ in scope["headers"])
+
+
+class _Bounded:
+    """A chunked request's ``receive`` and ``send``, held to the route's body limit. The
+    chunk that takes the body past it is not handed over: the route is told the client left
+    (``http.disconnect``, so it stops reading and a stream stops listening), and the guard
+    answers 413 itself if the route has not started answering; that answer closes the
+    connection, so the server reads no more of the body."""
+
+    __slots__ = ("limit", "_receive", "_send", "size", "over", "started")
+
+    def __init__(self, limit: tuple[int, str], receive: Receive, send: Send) -> None:
+        self.limit = limit
+        self._receive = receive
+        self._send = send
+        self.size = 0
+        self.over = self.started = False
+
+    async def receive(self) -> Message:
+        if self.over:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.size += len(message.get("body", b""))
+            if self.size > self.limit[0]:
+                self.over = True
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def _address(scope: Scope) -> str:
@@ -406,6 +507,8 @@ async def _deny(
     from riverbed.server.http import JSONResponse, error_response
 
     status, headers = gate.refusal(scope, error)
+    if status == 413 and scope["type"] == "http":
+        headers["Connection"] = "close"  # the body is still coming: read none of it
     render = _ERROR_PAYLOADS.get(gate.group)
     if render is None:
         response = error_response(status, error.code, error.message, error.detail, headers=headers)
@@ -446,6 +549,16 @@ def _audit(
     engine = getattr(scope["app"].state, "engine", None)
     if engine is not None:
         engine.events.publish("audit", model, data)
+
+
+def websocket_max_size(endpoints: Iterable[Endpoint], settings: Settings) -> int:
+    """The largest WebSocket message the ASGI server should take (uvicorn's
+    ``ws_max_size``): twice the largest WebSocket route's limit, so that a message over a
+    limit reaches the route and is answered ``payload_too_large`` on a connection that stays
+    open; past that, the server closes the connection (1009) without reading it all."""
+    limits = [e.body_limit.of(settings) for e in endpoints if is_websocket(e)]
+    sizes = [size for size in limits if size is not None]
+    return 2 * max(sizes, default=int(settings.max_body_bytes))
 
 
 def bootstrap_admin(app: Any) -> str | None:

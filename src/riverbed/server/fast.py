@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from riverbed.exceptions import RiverbedError
 from riverbed.server.http import (
     JSONResponse,
+    body_limit_of,
     error_headers,
     parse_json,
     read_asgi_body,
@@ -307,9 +308,8 @@ def _app(op: JsonOp, status: int, errors: ErrorPayload | None) -> ASGIApp:
         settings = state.settings
         headers: list[tuple[bytes, bytes]] = []
         try:
-            body = parse_json(
-                await read_asgi_body(scope, receive, int(settings.max_body_bytes)), settings
-            )
+            limit, setting = body_limit_of(scope, settings)
+            body = parse_json(await read_asgi_body(scope, receive, limit, setting), settings)
             result = op(state, scope["path_params"], body)
             if hasattr(result, "__await__"):  # a receipt, or an async operation's coroutine
                 result = await result

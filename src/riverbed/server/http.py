@@ -27,10 +27,14 @@ from riverbed.exceptions import (
     Unauthorized,
     Unavailable,
 )
+from riverbed.server.routing import BODY_LIMIT_KEY
 from riverbed.validation import MAX_INT_DIGITS, parse_int
 
 __all__ = [
     "JSONResponse",
+    "body_limit_of",
+    "body_too_large",
+    "check_length",
     "check_batch",
     "check_json_limits",
     "declared_length",
@@ -39,6 +43,7 @@ __all__ = [
     "parse_json",
     "query_int",
     "read_asgi_body",
+    "read_body",
     "read_json",
     "status_of",
 ]
@@ -128,30 +133,56 @@ def declared_length(request: Request) -> int | None:
     return None if raw is None else parse_int(raw)
 
 
-async def read_body(request: Request, *, limit: int | None = None) -> bytes:
-    """The request body, refused with 413 past ``limit`` (default: ``max_body_bytes``)."""
-    if limit is None:
-        limit = int(request.app.state.settings.max_body_bytes)
-    return await read_asgi_body(request.scope, request.receive, limit)
+def body_too_large(
+    limit: int, setting: str, given: int | None = None, what: str = "request body"
+) -> PayloadTooLarge:
+    """The 413 of a request body (or a WebSocket message) over its route's limit (see
+    :class:`~riverbed.server.routing.BodyLimit`), naming the limit and the setting."""
+    flag = setting.replace("_", "-")
+    size = "" if given is None else f"{given} bytes, "
+    return PayloadTooLarge(
+        f"the {what} is {size}more than this route's limit of {limit} bytes (the "
+        f"{setting} setting: --{flag} / RIVERBED_{setting.upper()})",
+        detail={"setting": setting, "max": limit, **({} if given is None else {"given": given})},
+    )
 
 
-async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The body of an HTTP request from its ASGI messages; 413 past ``limit`` bytes (by its
-    Content-Length before reading, or as it arrives). A client that goes away raises
-    Starlette's ``ClientDisconnect``, as ``Request.stream`` does."""
+def check_length(scope: Scope, limit: int, setting: str) -> None:
+    """413 for a ``Content-Length`` over ``limit``, before a byte of the body is read."""
     for key, value in scope["headers"]:
         if key == b"content-length":
             # bytes.isdigit is ASCII only; that many digits is too big (and int() may refuse)
             if value.isdigit() and (len(value) > MAX_INT_DIGITS or int(value) > limit):
-                raise PayloadTooLarge(
-                    f"the request body is {value.decode()} bytes; the limit is {limit}"
-                )
-            break
+                given = int(value) if len(value) <= MAX_INT_DIGITS else None
+                raise body_too_large(limit, setting, given)
+            return
+
+
+def body_limit_of(scope: Scope, settings: Any) -> tuple[int, str]:
+    """The request's body limit and its setting, as the guard left them in the scope
+    (``max_body_bytes`` for a request that did not go through a guard)."""
+    found: tuple[int, str] | None = scope.get(BODY_LIMIT_KEY)
+    return found if found is not None else (int(settings.max_body_bytes), "max_body_bytes")
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 past its route's limit (:func:`body_limit_of`)."""
+    limit, setting = body_limit_of(request.scope, request.app.state.settings)
+    return await read_asgi_body(request.scope, request.receive, limit, setting)
+
+
+async def read_asgi_body(
+    scope: Scope, receive: Receive, limit: int, setting: str = "max_body_bytes"
+) -> bytes:
+    """The body of an HTTP request from its ASGI messages; 413 past ``limit`` bytes (by its
+    Content-Length before reading, or as it arrives). A client that goes away raises
+    Starlette's ``ClientDisconnect``, as ``Request.stream`` does."""
+    check_length(scope, limit, setting)
     message = await receive()
     if message["type"] == "http.request" and not message.get("more_body", False):
         body: bytes = message.get("body", b"")  # the common case: one message
         if len(body) > limit:
-            raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+            raise body_too_large(limit, setting)
         return body
     chunks = []
     size = 0
@@ -161,25 +192,19 @@ async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+            raise body_too_large(limit, setting)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
         message = await receive()
 
 
-async def read_json(
-    request: Request,
-    *,
-    required: bool = True,
-    long_strings: bool = False,
-    limit: int | None = None,
-) -> Any:
+async def read_json(request: Request, *, required: bool = True, long_strings: bool = False) -> Any:
     """The request's JSON body; malformed JSON is a 400 that says where it broke. Bodies
     nested deeper than ``max_json_depth`` or holding a string longer than
     ``max_string_length`` (unless ``long_strings``, e.g. for an encoded artifact) are refused
-    with 400 ``limit_exceeded``; bodies over ``limit`` (default ``max_body_bytes``) with 413."""
-    body = await read_body(request, limit=limit)
+    with 400 ``limit_exceeded``; bodies over the route's limit with 413."""
+    body = await read_body(request)
     return parse_json(
         body, request.app.state.settings, required=required, long_strings=long_strings
     )

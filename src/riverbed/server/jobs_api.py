@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from riverbed.events import Event
-from riverbed.exceptions import InvalidInput, MalformedJSON, PayloadTooLarge
+from riverbed.exceptions import InvalidInput, MalformedJSON
 from riverbed.jobs import FINISHED, JobRunner
-from riverbed.server.http import JSONResponse, declared_length, reject_unknown
-from riverbed.server.routing import Endpoint
+from riverbed.server.http import JSONResponse, read_body, reject_unknown
+from riverbed.server.routing import UPLOAD, Endpoint
 from riverbed.server.stream import HEARTBEAT_SECONDS, sse
 from riverbed.validation import parse_int
 
@@ -61,17 +61,7 @@ def _jobs(request: Request) -> JobRunner:
 
 
 async def _read_upload(request: Request) -> bytes:
-    limit: int = request.app.state.settings.max_upload_bytes
-    declared = declared_length(request)
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"the upload is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the upload is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request)  # within max_upload_bytes: the route declares UPLOAD
 
 
 def _json(raw: str | bytes, what: str) -> Any:
@@ -85,11 +75,7 @@ async def _job_request(request: Request) -> tuple[dict[str, Any], Any, str | Non
     """(config, data, file name) from any of the three body shapes."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        limit: int = request.app.state.settings.max_upload_bytes
-        declared = declared_length(request)
-        if declared is not None and declared > limit:
-            raise PayloadTooLarge(f"the upload is {declared} bytes; the limit is {limit}")
-        form = await request.form(max_files=1, max_fields=4)
+        form = await request.form(max_files=1, max_fields=4)  # the body within UPLOAD
         try:
             raw_config = form.get("config")
             upload = form.get("data")
@@ -98,8 +84,6 @@ async def _job_request(request: Request) -> tuple[dict[str, Any], Any, str | Non
             if not isinstance(upload, UploadFile):
                 raise InvalidInput("the multipart body needs a 'data' file part")
             data = await upload.read()
-            if len(data) > limit:
-                raise PayloadTooLarge(f"the upload is over the limit of {limit} bytes")
             return _json(raw_config, "the config field"), data, upload.filename
         finally:
             await form.close()
@@ -290,6 +274,7 @@ ENDPOINTS: list[Endpoint] = [
         status=202,
         errors=(404, 413),
         body=_JOB_BODY,
+        body_limit=UPLOAD,
         response=_JOB,
     ),
     Endpoint(

@@ -21,7 +21,7 @@ from riverbed.server.http import (
     read_json,
     reject_unknown,
 )
-from riverbed.server.routing import Endpoint
+from riverbed.server.routing import STREAMED, Endpoint
 
 __all__ = ["ENDPOINTS"]
 
@@ -333,5 +333,6 @@ ENDPOINTS: list[Endpoint] = [
         scope="learn",
         errors=(404,),
         media_type="application/x-ndjson",
+        body_limit=STREAMED,
     ),
 ]

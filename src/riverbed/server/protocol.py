@@ -8,7 +8,7 @@ that work costs about as much as riverbed's own, so here the complete request go
 parser to the operation and back in plain calls:
 
 1. the request's head names a direct operation (:meth:`FastRoutes.lookup`), its body has a
-   ``Content-Length`` within ``max_body_bytes`` and nothing asks for what only the ASGI path
+   ``Content-Length`` within the route's body limit and nothing asks for what only the ASGI path
    does (``Expect: 100-continue``, an audited route); proxy headers are read by the same
    rule as on the ASGI path (:class:`~riverbed.server.guard.ProxyRule`);
 2. once the body is in, the route's :class:`~riverbed.server.auth.Gate` admits the caller,
@@ -111,7 +111,9 @@ class RiverbedHttp(HttpToolsProtocol):
         found = self.app_of_server.fast.lookup(scope["method"], scope["path"], scope["root_path"])
         if found is None or not found[0].direct:
             return None
-        limit = int(self.app_of_server.state.settings.max_body_bytes)
+        limit = found[0].gate.body_limit(self.app_of_server.state.settings)
+        if limit is None:
+            return None
         length = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -122,7 +124,7 @@ class RiverbedHttp(HttpToolsProtocol):
             length is None
             or not length.isdigit()
             or len(length) > MAX_INT_DIGITS
-            or int(length) > limit
+            or int(length) > limit[0]
         ):
             return None  # the ASGI path streams it, or refuses it with 413
         return found

@@ -28,7 +28,7 @@ from riverbed.server.http import (
     read_json,
     reject_unknown,
 )
-from riverbed.server.routing import Endpoint
+from riverbed.server.routing import ENCODED_ARTIFACT, Endpoint
 from riverbed.validation import parse_int
 
 __all__ = ["ENDPOINTS", "pickle_allowed"]
@@ -92,8 +92,7 @@ _UPLOAD_FIELDS = {
 
 async def upload(request: Request) -> Response:
     engine = _engine(request)
-    limit = engine.settings.max_artifact_bytes * 4 // 3 + engine.settings.max_body_bytes
-    body = await read_json(request, limit=limit, long_strings=True)
+    body = await read_json(request, long_strings=True)  # an encoded artifact's limit
     reject_unknown(body, _UPLOAD_FIELDS)
     encoded = field(body, "artifact", is_str, "a base64 string")
     spec = field(body, "spec")
@@ -411,6 +410,7 @@ ENDPOINTS: list[Endpoint] = [
         scope="admin",
         status=201,
         errors=(403, 409, 413),
+        body_limit=ENCODED_ARTIFACT,
         body=_obj(
             {
                 "artifact": {"type": "string", "contentEncoding": "base64"},

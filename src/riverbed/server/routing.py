@@ -10,9 +10,57 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["Endpoint", "is_websocket", "openapi_document"]
+__all__ = [
+    "ARTIFACT",
+    "BODY",
+    "BODY_LIMIT_KEY",
+    "ENCODED_ARTIFACT",
+    "STREAMED",
+    "UPLOAD",
+    "BodyLimit",
+    "Endpoint",
+    "is_websocket",
+    "openapi_document",
+]
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyLimit:
+    """The most bytes a route's request body (or, on a WebSocket, each message) may have:
+    the value of the setting ``setting``; for an artifact sent as base64 inside a JSON or
+    form body (``encoded``), four thirds of it plus ``max_body_bytes`` for the other fields.
+
+    The guard (:func:`riverbed.server.auth.guard`) enforces it on every route: a
+    ``Content-Length`` over it is refused before the body is read, a chunked body once it
+    has gone past it, both with 413 ``payload_too_large`` naming the limit and the setting.
+    ``streamed`` is a body read line by line and never held whole (the NDJSON learn
+    upload): no total, each line within the setting (the route checks its lines)."""
+
+    setting: str = "max_body_bytes"
+    encoded: bool = False
+    streamed: bool = False
+
+    def of(self, settings: Any) -> int | None:
+        """The limit in bytes under ``settings`` (None: a streamed body has no total)."""
+        if self.streamed:
+            return None
+        value = int(getattr(settings, self.setting))
+        if self.encoded:
+            return value * 4 // 3 + int(settings.max_body_bytes)
+        return value
+
+
+# The ASGI scope key under which the guard leaves a request's limit: (bytes, setting name).
+BODY_LIMIT_KEY = "riverbed.body_limit"
+
+BODY = BodyLimit()  # every route's unless it says otherwise
+ARTIFACT = BodyLimit("max_artifact_bytes")  # a model file as the body, or a multipart part
+# a model file as base64 in a JSON or form body
+ENCODED_ARTIFACT = BodyLimit("max_artifact_bytes", encoded=True)
+UPLOAD = BodyLimit("max_upload_bytes")  # training data for a job
+STREAMED = BodyLimit(streamed=True)  # read line by line, each line within max_body_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +79,7 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = ()
     media_type: str = "application/json"
+    body_limit: BodyLimit = BODY
 
 
 def is_websocket(endpoint: Endpoint) -> bool:
@@ -69,6 +118,7 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
             "tags": [e.tag],
             "operationId": _operation_id(e),
             "x-riverbed-scope": e.scope,
+            "x-riverbed-body-limit": "streamed" if e.body_limit.streamed else e.body_limit.setting,
         }
         if e.scope != "public":
             operation["security"] = [{"token": [e.scope]}]
@@ -90,7 +140,7 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
             success["content"] = {e.media_type: {"schema": e.response}}
         responses: dict[str, Any] = {str(e.status): success}
         auth_errors = {401, 403} if e.scope != "public" else set()
-        for status in sorted({400, 429, *auth_errors, *e.errors}):
+        for status in sorted({400, 413, 429, *auth_errors, *e.errors}):
             responses[str(status)] = {
                 "description": _ERROR_TEXT.get(status, "Error"),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

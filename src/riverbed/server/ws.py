@@ -19,7 +19,8 @@ commits group -- match them by ``id``. A bad message gets an error answer and th
 stays open. Learning operations need the ``learn`` scope when auth is on. Each message is
 charged to the rate limits as one request of the ``learning`` group (the handshake is one
 too): a message past the limit is answered ``rate_limited`` with its ``retry_after``, and
-the connection stays open.
+the connection stays open. So is a message longer than ``max_body_bytes`` (the route's body
+limit), answered ``payload_too_large`` with ``"id": null`` (it is not parsed).
 """
 
 from __future__ import annotations
@@ -90,6 +91,15 @@ def _submit(engine: Engine, message: Any) -> Any:
     return engine.metrics(name)
 
 
+def _size(text: str | bytes | None) -> int:
+    """A message's size in bytes (as it came over the wire: UTF-8 for a text message)."""
+    if text is None:
+        return 0
+    if isinstance(text, bytes) or text.isascii():
+        return len(text)
+    return len(text.encode())
+
+
 async def websocket(ws: WebSocket) -> None:
     engine: Engine = ws.app.state.engine
     principal = principal_of(ws)
@@ -118,6 +128,8 @@ async def websocket(ws: WebSocket) -> None:
             text = raw.get("text") if raw.get("text") is not None else raw.get("bytes")
             request_id = None
             try:
+                if gate is not None:  # the route's body limit, before parsing it
+                    gate.check_message(ws.scope, _size(text))
                 try:
                     message = orjson.loads(text or b"")
                 except orjson.JSONDecodeError as exc:

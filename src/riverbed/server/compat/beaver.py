@@ -41,7 +41,7 @@ from riverbed.receipts import Receipt
 from riverbed.server.compat.common import engine_of, pickle_refused, slug
 from riverbed.server.fast import json_route
 from riverbed.server.http import JSONResponse, field, is_object, read_body, reject_unknown
-from riverbed.server.routing import Endpoint
+from riverbed.server.routing import ENCODED_ARTIFACT, Endpoint
 from riverbed.tasks import detect_task
 from riverbed.validation import check_name
 
@@ -95,10 +95,11 @@ def _replay(body: bytes) -> Callable[[], Any]:
 
 async def _form(request: Request) -> dict[str, Any]:
     """The upload's form fields (url-encoded, as Beaver's client sends them, or multipart),
-    the body held to the artifact limit (base64 is a third larger than the bytes)."""
+    the body held to the artifact limit (base64 is a third larger than the bytes: the route
+    declares an encoded artifact)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    limit = request.app.state.settings.max_artifact_bytes * 4 // 3 + 65_536
-    body = await read_body(request, limit=limit)
+    body = await read_body(request)
+    limit = len(body)
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
     if kind == "multipart/form-data":
@@ -275,6 +276,7 @@ ENDPOINTS: list[Endpoint] = [
             scope="admin",
             status=201,
             errors=(403, 409, 413),
+            body_limit=ENCODED_ARTIFACT,
             response={"type": "object", "properties": {"name": {"type": "string"}}},
         )
     ),

@@ -37,7 +37,7 @@ from riverbed.server.compat.common import (
 )
 from riverbed.server.fast import Reply, json_route
 from riverbed.server.http import JSONResponse, read_json
-from riverbed.server.routing import Endpoint
+from riverbed.server.routing import ARTIFACT, Endpoint
 from riverbed.stores import backend_name
 
 __all__ = ["ENDPOINTS", "FLAVORS"]
@@ -401,6 +401,7 @@ ENDPOINTS: list[Endpoint] = [
         scope="admin",
         status=201,
         errors=(403, 413),
+        body_limit=ARTIFACT,
         media_type="application/json",
     ),
     Endpoint(
@@ -412,6 +413,7 @@ ENDPOINTS: list[Endpoint] = [
         scope="admin",
         status=201,
         errors=(403, 413),
+        body_limit=ARTIFACT,
     ),
     Endpoint(
         "GET",

@@ -87,11 +87,10 @@ async def load_pickled_upload(request: Request) -> Any:
     Unpickling runs code, so these routes are declared with the admin scope and the server
     must also allow pickled uploads (the ``allow_pickle_uploads`` setting).
     """
-    settings = request.app.state.settings
     refusal = pickle_refused(request, "dill")
     if refusal is not None:
         raise refusal
-    data = await read_body(request, limit=settings.max_artifact_bytes)
+    data = await read_body(request)  # within max_artifact_bytes: the routes declare ARTIFACT
     if not data:
         raise InvalidArtifact("the body is empty: send the pickled model as the request body")
     return serialization.loads_plain(data, "dill")

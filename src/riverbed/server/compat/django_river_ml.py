@@ -44,7 +44,7 @@ from riverbed.server.compat.common import (
 )
 from riverbed.server.fast import json_route
 from riverbed.server.http import JSONResponse, read_body, read_json
-from riverbed.server.routing import Endpoint
+from riverbed.server.routing import ARTIFACT, Endpoint
 from riverbed.stores import backend_name
 from riverbed.tasks import TASKS
 from riverbed.version import __version__
@@ -354,6 +354,7 @@ ENDPOINTS: list[Endpoint] = [
         scope="admin",
         status=201,
         errors=(403, 413),
+        body_limit=ARTIFACT,
         response=_NAMED,
     ),
     Endpoint(
@@ -365,6 +366,7 @@ ENDPOINTS: list[Endpoint] = [
         scope="admin",
         status=201,
         errors=(403, 413),
+        body_limit=ARTIFACT,
         response=_NAMED,
     ),
     Endpoint(

@@ -23,17 +23,16 @@ from starlette.formparsers import FormParser, MultiPartException, MultiPartParse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from riverbed.exceptions import InvalidInput, NotFound, PayloadTooLarge
+from riverbed.exceptions import InvalidInput, NotFound
 from riverbed.server.auth import principal_of
 from riverbed.server.compat.common import engine_of, legacy_errors, slug
 from riverbed.server.http import (
     JSONResponse,
-    declared_length,
     parse_json,
     query_int,
     read_body,
 )
-from riverbed.server.routing import Endpoint
+from riverbed.server.routing import ARTIFACT, Endpoint
 from riverbed.validation import parse_int
 
 __all__ = ["ENDPOINTS"]
@@ -204,13 +203,7 @@ async def upload(request: Request) -> Response:
     """A multipart upload: ``file`` and the fields Maisie's client sends (``name``,
     ``hyperparameters``/``parameters``/``metrics`` as JSON, ``git_active_branch``,
     ``git_commit_hash``, ``project_id``) plus ``dataset_name`` and ``dataset_description``."""
-    settings = request.app.state.settings
-    declared = declared_length(request)
-    if declared is not None and declared > settings.max_artifact_bytes:
-        raise PayloadTooLarge(
-            f"the upload is {declared} bytes; the limit is {settings.max_artifact_bytes}"
-        )
-    form = await request.form()
+    form = await request.form()  # within max_artifact_bytes: the route declares ARTIFACT
     try:
         return await _upload(request, form)
     finally:
@@ -302,6 +295,7 @@ ENDPOINTS: list[Endpoint] = [
         status=201,
         errors=(409, 413),
         response=_MODEL,
+        body_limit=ARTIFACT,
     ),
     Endpoint(
         "GET",
