@@ -31,6 +31,8 @@ ENGINE_ONLY = {
 }
 
 ROWS = [x for x, _ in datasets.Phishing().take(6)]
+# A PageHinkley that fires on the few learns of the scenario: its alarms are compared too.
+DRIFT = {"on": "feature:popup_window", "params": {"min_instances": 1, "threshold": 0.01}}
 SKOPS = artifacts.dump_object(LogisticRegression().fit([[0.0], [1.0]], [0, 1]))[0]
 LABELS = [y for _, y in datasets.Phishing().take(6)]
 
@@ -45,6 +47,7 @@ def scenario() -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         ("create_model", ("rec", reco.Baseline()), {}),
         ("list_models", (), {}),
         ("get_model", ("m",), {}),
+        ("set_drift", ("m", [{"detector": "ADWIN"}, {"detector": "PageHinkley", **DRIFT}]), {}),
         ("predict", ("m", x), {"id": "p1"}),
         ("learn", ("m",), {"ground_truth": y, "id": "p1"}),
         ("learn", ("m", ROWS[1], LABELS[1]), {}),
@@ -55,6 +58,9 @@ def scenario() -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
             {},
         ),
         ("metrics", ("m",), {}),
+        ("drift", ("m",), {}),
+        ("drift_alarms", ("m",), {}),
+        ("drift_off", ("m",), {}),
         ("metrics_history", ("m",), {}),
         ("stats", ("m",), {}),
         ("snapshot", ("m",), {"description": "first", "tags": {"stage": "dev"}}),

@@ -143,6 +143,7 @@ def _add_commands() -> None:
     from riverbed.cli_cache import cache
     from riverbed.cli_connect import connect
     from riverbed.cli_db import db
+    from riverbed.cli_drift import drift
     from riverbed.cli_jobs import jobs, train
     from riverbed.cli_learning import forecast, learn, tail
     from riverbed.cli_models import models
@@ -151,6 +152,7 @@ def _add_commands() -> None:
     cli.add_command(cache)
     cli.add_command(connect)
     cli.add_command(db)
+    cli.add_command(drift)
     cli.add_command(models)
     cli.add_command(tokens)
     cli.add_command(train)

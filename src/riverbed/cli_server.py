@@ -1,8 +1,8 @@
 """What the commands that talk to a server, or work on a database, share: how they are told
 which (one rule, :func:`choose_target`), their options, and the one line an error becomes.
 
-The rule, for every command that can do either (``riverbed models``, ``tokens``, ``train``,
-``connect``):
+The rule, for every command that can do either (``riverbed models``, ``tokens``, ``drift``,
+``train``, ``connect``):
 
 1. ``--database PATH`` given: that database, in this process;
 2. else ``--url URL`` or ``RIVERBED_URL``: the server there;

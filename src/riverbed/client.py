@@ -32,6 +32,7 @@ import httpx
 import orjson
 
 from riverbed import specs
+from riverbed.client_drift import DriftMethods
 from riverbed.client_registry import RAW, RegistryMethods
 from riverbed.exceptions import ServerError, Unavailable, Unreachable, error_from_payload
 
@@ -198,7 +199,7 @@ class _EventLines:
         return data
 
 
-class _Methods(RegistryMethods):
+class _Methods(RegistryMethods, DriftMethods):
     """The operations, each described once. ``_request`` decides sync or async."""
 
     def _request(

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from riverbed import validation
 from riverbed.bulk import BulkOps
 from riverbed.config import Settings
+from riverbed.drift import DriftMonitor
 from riverbed.events import EventBus, packed
 from riverbed.exceptions import (
     AlreadyLabelled,
@@ -69,7 +70,7 @@ _MISSING: Any = MISSING
 log = logging.getLogger(__name__)
 
 
-class Engine(LiveModels, Registry, BulkOps, Signatures):
+class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
     """riverbed's core, usable in-process. Thread-safe; close it (or use ``with``).
 
     The model registry's operations (versions, aliases, search, artifacts) are the methods
@@ -422,9 +423,14 @@ class Engine(LiveModels, Registry, BulkOps, Signatures):
         live.learn_stats.add(time.perf_counter() - start)
         live.n_scored += scored
         live.n_learns = record.seq
+        if live.drift is not None:
+            self._drift_feed(live, record)
 
     def _after_learn(self, live: _Live, record: LearnRecord) -> None:
-        # The caller holds live.lock and has queued the learn(s): history point, checkpoint.
+        # The caller holds live.lock and has queued the learn(s): their drift alarms, history
+        # point, checkpoint.
+        if live.drift_fired:
+            self._drift_flush(live)
         tracker = live.metric
         if tracker.point_due(record.created_at):
             values = tracker.values()

@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from riverbed import artifacts, serialization, specs
+from riverbed.drift import DriftState, Fired, reset_model
 from riverbed.evaluated import Evaluated, evaluated
 from riverbed.exceptions import (
     InvalidInput,
@@ -176,6 +177,8 @@ class _Live:
         self.stale = False
         self.refused: list[tuple[int, int, float, float]] = []
         self.unlearned: list[tuple[int, float, float]] = []  # (learns, seconds, ewm before)
+        self.drift: DriftState | None = None  # its drift detectors (riverbed.drift)
+        self.drift_fired: list[Fired] = []  # alarms of learns applied, not queued yet
 
     def state(self) -> dict[str, Any]:
         return {
@@ -187,6 +190,7 @@ class _Live:
             "n_predictions": self.n_predictions,
             "predict_stats": vars_of(self.predict_stats),
             "learn_stats": vars_of(self.learn_stats),
+            "drift": self.drift,
         }
 
 
@@ -305,6 +309,7 @@ class LiveModels:
         # read and write for good (serialization.live_copy): go on with the copy just written.
         state = serialization.loads(blob)
         live.metric = state["metric"]
+        live.drift = state["drift"]
         if not live.evaluated:
             live.model = state["model"]
             live.task.bind(live.model)
@@ -568,6 +573,7 @@ class LiveModels:
             live.n_predictions = state["n_predictions"]
             live.predict_stats = _OpStats(*state["predict_stats"])
             live.learn_stats = _OpStats(*state["learn_stats"])
+            live.drift = state.get("drift")
         elif live.evaluated:
             live.metric = self._fresh_tracker(live)
             live.n_scored = live.n_learns = live.n_predictions = 0
@@ -581,6 +587,9 @@ class LiveModels:
             live.metric = self._tracker(live.task, live.record.metrics, live.record.options)
             live.n_scored = live.n_learns = live.n_predictions = 0
             live.predict_stats, live.learn_stats = _OpStats(), _OpStats()
+        if checkpoint is None:
+            live.drift = None
+        live.drift_fired = []
         if live.evaluated:  # it predicts with the version the bare name serves
             live.model = Evaluated(functools.partial(self._serving_target, name, None))
         live.task.bind(live.model)
@@ -606,6 +615,14 @@ class LiveModels:
             task.learn(model, x, y, y_pred)
             live.learn_stats.n_calls += 1
             live.n_learns = record.seq
+            if live.drift is not None:
+                # The alarms again, written again (the store keeps the first of each): no
+                # event, no snapshot; a reset is part of the model's history.
+                for fired in live.drift.feed(task.name, record):
+                    self.store.add_drift_alarm(fired.alarm)
+                    if fired.action == "reset":
+                        reset_model(live)
+                        model = live.model
         for pull in pulls[next_pull:]:
             self._replay_predict(live, pull)
         live.n_predictions = max(live.n_predictions, self.store.max_prediction_seq(name))

@@ -66,6 +66,10 @@ _FAMILIES = {
         "histogram",
         "Time spent learning from one sample, seconds (buckets within ~4.4%).",
     ),
+    "riverbed_drift_alarms_total": (
+        "counter",
+        "Drift alarms raised, per model and detector (since the detector was set).",
+    ),
     "riverbed_metric": (
         "gauge",
         "Running progressive-validation metric of a model (predict, then learn).",
@@ -123,6 +127,13 @@ def _samples(engine: Engine) -> Iterable[tuple[str, dict[str, str], float]]:
                 yield f"{family}_bucket", {"model": name, "le": le}, n
             yield f"{family}_count", labels, count
             yield f"{family}_sum", labels, total
+        try:
+            detectors = engine.drift(name)["detectors"]
+        except RiverbedError:  # deleted since
+            continue
+        for detector in detectors:
+            labels = {"model": name, "detector": detector["name"]}
+            yield "riverbed_drift_alarms_total", labels, detector["n_alarms"]
         for metric, value in metrics["metrics"].items():
             if _is_number(value):
                 yield "riverbed_metric", {"model": name, "metric": metric}, value

@@ -29,6 +29,7 @@ __all__ = [
     "AliasChange",
     "AliasRecord",
     "Checkpoint",
+    "DriftAlarm",
     "LearnRecord",
     "MetricPoint",
     "ModelRecord",
@@ -131,6 +132,19 @@ class MetricPoint:
     seq: int
     time: float
     values: dict[str, Any]
+
+
+@dataclasses.dataclass
+class DriftAlarm:
+    """A drift detector's alarm on a model, raised by its ``seq``-th learn (riverbed.drift):
+    ``detector`` is the detector's name on that model, ``data`` the rest (its kind, stream,
+    index, value, statistics and action)."""
+
+    model: str
+    seq: int
+    detector: str
+    time: float
+    data: dict[str, Any]
 
 
 @dataclasses.dataclass
@@ -283,6 +297,16 @@ class Store(abc.ABC):
         self, name: str, *, after: int = 0, since: float | None = None, limit: int = 1000
     ) -> list[MetricPoint]:
         """Points of a model with ``seq > after`` (and ``time >= since``), oldest first."""
+
+    # drift alarms
+    @abc.abstractmethod
+    def add_drift_alarm(self, alarm: DriftAlarm) -> Future[None]:
+        """Store an alarm; one for a (model, seq, detector) already stored is left as it is
+        (a replay of the learn log raises the same alarms again)."""
+
+    @abc.abstractmethod
+    def drift_alarms(self, name: str, *, after: int = 0, limit: int = 1000) -> list[DriftAlarm]:
+        """Alarms of a model with ``seq > after``, by seq then detector."""
 
     # retention
     @abc.abstractmethod

@@ -3,10 +3,10 @@
 
 Every table of the layout is copied row by row, as it is stored: models, versions and their
 artifacts, version numbers (so a deleted version's number is never given again), aliases and
-their history, predictions (labelled or awaiting a label), metric history, checkpoints,
-tokens, the cache and training jobs with their kept data. The learn log goes through the
-stores' own reading and writing (``learns_after``, ``add_learns``), since the SQLite file
-keeps batches of learns in a layout of its own (``learn_blocks``). A live model is its
+their history, predictions (labelled or awaiting a label), metric history, drift alarms,
+checkpoints, tokens, the cache and training jobs with their kept data. The learn log goes
+through the stores' own reading and writing (``learns_after``, ``add_learns``), since the SQLite
+file keeps batches of learns in a layout of its own (``learn_blocks``). A live model is its
 checkpoint plus the learns after it, so a server on the copy loads the same state.
 
 Both databases are opened as a server opens them, writer lock included: a database that a
@@ -42,6 +42,7 @@ TABLES = (
     "alias_history",
     "predictions",
     "metric_points",
+    "drift_alarms",
     "checkpoints",
     "tokens",
     "cache",

@@ -23,6 +23,7 @@ from riverbed.stores.base import (
     AliasChange,
     AliasRecord,
     Checkpoint,
+    DriftAlarm,
     LearnRecord,
     MetricPoint,
     ModelRecord,
@@ -55,6 +56,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
         self._aliases: dict[str, dict[str, AliasRecord]] = {}
         self._alias_history: dict[str, list[AliasChange]] = {}
         self._points: dict[str, dict[int, MetricPoint]] = {}
+        self._alarms: dict[str, dict[tuple[int, str], DriftAlarm]] = {}
         self._tokens = MemoryTokenStore()
 
     def token_store(self) -> TokenStore:
@@ -82,6 +84,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
             self._aliases.pop(name, None)
             self._alias_history.pop(name, None)
             self._points.pop(name, None)
+            self._alarms.pop(name, None)
             self._prediction_seqs.pop(name, None)
             self._predictions = {k: p for k, p in self._predictions.items() if p.model != name}
         return done()
@@ -268,6 +271,19 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
         with self._lock:
             points = sorted(self._points.get(name, {}).values(), key=lambda p: p.seq)
         return [p for p in points if p.seq > after and (since is None or p.time >= since)][:limit]
+
+    def add_drift_alarm(self, alarm: DriftAlarm) -> Future[None]:
+        with self._lock:
+            if alarm.model in self._models:
+                kept = self._alarms.setdefault(alarm.model, {})
+                kept.setdefault((alarm.seq, alarm.detector), copy.deepcopy(alarm))
+        return done()
+
+    def drift_alarms(self, name: str, *, after: int = 0, limit: int = 1000) -> list[DriftAlarm]:
+        with self._lock:
+            kept = self._alarms.get(name, {})
+            keys = sorted(k for k in kept if k[0] > after)[:limit]
+            return [copy.deepcopy(kept[k]) for k in keys]
 
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
         with self._lock:

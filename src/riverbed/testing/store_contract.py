@@ -46,6 +46,7 @@ from riverbed.stores.base import (
     AliasChange,
     AliasRecord,
     Checkpoint,
+    DriftAlarm,
     LearnRecord,
     MetricPoint,
     ModelRecord,
@@ -465,6 +466,30 @@ class StoreContract(CacheStoreContract):
         assert store.metric_history("other") == []
         store.delete_model("m").result()
         assert store.metric_history("m") == []
+
+    def test_drift_alarms_are_kept_once_per_learn_and_detector(self, store: Store) -> None:
+        store.create_model(*model()).result()
+        data = {"kind": "ADWIN", "values": {"estimation": 0.25, "labels": {True: 1}}}
+        for seq, detector in ((300, "a"), (100, "b"), (100, "a"), (200, "a")):
+            store.add_drift_alarm(DriftAlarm("m", seq, detector, float(seq), data)).result()
+        # the same alarm again (a replay of the log) keeps the first
+        store.add_drift_alarm(DriftAlarm("m", 200, "a", 9.0, {"kind": "other"})).result()
+        alarms = store.drift_alarms("m")
+        assert [(a.seq, a.detector) for a in alarms] == [
+            (100, "a"),
+            (100, "b"),
+            (200, "a"),
+            (300, "a"),
+        ]
+        assert alarms[2] == DriftAlarm("m", 200, "a", 200.0, data)
+        assert [a.seq for a in store.drift_alarms("m", after=100)] == [200, 300]
+        assert [a.detector for a in store.drift_alarms("m", limit=2)] == ["a", "b"]
+        assert store.drift_alarms("other") == []
+        # none for a model that is not there, and none left by a deleted one
+        store.add_drift_alarm(DriftAlarm("nope", 1, "a", 1.0, data)).result()
+        assert store.drift_alarms("nope") == []
+        store.delete_model("m").result()
+        assert store.drift_alarms("m") == []
 
     def test_batches_of_predictions_and_learns_are_all_or_nothing(self, store: Store) -> None:
         store.create_model(*model()).result()

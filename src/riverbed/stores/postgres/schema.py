@@ -104,6 +104,14 @@ CREATE TABLE IF NOT EXISTS metric_points (
     "values" BYTEA NOT NULL,
     PRIMARY KEY (model, seq)
 );
+CREATE TABLE IF NOT EXISTS drift_alarms (
+    model TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    detector TEXT NOT NULL,
+    time DOUBLE PRECISION NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (model, seq, detector)
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     model TEXT PRIMARY KEY,
     seq BIGINT NOT NULL,

@@ -33,6 +33,7 @@ from riverbed.stores.base import (
     AliasChange,
     AliasRecord,
     Checkpoint,
+    DriftAlarm,
     LearnRecord,
     MetricPoint,
     ModelRecord,
@@ -197,6 +198,7 @@ class PostgresStore(CacheStore, JobStore, Store):
                 ("alias_history", "model"),
                 ("version_numbers", "model"),
                 ("metric_points", "model"),
+                ("drift_alarms", "model"),
                 ("versions", "model"),
                 ("models", "name"),
             ):
@@ -465,6 +467,29 @@ class PostgresStore(CacheStore, JobStore, Store):
             (name, after, -1.0 if since is None else since, limit),
         )
         return [MetricPoint(r[0], r[1], r[2], load(r[3])) for r in rows]
+
+    # -- drift alarms --------------------------------------------------------------------
+
+    def add_drift_alarm(self, alarm: DriftAlarm) -> Future[None]:
+        params = (alarm.model, alarm.seq, alarm.detector, alarm.time, dump(alarm.data), alarm.model)
+
+        def op(conn: _Conn) -> None:
+            conn.execute(
+                "INSERT INTO drift_alarms (model, seq, detector, time, data)"
+                " SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM models WHERE name = %s)"
+                " ON CONFLICT (model, seq, detector) DO NOTHING",
+                params,
+            )
+
+        return self._submit(_ordered(op, alarm.model, alarm.seq))
+
+    def drift_alarms(self, name: str, *, after: int = 0, limit: int = 1000) -> list[DriftAlarm]:
+        rows = self._query(
+            "SELECT model, seq, detector, time, data FROM drift_alarms"
+            " WHERE model = %s AND seq > %s ORDER BY seq, detector LIMIT %s",
+            (name, after, limit),
+        )
+        return [DriftAlarm(r[0], r[1], r[2], r[3], load(r[4])) for r in rows]
 
     # -- retention -----------------------------------------------------------------------
 

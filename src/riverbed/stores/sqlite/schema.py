@@ -67,6 +67,14 @@ CREATE TABLE IF NOT EXISTS metric_points (
     "values" TEXT NOT NULL,
     PRIMARY KEY (model, seq)
 );
+CREATE TABLE IF NOT EXISTS drift_alarms (
+    model TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    detector TEXT NOT NULL,
+    time REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (model, seq, detector)
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     model TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,

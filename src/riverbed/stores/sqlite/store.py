@@ -27,6 +27,7 @@ from riverbed.stores.base import (
     AliasChange,
     AliasRecord,
     Checkpoint,
+    DriftAlarm,
     LearnRecord,
     MetricPoint,
     ModelRecord,
@@ -217,6 +218,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
                 ("alias_history", "model"),
                 ("version_numbers", "model"),
                 ("metric_points", "model"),
+                ("drift_alarms", "model"),
                 ("versions", "model"),
                 ("models", "name"),
             ):
@@ -543,6 +545,32 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             .fetchall()
         )
         return [MetricPoint(r[0], r[1], r[2], load(r[3])) for r in rows]
+
+    # -- drift alarms --------------------------------------------------------------------
+
+    def add_drift_alarm(self, alarm: DriftAlarm) -> Future[None]:
+        params = (alarm.model, alarm.seq, alarm.detector, alarm.time, dump(alarm.data), alarm.model)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO drift_alarms (model, seq, detector, time, data)"
+                " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM models WHERE name = ?)",
+                params,
+            )
+
+        return self._writer.submit(Ordered(op, alarm.model, alarm.seq))
+
+    def drift_alarms(self, name: str, *, after: int = 0, limit: int = 1000) -> list[DriftAlarm]:
+        rows = (
+            self._read()
+            .execute(
+                "SELECT model, seq, detector, time, data FROM drift_alarms"
+                " WHERE model = ? AND seq > ? ORDER BY seq, detector LIMIT ?",
+                (name, after, limit),
+            )
+            .fetchall()
+        )
+        return [DriftAlarm(r[0], r[1], r[2], r[3], load(r[4])) for r in rows]
 
     # -- retention -----------------------------------------------------------------------
 
