@@ -61,6 +61,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def new_database(path: Path | str) -> str:
+    """An empty riverbed database at ``path``, as ``riverbed serve`` leaves one: the CLI's
+    other commands refuse a database that is not there rather than create it."""
+    from riverbed import Engine
+
+    Engine(str(path)).close()
+    return str(path)
+
+
 def database_for(kind: str, tmp_path: Path) -> str:
     return ":memory:" if kind == "memory" else str(tmp_path / "riverbed.db")
 

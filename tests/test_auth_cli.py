@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from riverbed.cli import cli
-from tests.helpers import Server
+from tests.helpers import Server, new_database
 
 
 def run(*args: str) -> Any:
@@ -21,7 +21,7 @@ def run(*args: str) -> Any:
 
 
 def test_create_list_and_revoke_on_a_database(tmp_path: Path) -> None:
-    db = str(tmp_path / "cli.db")
+    db = new_database(tmp_path / "cli.db")
     made = run(
         "tokens",
         "create",
@@ -53,7 +53,7 @@ def test_create_list_and_revoke_on_a_database(tmp_path: Path) -> None:
 
 
 def test_bad_token_commands_say_what_is_wrong(tmp_path: Path) -> None:
-    db = str(tmp_path / "cli.db")
+    db = new_database(tmp_path / "cli.db")
     unknown = run("tokens", "create", "--scope", "root", "--database", db)
     assert unknown.exit_code == 2 and "root" in unknown.output
     revoke = run("tokens", "revoke", "zzzzzzzzzzzz", "--database", db)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from riverbed import Client
 from riverbed.cli import cli
-from tests.helpers import Server
+from tests.helpers import Server, new_database
 from tests.test_registry import Y_AND, Y, fitted, git_checkout
 
 SPEC = json.dumps(
@@ -36,7 +36,7 @@ def run(*args: str, ok: bool = True) -> str:
 def test_upload_show_search_alias_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = git_checkout(tmp_path / "repo")
     monkeypatch.chdir(tmp_path / "repo")
-    db = ["--database", str(tmp_path / "cli.db")]
+    db = ["--database", new_database(tmp_path / "cli.db")]
     first = tmp_path / "or.skops"
     first.write_bytes(sio.dumps(fitted(Y)))
     second = tmp_path / "and.skops"
@@ -94,7 +94,7 @@ def test_upload_show_search_alias_download(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_create_and_snapshot_in_process(tmp_path: Path) -> None:
-    db = ["--database", str(tmp_path / "cli.db")]
+    db = ["--database", new_database(tmp_path / "cli.db")]
     assert "created p (binary), version 1" in run("create", "p", "--spec", SPEC, *db)
     assert "p version 2: snapshot after 0 learns" in run("snapshot", "p", *db)
     spec = json.loads(run("show", "p@2", "--json", *db))["spec"]

@@ -28,7 +28,7 @@ from riverbed.cli_server import (
 )
 from riverbed.client import DEFAULT_URL
 from tests.helpers import Server as RunningServer
-from tests.helpers import free_port
+from tests.helpers import free_port, new_database
 
 SPEC = json.dumps({"class": "river.linear_model.LogisticRegression"})
 
@@ -95,7 +95,7 @@ def test_database_given_is_that_database_even_with_a_url_in_the_environment(
 def test_riverbed_database_alone_is_that_database_and_says_so(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    db = str(tmp_path / "env.db")
+    db = new_database(tmp_path / "env.db")
     monkeypatch.setenv("RIVERBED_DATABASE", db)
     code, _, err = riverbed(capsys, monkeypatch, "models", "create", "m", "--spec", SPEC)
     assert code == 0, err

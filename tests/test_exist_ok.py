@@ -16,7 +16,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from riverbed import Engine
 from riverbed.exceptions import InvalidInput, InvalidSpec, ModelExists
-from tests.helpers import riverbed
+from tests.helpers import new_database, riverbed
 
 SPEC = {
     "pipeline": [
@@ -99,7 +99,7 @@ async def test_the_api_answers_201_then_200_and_409_for_another_spec(
 
 def test_the_cli_creates_then_finds_with_exist_ok(tmp_path: Path) -> None:
     create = ["models", "create", "houses", "--spec", json.dumps(SPEC)]
-    db = ["--database", str(tmp_path / "cli.db")]
+    db = ["--database", new_database(tmp_path / "cli.db")]
     first = riverbed(*create, "--exist-ok", *db)
     assert first.returncode == 0, first.stderr
     assert first.stdout == "created houses (regression), version 1\n"

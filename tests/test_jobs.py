@@ -22,6 +22,7 @@ from river import datasets, evaluate, linear_model, metrics, naive_bayes, prepro
 from riverbed import Engine, InvalidInput, JobNotFound
 from riverbed.events import Event
 from riverbed.stores.jobstore import JobRecord
+from tests.helpers import new_database
 
 PHISHING_CSV = gzip.open(datasets.Phishing().path, "rb").read()
 TARGET = "is_phishing"
@@ -541,7 +542,7 @@ def test_riverbed_train_in_process_on_a_database(tmp_path: Path) -> None:
     data, _ = diabetes_csv()
     (tmp_path / "diabetes.csv").write_bytes(data)
     (tmp_path / "three.json").write_text(orjson.dumps(SKLEARN_SPECS).decode())
-    database = str(tmp_path / "local.db")
+    database = new_database(tmp_path / "local.db")
     args = ["train", str(tmp_path / "diabetes.csv"), "-t", "progression", "--database", database]
     result = CliRunner().invoke(
         cli, [*args, "--candidates", str(tmp_path / "three.json"), "--select", "MAE"]

@@ -13,7 +13,7 @@ from river import datasets
 
 from riverbed import Client
 from riverbed.cli import cli
-from tests.helpers import Server
+from tests.helpers import Server, new_database
 
 SPEC = {
     "pipeline": [
@@ -33,7 +33,7 @@ def phishing_csv(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_riverbed_train_draws_progress_and_registers(phishing_csv: Path, tmp_path: Path) -> None:
     """On a server with auth on, with a token from RIVERBED_TOKEN or --token."""
-    database = str(tmp_path / "auth.db")
+    database = new_database(tmp_path / "auth.db")
     made = CliRunner().invoke(cli, ["tokens", "create", "--scope", "admin", "--database", database])
     assert made.exit_code == 0, made.output
     secret = made.stdout.strip()

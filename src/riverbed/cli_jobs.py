@@ -139,7 +139,7 @@ def train(
     name = model or Path(data).stem
     if target.database is not None:
         options = {k: v for k, v in options.items() if v is not None}
-        _train_in_process(target.database, name, Path(data), column, options, no_wait)
+        _train_in_process(target, name, Path(data), column, options, no_wait)
         return
     assert target.server is not None
     try:
@@ -156,13 +156,11 @@ def train(
 
 
 def _train_in_process(
-    database: str, name: str, path: Path, target: str, options: dict[str, Any], no_wait: bool
+    where: Target, name: str, path: Path, target: str, options: dict[str, Any], no_wait: bool
 ) -> None:
-    from riverbed.engine import Engine
-
     events: queue.SimpleQueue[Any] = queue.SimpleQueue()
     try:
-        with Engine(database) as engine:
+        with where.open() as engine:
             engine.events.subscribe(
                 lambda e: events.put(e.data) if e.type.startswith("job.") else None
             )

@@ -139,7 +139,7 @@ def ls(
     target: Target,
 ) -> None:
     """List models (optionally those passing a filter)."""
-    with target.open() as store:
+    with target.open(read_only=True) as store:
         found = store.search_models(
             filter_, order_by=order_by, page_size=page_size, page_token=page_token
         )
@@ -180,7 +180,7 @@ def search(
     target: Target,
 ) -> None:
     """Search versions: riverbed models search "metrics.accuracy > 0.9"."""
-    with target.open() as store:
+    with target.open(read_only=True) as store:
         found = store.search_versions(
             filter_, order_by=order_by, page_size=page_size, page_token=page_token
         )
@@ -198,7 +198,7 @@ def search(
 @target_options
 def show(ref: str, version: int | None, as_json: bool, target: Target) -> None:
     """Describe a model (NAME) or one version (NAME@3, NAME@alias, --version)."""
-    with target.open() as store:
+    with target.open(read_only=True) as store:
         if "@" in ref or version is not None:
             info = store.get_version(ref, version)
             versions = live = None
@@ -342,7 +342,7 @@ def download(
     target: Target,
 ) -> None:
     """Download a version's artifact (NAME is the latest; NAME@alias, NAME@3)."""
-    with target.open() as store:
+    with target.open(read_only=True) as store:
         info = store.get_version(ref, version)
         data = store.download(info["model"], info["version"])
     if output == "-":
@@ -369,7 +369,7 @@ def alias(
 ) -> None:
     """Point NAME@ALIAS at VERSION (a rollback is a move back); without ALIAS, list the
     aliases and their history."""
-    with target.open() as store:
+    with target.open(read_only=alias is None) as store:
         if alias is None:
             current = store.aliases(name)
             history = store.alias_history(name)

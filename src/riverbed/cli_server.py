@@ -11,6 +11,10 @@ The rule, for every command that can do either (``riverbed models``, ``tokens``,
 
 ``--database`` and ``--url`` both given is a usage error (exit status 2). A command that
 works on a database says so on stderr, in one line naming the file and why it was chosen.
+None of them creates a database (only ``riverbed serve`` does): a database that is not
+there is the one line ``Error: no database at PATH``, exit status 1. A command that only
+reads opens the database to read only (:meth:`Target.open`), so it works beside a server
+that serves the same file.
 Commands that only talk to a server (``cache``, ``jobs``, ``learn``, ``forecast``,
 ``tail``) take :func:`server_options`: ``--url`` (env ``RIVERBED_URL``) and ``--token``.
 """
@@ -29,7 +33,15 @@ import click
 from riverbed.client import DEFAULT_URL
 from riverbed.exceptions import InvalidToken, RiverbedError, Unauthorized, Unreachable
 
-__all__ = ["Server", "Target", "choose_target", "refusal", "server_options", "target_options"]
+__all__ = [
+    "Server",
+    "Target",
+    "choose_target",
+    "refusal",
+    "require",
+    "server_options",
+    "target_options",
+]
 
 URL_ENV = "RIVERBED_URL"
 DATABASE_ENV = "RIVERBED_DATABASE"
@@ -69,9 +81,11 @@ class Target:
     reason: str = ""  # why the database: "--database" or "env RIVERBED_DATABASE"
 
     @contextmanager
-    def open(self) -> Iterator[Any]:
+    def open(self, *, read_only: bool = False) -> Iterator[Any]:
         """An :class:`~riverbed.engine.Engine` on the database or a client of the server
-        (the same method names); a riverbed error inside becomes the command's one line."""
+        (the same method names); a riverbed error inside becomes the command's one line.
+        ``read_only``: the command only reads, so the engine opens the database to read only
+        (``Engine(read_only=True)``), beside a process that writes it."""
         try:
             if self.server is not None:
                 with self.server.client() as client:
@@ -79,7 +93,11 @@ class Target:
             else:
                 from riverbed.engine import Engine
 
-                with Engine(self.database) as engine:
+                try:
+                    engine = Engine(self.database, read_only=read_only)
+                except ValueError as exc:  # gone meanwhile, held by a server, newer, ...
+                    raise click.ClickException(str(exc)) from None
+                with engine:
                     yield engine
         except RiverbedError as exc:
             raise refusal(exc) from None
@@ -103,6 +121,21 @@ def choose_target(
     if database:
         return Target(database=database, reason=f"env {DATABASE_ENV}")
     return Target(server=Server(DEFAULT_URL, token))
+
+
+def require(database: str) -> None:
+    """Stop the command, in one line and creating nothing, when ``database`` is not there
+    (``Error: no database at PATH``) or cannot be opened (a URL of an unknown scheme, a
+    PostgreSQL server out of reach)."""
+    from riverbed.stores import require_database
+
+    try:
+        require_database(database)
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith("no "):
+            message += " (riverbed serve --database creates one)"
+        raise click.ClickException(message) from None
 
 
 def _both(database: str, url: str, ctx: click.Context | None = None) -> click.UsageError:
@@ -160,6 +193,7 @@ def target_options(func: Any) -> Any:
     ) -> Any:
         target = choose_target(database, url, token)
         if target.database is not None:
+            require(target.database)
             click.echo(
                 f"riverbed: using the database {target.database} ({target.reason}), not a server",
                 err=True,

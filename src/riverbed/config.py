@@ -60,8 +60,9 @@ SETTINGS: tuple[Setting, ...] = (
         "database",
         "riverbed.db",
         str,
-        "Where state lives: an SQLite file path or sqlite:///path (created if missing; one "
-        "process at a time), a postgresql://user@host:port/db URL (an existing database; "
+        "Where state lives: an SQLite file path or sqlite:///path (created by `riverbed serve` "
+        "if missing; one process writes it at a time), a postgresql://user@host:port/db URL "
+        "(an existing database; "
         "docs/postgresql.md) or ':memory:' for the in-memory store. Other URLs are refused.",
     ),
     Setting("host", "127.0.0.1", str, "Address the server binds to."),

@@ -75,6 +75,10 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
 
     The model registry's operations (versions, aliases, search, artifacts) are the methods
     of :class:`riverbed.registry.Registry`.
+
+    ``read_only=True`` opens an existing database to read only, beside the process that
+    writes it (stores/readonly.py): reads answer as on any engine, writes are refused with
+    :class:`~riverbed.exceptions.Unavailable`, and the engine writes nothing of its own.
     """
 
     def __init__(
@@ -83,11 +87,14 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
         *,
         store: Store | None = None,
         settings: Settings | None = None,
+        read_only: bool = False,
         **overrides: Any,
     ) -> None:
         self.settings = settings or Settings.load({"database": database, **overrides})
         self.store = store or open_store(
-            self.settings.database, synchronous=self.settings.sqlite_synchronous
+            self.settings.database,
+            synchronous=self.settings.sqlite_synchronous,
+            read_only=read_only,
         )
         self.events = EventBus()
         from riverbed.cache import open_cache
@@ -106,7 +113,8 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
         self._init_registry()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="riverbed-checkpoints", daemon=True)
-        self._ticker.start()
+        if not self.store.read_only:  # a read-only engine checkpoints and prunes nothing
+            self._ticker.start()
         from riverbed.jobs import JobRunner
 
         self.jobs: JobRunner = JobRunner(self, workers=self.settings.job_workers)
@@ -131,9 +139,11 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
         self._closed = True
         self.jobs.close()
         self._stop.set()
-        self._ticker.join()
+        if self._ticker.ident is not None:  # started
+            self._ticker.join()
         try:
-            self.checkpoint()
+            if not self.store.read_only:
+                self.checkpoint()
         except Exception:  # a full disk, say: the log holds every acknowledged learn
             log.exception("the checkpoints on close failed")
         if self.cache.store is not self.store:

@@ -81,7 +81,8 @@ class JobRunner:
         self._closed = False
         address = engine.settings.jobs_cluster
         self.cluster = cluster.Cluster(address) if address else None
-        self._recover()
+        if not engine.store.read_only:  # the writer recovers the jobs a crash interrupted
+            self._recover()
         self._workers = [
             threading.Thread(target=self._work, name=f"riverbed-jobs-{i}", daemon=True)
             for i in range(max(1, workers))

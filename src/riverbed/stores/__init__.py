@@ -5,6 +5,10 @@
 file, ``postgresql://user@host:port/db`` (or ``postgres://``) for a PostgreSQL database
 (stores/postgres/store.py). Any other URL (``mysql://``, a typo) is refused with
 :class:`UnsupportedDatabase`, before anything is created.
+
+``open_store(url, read_only=True)`` opens an existing database to read only, beside the
+process that writes it (stores/readonly.py); :func:`require_database` refuses a database
+that is not there (:class:`NoDatabase`) before a command that must not create one opens it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "Checkpoint",
     "LearnRecord",
     "ModelRecord",
+    "NoDatabase",
     "PredictionRecord",
     "Store",
     "UnsupportedDatabase",
@@ -37,6 +42,7 @@ __all__ = [
     "check_database",
     "open_store",
     "open_token_file",
+    "require_database",
 ]
 
 
@@ -46,6 +52,30 @@ SCHEMES = ("sqlite://", "memory://", "postgresql://")
 
 class UnsupportedDatabase(ValueError):
     """A database URL whose scheme riverbed does not serve."""
+
+
+class NoDatabase(ValueError):
+    """No riverbed database where one was named: no such SQLite file, or a PostgreSQL
+    database without riverbed's tables. Only ``riverbed serve`` (and ``riverbed db copy``'s
+    target) create one."""
+
+
+def require_database(database: str) -> None:
+    """Refuse with :class:`NoDatabase` a database that is not there yet, creating nothing (the
+    in-memory store always is); other refusals as :func:`open_store`'s."""
+    if _postgres(database):
+        from riverbed.stores.postgres.store import postgres_schema
+
+        if postgres_schema(database) is None:
+            from riverbed.stores.postgres.writer import redact
+
+            raise NoDatabase(
+                f"no riverbed database at {redact(database)} (it has no riverbed tables)"
+            )
+        return
+    path = _sqlite_path(database)
+    if path is not None and not os.path.isfile(path):
+        raise NoDatabase(f"no database at {path}")
 
 
 def check_database(database: str) -> None:
@@ -68,20 +98,29 @@ def check_database(database: str) -> None:
             DatabaseLock(path).release()
 
 
-def open_store(database: str, *, synchronous: str = "NORMAL") -> Store:
-    """Open the store a database string names."""
+def open_store(database: str, *, synchronous: str = "NORMAL", read_only: bool = False) -> Store:
+    """Open the store a database string names. ``read_only``: an existing database
+    (:class:`NoDatabase` otherwise), opened without the writer lock and unable to change
+    anything, when it is at this version's layout; an older one is opened as a writer, which
+    brings it up to date (and needs no other process to hold it)."""
+    if read_only:
+        require_database(database)
     if _postgres(database):
         from riverbed.stores.postgres.store import PostgresStore
 
-        return PostgresStore(database)
+        return PostgresStore(database, read_only=read_only)
     path = _sqlite_path(database)
     if path is None:
         from riverbed.stores.memory import MemoryStore
 
         return MemoryStore()
+    from riverbed.stores.sqlite.schema import check_schema, is_current
     from riverbed.stores.sqlite.store import SQLiteStore
 
-    return SQLiteStore(path, synchronous=synchronous)
+    if read_only:
+        check_schema(path)  # a newer layout is refused, not read
+        read_only = is_current(path)
+    return SQLiteStore(path, synchronous=synchronous, read_only=read_only)
 
 
 def backend_name(database: str) -> str:
@@ -114,7 +153,8 @@ def open_token_file(database: str) -> tuple[TokenStore, Callable[[], None]]:
     """The tokens of an SQLite database file, and how to close them: a connection of its own
     beside the process that serves the file (tokens take no part in the learns that one
     process writes, see :mod:`riverbed.stores.sqlite.lock`), so ``riverbed tokens`` works
-    on a running server's file. A file that does not exist yet is created as a store."""
+    on a running server's file. A file that does not exist is refused (:class:`NoDatabase`),
+    not created."""
     if _postgres(database):
         from riverbed.stores.postgres.store import open_postgres_tokens
 
@@ -122,9 +162,7 @@ def open_token_file(database: str) -> tuple[TokenStore, Callable[[], None]]:
     path = _sqlite_path(database)
     if path is None:
         raise ValueError("the in-memory store keeps its tokens in its own process")
-    if not os.path.exists(path):
-        store = open_store(database)
-        return store.token_store(), store.close
+    require_database(database)
     from riverbed.stores.sqlite.schema import check_schema
     from riverbed.stores.sqlite.tokens import SQLiteTokenStore
     from riverbed.stores.sqlite.writer import connect

@@ -185,6 +185,10 @@ class Pruned:
 class Store(abc.ABC):
     """What the engine needs from a backend."""
 
+    # True for a store opened to read only (stores/readonly.py): its writes are refused, and
+    # an engine on it writes nothing of its own (no checkpoints, no job recovery).
+    read_only: bool = False
+
     # models and versions
     @abc.abstractmethod
     def create_model(self, model: ModelRecord, version: VersionRecord) -> Future[None]: ...

@@ -58,7 +58,12 @@ except ImportError:  # pragma: no cover - the test extra installs them
         "a PostgreSQL database needs psycopg: pip install 'riverbed[postgresql]'"
     ) from None
 
-from riverbed.stores.postgres.schema import open_schema
+from riverbed.stores.postgres.schema import (
+    SCHEMA_VERSION,
+    check_schema,
+    open_schema,
+    schema_version,
+)
 from riverbed.stores.postgres.writer import (
     Append,
     Ordered,
@@ -68,6 +73,7 @@ from riverbed.stores.postgres.writer import (
     store_error,
     take_writer_lock,
 )
+from riverbed.stores.readonly import RefusingWriter
 
 __all__ = ["PostgresStore", "is_postgres_url"]
 
@@ -96,7 +102,11 @@ def is_postgres_url(database: str) -> bool:
 
 
 class PostgresStore(CacheStore, JobStore, Store):
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    """``read_only``: take no writer lock and start no writer, beside the process that
+    writes the database (stores/readonly.py), when the database is at this version's layout
+    (an older one is opened as a writer, which brings it up to date)."""
+
+    def __init__(self, url: str, *, pool_size: int = 8, read_only: bool = False) -> None:
         self.url = url
         self.where = f"the PostgreSQL database {redact(url)}"
         try:
@@ -104,12 +114,19 @@ class PostgresStore(CacheStore, JobStore, Store):
         except psycopg.Error as exc:
             raise store_error(exc) from None
         try:
-            open_schema(conn, self.where)
-            self._lock_key = _lock_key(conn)
-            take_writer_lock(conn, self._lock_key, url)
+            if read_only:
+                check_schema(conn, self.where)
+                read_only = schema_version(conn) == SCHEMA_VERSION
+            if read_only:
+                conn.close()
+            else:
+                open_schema(conn, self.where)
+                self._lock_key = _lock_key(conn)
+                take_writer_lock(conn, self._lock_key, url)
         except BaseException:
             conn.close()
             raise
+        self.read_only = read_only
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
@@ -120,7 +137,11 @@ class PostgresStore(CacheStore, JobStore, Store):
             open=True,
             name="riverbed-reads",
         )
-        self._writer = PostgresWriter(url, conn, lock=self._lock_key)
+        self._writer: PostgresWriter | RefusingWriter = (
+            RefusingWriter(self.where)
+            if read_only
+            else PostgresWriter(url, conn, lock=self._lock_key)
+        )
         self._writer.start()
         self._closed = False
         self._tokens: PostgresTokenStore | None = None
@@ -939,8 +960,6 @@ def check_postgres(url: str) -> None:
     """Refuse, before a server starts on it, a database it cannot serve: one out of reach
     (:class:`~riverbed.exceptions.Unavailable`), one a newer riverbed wrote
     (NewerDatabase), one another riverbed process serves (DatabaseInUse). Changes nothing."""
-    from riverbed.stores.postgres.schema import check_schema
-
     try:
         conn = connect(url)
     except psycopg.Error as exc:
@@ -950,6 +969,19 @@ def check_postgres(url: str) -> None:
         key = _lock_key(conn)
         take_writer_lock(conn, key, url)
         conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    finally:
+        conn.close()
+
+
+def postgres_schema(url: str) -> int | None:
+    """The layout number of the database at ``url``; None when it has no riverbed tables.
+    A server out of reach is a ValueError naming it. Changes nothing."""
+    try:
+        conn = connect(url)
+    except psycopg.Error as exc:
+        raise ValueError(str(store_error(exc))) from None
+    try:
+        return schema_version(conn)
     finally:
         conn.close()
 

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import sqlite3
 
 from riverbed.stores.sqlite.jobs import SCHEMA as JOBS_SCHEMA
 from riverbed.stores.sqlite.kv import SCHEMA as CACHE_SCHEMA
 from riverbed.stores.sqlite.learns import SCHEMA as LEARNS_SCHEMA
 
-__all__ = ["COLUMNS", "SCHEMA", "SCHEMA_VERSION", "NewerDatabase", "check_schema", "open_schema"]
+__all__ = [
+    "COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "NewerDatabase",
+    "check_schema",
+    "is_current",
+    "open_schema",
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -146,6 +155,33 @@ def check_schema(path: str) -> None:
     except sqlite3.Error:
         return
     _refuse_newer(found, path)
+
+
+def is_current(path: str) -> bool:
+    """Whether the SQLite file at ``path`` is at this version's layout, every table, index
+    and column of it there: what a store opened to read only (stores/readonly.py) needs,
+    since it cannot bring an older file up to date. Reads only."""
+    scripts = SCHEMA + LEARNS_SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA
+    wanted = set(re.findall(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", scripts))
+    try:
+        conn = sqlite3.connect(f"{pathlib.Path(path).absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+            present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            columns = {
+                (table, row[1])
+                for table in {t for t, _, _ in COLUMNS} & present
+                for row in conn.execute(f"PRAGMA table_info({table})")
+            }
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return (
+        found == SCHEMA_VERSION
+        and wanted <= present
+        and all((table, column) in columns for table, column, _ in COLUMNS)
+    )
 
 
 def open_schema(conn: sqlite3.Connection, path: str) -> None:

@@ -39,6 +39,7 @@ from riverbed.stores.base import (
     dump,
     load,
 )
+from riverbed.stores.readonly import NoHold, RefusingWriter
 from riverbed.stores.sqlite.checkpoints import open_checkpointer
 from riverbed.stores.sqlite.jobs import SQLiteJobs
 from riverbed.stores.sqlite.kv import SQLiteCache
@@ -78,10 +79,26 @@ _LEARN_COLUMNS = (
 
 
 class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
-    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+    """``read_only``: take no writer lock, start no writer and open the file's connections
+    read-only, beside the process that writes it (stores/readonly.py); the file must exist
+    at this version's layout (:func:`riverbed.stores.open_store` checks)."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", read_only: bool = False) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"sqlite synchronous must be NORMAL, FULL or EXTRA, not {synchronous}")
         self.path = path
+        self.read_only = read_only
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._tokens: SQLiteTokenStore | None = None
+        if read_only:
+            self._synchronous = synchronous.upper()
+            self._hold: DatabaseLock | NoHold = NoHold()
+            self._checkpointer: Any = RefusingWriter(path)  # stops, as a checkpointer does
+            self._writer: Any = RefusingWriter(path)
+            return
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._synchronous = synchronous.upper()
@@ -100,11 +117,6 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         self._checkpointer = open_checkpointer(path, self._synchronous, process=False)
         self._writer = Writer(conn, self._checkpointer, path=path)
         self._writer.start()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        self._closed = False
-        self._tokens: SQLiteTokenStore | None = None
 
     def token_store(self) -> TokenStore:
         if self._tokens is None:
@@ -116,7 +128,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
     def _read(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path, self._synchronous)
+            conn = connect(self.path, self._synchronous, read_only=self.read_only)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)

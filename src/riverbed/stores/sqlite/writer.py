@@ -23,6 +23,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import pathlib
 import queue
 import sqlite3
 import threading
@@ -58,14 +59,19 @@ _STATEMENT_CACHE = 256
 _WRITER_CACHE_KIB = 64 * 1024
 
 
-def connect(path: str, synchronous: str) -> sqlite3.Connection:
+def connect(path: str, synchronous: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection to the file; ``read_only`` opens it so (``mode=ro``: it can change
+    nothing, and never creates the file), beside the process that writes it."""
     conn = sqlite3.connect(
-        path,
+        f"{pathlib.Path(path).absolute().as_uri()}?mode=ro" if read_only else path,
         isolation_level=None,
         check_same_thread=False,
         timeout=30,
         cached_statements=_STATEMENT_CACHE,
+        uri=read_only,
     )
+    if read_only:  # the writer keeps the file in WAL mode: readers see its commits
+        return conn
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
