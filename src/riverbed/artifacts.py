@@ -35,6 +35,7 @@ from riverbed.exceptions import InvalidArtifact, NotServable
 __all__ = [
     "FORMATS",
     "PICKLED",
+    "UNVETTED",
     "dump_object",
     "flavor_of",
     "guess_format",
@@ -46,6 +47,9 @@ __all__ = [
 
 FORMATS = ("riverbed", "pickle", "joblib", "skops", "file")
 PICKLED = frozenset({"riverbed", "pickle", "joblib"})
+# What riverbed cannot vet: the pickled formats, and a file kept opaque, which whoever
+# downloads it may unpickle. A browser uploads these only from pickle_origins (with auth off).
+UNVETTED = PICKLED | {"file"}
 _EXTENSIONS = {
     ".skops": "skops",
     ".joblib": "joblib",

@@ -115,6 +115,17 @@ SETTINGS: tuple[Setting, ...] = (
         "docs/security.md.",
     ),
     Setting(
+        "pickle_origins",
+        "",
+        str,
+        "Comma-separated origins (scheme://host:port) of web pages that may upload a pickle "
+        "(which runs code on the server) when auth is off. Otherwise, with auth off, a "
+        "pickled upload is taken only from a client that is not a browser (no Origin and no "
+        "Sec-Fetch-Site header), even from the server's own origin or one in cors_origins: "
+        "a browser's gets 403 browser_pickle_refused. With auth on only admin tokens upload "
+        "pickles, as before. See docs/security.md.",
+    ),
+    Setting(
         "forwarded_allow_ips",
         "",
         str,
@@ -295,6 +306,7 @@ class Settings:
     rate_limit_token: str = ""
     allowed_hosts: str = ""
     cors_origins: str = ""
+    pickle_origins: str = ""
     forwarded_allow_ips: str = ""
     port: int = 8000
     log_level: str = "info"

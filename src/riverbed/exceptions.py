@@ -14,7 +14,8 @@
      │    ├── HostNotAllowed           the Host header is not a name of this server (allowed_hosts)
      │    └── PayloadTooLarge          a request body or batch is over the configured limit
      ├── Forbidden                     the caller may not do this (a token's scope, a pickle)
-     │    └── CrossOriginRefused       a web page on another origin tried to change state
+     │    ├── CrossOriginRefused       a web page on another origin tried to change state
+     │    └── BrowserPickleRefused     a pickle from a browser, auth off (pickle_origins)
      ├── NotFound                      the thing named does not exist
      │    ├── ModelNotFound
      │    ├── PredictionNotFound
@@ -52,6 +53,7 @@ from typing import Any
 
 __all__ = [
     "AlreadyLabelled",
+    "BrowserPickleRefused",
     "CacheKeyNotFound",
     "Conflict",
     "CrossOriginRefused",
@@ -166,6 +168,10 @@ class HostNotAllowed(InvalidInput):
 
 class CrossOriginRefused(Forbidden):
     code = "cross_origin_refused"
+
+
+class BrowserPickleRefused(Forbidden):
+    code = "browser_pickle_refused"
 
 
 class NotFound(RiverbedError):

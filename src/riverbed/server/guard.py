@@ -18,6 +18,16 @@ anything else (the ASGI routes, the fast path and the server's direct protocol a
    ``same-site``, is refused with 403 ``cross_origin_refused``. Requests without those
    headers (curl, the Python clients, the older systems' clients) are not browsers' and
    pass; the dashboard's requests carry its own origin and pass.
+3. **Pickles** (:meth:`WebGuard.pickle_refusal`, called by each route that takes a pickled
+   upload, before it reads or stores anything). With auth off, unpickling an upload runs the
+   uploader's code as the local operator, so it takes more than an allowed origin: a request
+   is a browser's if it carries an ``Origin`` or a ``Sec-Fetch-Site`` header (every current
+   browser sends one or both on a ``fetch``, a form post and a WebSocket; a page cannot
+   remove them), and a browser's pickled upload is refused with 403
+   ``browser_pickle_refused`` unless its ``Origin`` is in ``pickle_origins`` -- even from the
+   server's own origin or one in ``cors_origins``. curl, the Python clients and the older
+   systems' clients send neither header and upload as before. With auth on, only an admin
+   token uploads pickles, browser or not.
 
 And who the client is (:class:`ProxyRule`): the connection's address, unless it is one of
 ``forwarded_allow_ips`` -- a proxy the operator named -- whose ``X-Forwarded-For`` (or,
@@ -37,7 +47,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from riverbed.config import Settings
-from riverbed.exceptions import CrossOriginRefused, HostNotAllowed
+from riverbed.exceptions import BrowserPickleRefused, CrossOriginRefused, HostNotAllowed
 
 __all__ = ["ProxyRule", "WebGuard", "is_loopback", "split_host"]
 
@@ -102,7 +112,8 @@ class WebGuard:
         self.suffixes = tuple(h for h in hosts if h.startswith(".") and len(h) > 1)
         bound = split_host(settings.host)
         self.bound = "" if bound in ("0.0.0.0", "::", "") else bound
-        self.origins = frozenset(_netloc(o.rstrip("/")) for o in _items(settings.cors_origins))
+        self.origins = _origin_set(settings.cors_origins)
+        self.pickle_origins = _origin_set(settings.pickle_origins)
         self._hosts_seen: dict[bytes, bool] = {}
 
     def check(self, scope: Scope, changes_state: bool) -> None:
@@ -171,9 +182,52 @@ class WebGuard:
             netloc = _netloc(netloc)
             if host is not None and netloc == _netloc(host.decode("latin-1")):
                 return None
-            if netloc in self.origins or f"{scheme}://{netloc}" in self.origins:
-                return None
+        if _listed(text, self.origins):
+            return None
         return f"the request comes from the origin {text!r}"
+
+    def pickle_refusal(self, scope: Scope) -> BrowserPickleRefused | None:
+        """The error for a pickled upload that a browser sends (rule 3 of the module
+        docstring), or None for a request no browser sent or one from ``pickle_origins``.
+        The caller applies it with auth off only (with auth on, the admin scope decides)."""
+        origin = site = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value if origin is None else origin
+            elif name == b"sec-fetch-site":
+                site = value if site is None else site
+        if origin is None and site is None:
+            return None
+        shown = None if origin is None else origin.decode("latin-1")
+        if shown is not None and _listed(shown.strip().lower(), self.pickle_origins):
+            return None
+        sent = f"Origin {shown!r}" if shown is not None else "no Origin"
+        if site is not None:
+            sent += f" and Sec-Fetch-Site {site.decode('latin-1')!r}"
+        return BrowserPickleRefused(
+            f"a pickled upload runs its code on this machine, and this one comes from a web "
+            f"browser ({sent}); with auth off riverbed takes pickles only from clients that "
+            "are not browsers (curl, the Python clients). Add the page's origin to the "
+            "pickle_origins setting (--pickle-origins / RIVERBED_PICKLE_ORIGINS) if it "
+            "should upload pickles, or turn auth on and use an admin token",
+            detail={"origin": shown, "setting": "pickle_origins"},
+        )
+
+
+def _origin_set(setting: str) -> frozenset[str]:
+    """An origins setting (``cors_origins``, ``pickle_origins``) as lowercased origins,
+    default ports dropped."""
+    return frozenset(_netloc(o.rstrip("/")) for o in _items(setting))
+
+
+def _listed(origin: str, origins: frozenset[str]) -> bool:
+    """Whether a lowercased ``Origin`` value is one of ``origins`` (as :func:`_origin_set`
+    makes them; an entry may also leave the scheme out)."""
+    scheme, sep, netloc = origin.partition("://")
+    if not (sep and scheme in ("http", "https") and netloc):
+        return False
+    netloc = _netloc(netloc)
+    return netloc in origins or f"{scheme}://{netloc}" in origins
 
 
 def _forwarded_for(values: list[bytes]) -> list[str]:

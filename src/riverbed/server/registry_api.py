@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from riverbed import specs
+from riverbed import artifacts, specs
 from riverbed.engine import Engine
-from riverbed.exceptions import InvalidInput
+from riverbed.exceptions import Forbidden, InvalidInput
 from riverbed.server.http import (
     JSONResponse,
     field,
@@ -31,7 +31,7 @@ from riverbed.server.http import (
 from riverbed.server.routing import ENCODED_ARTIFACT, Endpoint
 from riverbed.validation import parse_int
 
-__all__ = ["ENDPOINTS", "pickle_allowed"]
+__all__ = ["ENDPOINTS", "browser_pickle_refused", "pickle_allowed", "pickle_refused"]
 
 
 def _engine(request: Request) -> Engine:
@@ -51,6 +51,32 @@ def pickle_allowed(request: Request) -> bool:
 
     admin = principal_of(request).grants("admin")
     return admin and bool(request.app.state.settings.pickle_uploads_allowed)
+
+
+def pickle_refused(request: Request, format: str) -> Forbidden | None:
+    """The error for a pickled upload this request may not make (None if it may): the
+    caller must hold admin, the ``allow_pickle_uploads`` setting allow pickles and, with
+    auth off, no browser send it (:func:`browser_pickle_refused`)."""
+    if not pickle_allowed(request):
+        return Forbidden(
+            "this server does not accept pickled models (unpickling runs code on the server); "
+            "create the model from a spec with POST /v1/models, or start the server with "
+            "--allow-pickle-uploads true on a trusted network",
+            detail={"format": format},
+        )
+    return browser_pickle_refused(request)
+
+
+def browser_pickle_refused(request: Request) -> Forbidden | None:
+    """With auth off, the error for a pickled upload that a web browser sends and
+    ``pickle_origins`` does not list (riverbed.server.guard, rule 3); None otherwise. Every
+    route that takes a pickle asks this before it reads, unpickles or stores the upload."""
+    from riverbed.server.auth import principal_of
+
+    if principal_of(request).kind != "local":  # auth on: the admin scope decides
+        return None
+    refusal: Forbidden | None = request.app.state.auth.web.pickle_refusal(request.scope)
+    return refusal
 
 
 def _ref(request: Request) -> str:
@@ -109,6 +135,14 @@ async def upload(request: Request) -> Response:
             raise InvalidInput(
                 "artifact is not valid base64", detail={"field": "artifact"}
             ) from None
+        stated = field(body, "format", is_str, "a string")
+        format = stated or artifacts.guess_format(
+            artifact, field(body, "filename", is_str, "a string")
+        )
+        if format in artifacts.UNVETTED:
+            refusal = browser_pickle_refused(request)
+            if refusal is not None:
+                raise refusal
     options = {
         "format": field(body, "format", is_str, "a string"),
         "filename": field(body, "filename", is_str, "a string"),
@@ -411,6 +445,7 @@ ENDPOINTS: list[Endpoint] = [
         status=201,
         errors=(403, 409, 413),
         body_limit=ENCODED_ARTIFACT,
+        pickle=True,
         body=_obj(
             {
                 "artifact": {"type": "string", "contentEncoding": "base64"},

@@ -80,6 +80,9 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     media_type: str = "application/json"
     body_limit: BodyLimit = BODY
+    # The route may take a pickled upload (which runs code when loaded): it applies the
+    # pickle rule (riverbed.server.guard, rule 3) before it reads or stores the upload.
+    pickle: bool = False
 
 
 def is_websocket(endpoint: Endpoint) -> bool:
@@ -120,6 +123,8 @@ def openapi_document(endpoints: Iterable[Endpoint], *, title: str, version: str)
             "x-riverbed-scope": e.scope,
             "x-riverbed-body-limit": "streamed" if e.body_limit.streamed else e.body_limit.setting,
         }
+        if e.pickle:
+            operation["x-riverbed-pickle"] = True
         if e.scope != "public":
             operation["security"] = [{"token": [e.scope]}]
         params = [

@@ -277,6 +277,7 @@ ENDPOINTS: list[Endpoint] = [
             status=201,
             errors=(403, 409, 413),
             body_limit=ENCODED_ARTIFACT,
+            pickle=True,
             response={"type": "object", "properties": {"name": {"type": "string"}}},
         )
     ),

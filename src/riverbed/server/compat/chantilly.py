@@ -402,6 +402,7 @@ ENDPOINTS: list[Endpoint] = [
         status=201,
         errors=(403, 413),
         body_limit=ARTIFACT,
+        pickle=True,
         media_type="application/json",
     ),
     Endpoint(
@@ -414,6 +415,7 @@ ENDPOINTS: list[Endpoint] = [
         status=201,
         errors=(403, 413),
         body_limit=ARTIFACT,
+        pickle=True,
     ),
     Endpoint(
         "GET",

@@ -21,9 +21,9 @@ from starlette.responses import Response, StreamingResponse
 from riverbed import serialization
 from riverbed.engine import Engine
 from riverbed.events import Event
-from riverbed.exceptions import Forbidden, InvalidArtifact, ModelNotFound, RiverbedError
+from riverbed.exceptions import InvalidArtifact, ModelNotFound, RiverbedError
 from riverbed.server.http import JSONResponse, error_headers, read_body, status_of
-from riverbed.server.registry_api import pickle_allowed
+from riverbed.server.registry_api import pickle_refused
 
 __all__ = [
     "engine_of",
@@ -94,19 +94,6 @@ async def load_pickled_upload(request: Request) -> Any:
     if not data:
         raise InvalidArtifact("the body is empty: send the pickled model as the request body")
     return serialization.loads_plain(data, "dill")
-
-
-def pickle_refused(request: Request, format: str) -> Forbidden | None:
-    """The error for a pickled upload this request may not make (None if it may): the
-    caller holds admin and the ``allow_pickle_uploads`` setting allows pickles."""
-    if pickle_allowed(request):
-        return None
-    return Forbidden(
-        "this server does not accept pickled models (unpickling runs code on the server); "
-        "create the model from a spec with POST /v1/models, or start the server with "
-        "--allow-pickle-uploads true on a trusted network",
-        detail={"format": format},
-    )
 
 
 _ADJECTIVES = (

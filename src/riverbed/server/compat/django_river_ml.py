@@ -355,6 +355,7 @@ ENDPOINTS: list[Endpoint] = [
         status=201,
         errors=(403, 413),
         body_limit=ARTIFACT,
+        pickle=True,
         response=_NAMED,
     ),
     Endpoint(
@@ -367,6 +368,7 @@ ENDPOINTS: list[Endpoint] = [
         status=201,
         errors=(403, 413),
         body_limit=ARTIFACT,
+        pickle=True,
         response=_NAMED,
     ),
     Endpoint(

@@ -32,6 +32,7 @@ from riverbed.server.http import (
     query_int,
     read_body,
 )
+from riverbed.server.registry_api import browser_pickle_refused
 from riverbed.server.routing import ARTIFACT, Endpoint
 from riverbed.validation import parse_int
 
@@ -202,7 +203,13 @@ async def get_model(request: Request) -> Response:
 async def upload(request: Request) -> Response:
     """A multipart upload: ``file`` and the fields Maisie's client sends (``name``,
     ``hyperparameters``/``parameters``/``metrics`` as JSON, ``git_active_branch``,
-    ``git_commit_hash``, ``project_id``) plus ``dataset_name`` and ``dataset_description``."""
+    ``git_commit_hash``, ``project_id``) plus ``dataset_name`` and ``dataset_description``.
+
+    The file is kept opaque, and it is most often a pickle that whoever downloads it loads:
+    with auth off a browser may not upload one unless ``pickle_origins`` lists its origin."""
+    refusal = browser_pickle_refused(request)
+    if refusal is not None:
+        raise refusal  # before the body is read
     form = await request.form()  # within max_artifact_bytes: the route declares ARTIFACT
     try:
         return await _upload(request, form)
@@ -296,6 +303,7 @@ ENDPOINTS: list[Endpoint] = [
         errors=(409, 413),
         response=_MODEL,
         body_limit=ARTIFACT,
+        pickle=True,
     ),
     Endpoint(
         "GET",
