@@ -535,3 +535,55 @@ def test_river_scikit_learn_and_file_models_side_by_side(
             expect(page.locator("#conn")).to_contain_text("live")
     finally:
         server.stop()
+
+
+def test_drift_alarms_are_marked_on_the_metric_charts_and_listed(live: Live, page: Page) -> None:
+    """A model's stored drift alarms are drawn as marks on its metric charts and listed
+    when the page opens, and an alarm raised while the page is open joins them."""
+
+    def learn(start: int, stop: int, shift: float) -> None:
+        items = [
+            {"features": {**PHISHING[i][0], "shift": shift}, "ground_truth": PHISHING[i][1]}
+            for i in range(start, stop)
+        ]
+        response = live.http.post("/v1/models/drifting/learn/many", json={"items": items})
+        assert response.status_code == 200, response.text
+
+    created = live.http.post("/v1/models", json={"name": "drifting", "spec": CLASSIFIER})
+    assert created.status_code == 201, created.text
+    learn(0, 1, 0.0)
+    detectors = {"detectors": [{"detector": "PageHinkley", "on": "feature:shift"}]}
+    assert live.http.put("/v1/models/drifting/drift", json=detectors).status_code == 200
+    learn(1, 200, 0.0)
+    learn(200, 400, 50.0)  # the feature jumps: PageHinkley raises an alarm
+    stored = live.http.get("/v1/models/drifting/drift/alarms").json()["alarms"]
+    assert [a["position"] for a in stored] == [202]
+
+    page.goto(live.url + "/#/models/drifting")
+    expect(page.locator("#drift-alarms tr")).to_have_count(1)
+    expect(page.locator("#drift-alarms")).to_contain_text("PageHinkley:shift")
+    expect(page.locator("#drift-alarms")).to_contain_text("202")
+    expect(page.locator("#drift-note")).to_contain_text("PageHinkley")
+    accuracy = page.locator('[data-chart="Accuracy"] svg')
+    expect(accuracy).to_have_attribute("data-markers", "1")
+    marker = page.locator('[data-chart="Accuracy"] [data-marker="PageHinkley:shift@202"]')
+    expect(marker).to_have_count(1)
+    assert "at learn 202" in (marker.locator("title").text_content() or "")
+    expect(page.locator('[data-chart="LogLoss"] svg')).to_have_attribute("data-markers", "1")
+
+    learn(400, 500, 200.0)  # a second jump while the page is open
+    live_alarms = live.http.get("/v1/models/drifting/drift/alarms").json()["alarms"]
+    assert [a["position"] for a in live_alarms] == [202, 401]
+    expect(page.locator("#drift-alarms tr")).to_have_count(2)
+    expect(page.locator("#drift-alarms tr").first).to_have_attribute(
+        "data-alarm", "PageHinkley:shift@401"
+    )
+    expect(accuracy).to_have_attribute("data-markers", "2")
+    shot(page, "model-drift")
+
+
+def test_a_model_without_detectors_says_how_to_set_them(live: Live, page: Page) -> None:
+    page.goto(live.url + "/#/models/phishing")
+    expect(page.locator("#drift-note")).to_contain_text("No drift detector on this model")
+    expect(page.locator("#drift-alarms tr")).to_have_count(0)
+    expect(page.locator('[data-chart="Accuracy"] svg')).to_have_attribute("data-markers", "0")

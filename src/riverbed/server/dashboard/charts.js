@@ -68,6 +68,7 @@ export class LineChart {
       dash: s.dash || null,
       points: [],
     }));
+    this.markers = []; // vertical lines at an x: [{key, x, label}], drawn under the series
     this.maxPoints = options.maxPoints || 2000;
     this.height = options.height || 170;
     this.yFormat = options.yFormat || defaultFormat;
@@ -128,6 +129,15 @@ export class LineChart {
     this.schedule();
   }
 
+  // A vertical marker at `x` (a drift alarm, say), drawn with `label` as its tooltip; a
+  // second marker with the same `key` is ignored.
+  mark(key, x, label) {
+    if (!Number.isFinite(x) || this.markers.some((m) => m.key === key)) return;
+    this.markers.push({ key, x, label });
+    this.markers.sort((a, b) => a.x - b.x);
+    this.schedule();
+  }
+
   trim(s) {
     // Past the limit, keep every other old point: the shape stays, the cost stays bounded.
     if (s.points.length <= this.maxPoints) return;
@@ -185,6 +195,10 @@ export class LineChart {
       }
     }
     if (!Number.isFinite(x0)) return null;
+    for (const mk of this.markers) {
+      if (mk.x < x0) x0 = mk.x;
+      if (mk.x > x1) x1 = mk.x;
+    }
     if (x1 === x0) { x0 -= 1; x1 += 1; }
     if (!Number.isFinite(y0)) { y0 = 0; y1 = 1; }
     if (this.options.yMin !== undefined) y0 = Math.min(y0, this.options.yMin);
@@ -202,6 +216,7 @@ export class LineChart {
     root.setAttribute("width", width);
     root.setAttribute("height", height);
     root.dataset.points = String(this.pointCount);
+    root.dataset.markers = "0";
     root.textContent = "";
     const d = this.domain();
     if (!d) {
@@ -232,6 +247,23 @@ export class LineChart {
       axes.append(label);
     }
     root.append(axes);
+    if (this.markers.length) {
+      const marks = svg("g", { class: "markers" });
+      for (const mk of this.markers) {
+        const x = sx(mk.x);
+        const mark = svg("g", { class: "marker", "data-marker": mk.key });
+        mark.append(
+          svg("line", { x1: x, x2: x, y1: m.top, y2: height - m.bottom }),
+          svg("path", { d: `M${(x - 4).toFixed(1)} ${m.top} h8 l-4 6 z` }),
+        );
+        const title = svg("title");
+        title.textContent = mk.label;
+        mark.append(title);
+        marks.append(mark);
+      }
+      root.append(marks);
+      root.dataset.markers = String(this.markers.length);
+    }
     for (const s of this.series) {
       if (!s.points.length) continue;
       let path = "";
@@ -278,6 +310,7 @@ export class LineChart {
     }
     if (at === null) return;
     this.svg.append(svg("line", { x1: sx(at), x2: sx(at), y1: m.top, y2: height - m.bottom, class: "cursor" }));
+    const near = this.markers.filter((mk) => Math.abs(sx(mk.x) - sx(at)) <= 6);
     this.tip.textContent = "";
     const head = document.createElement("div");
     head.textContent = this.xFormat(at);
@@ -287,6 +320,12 @@ export class LineChart {
       const swatch = document.createElement("i");
       swatch.style.background = s.color;
       row.append(swatch, document.createTextNode(`${s.label}: ${this.yFormat(p[1])}`));
+      this.tip.append(row);
+    }
+    for (const mk of near) {
+      const row = document.createElement("div");
+      row.className = "tip-marker";
+      row.textContent = mk.label;
       this.tip.append(row);
     }
     const left = (sx(at) / this.scale.width) * 100;

@@ -16,6 +16,14 @@ const EVENTS_KEPT = 50;
 const RATE_WINDOW_S = 10;
 const HISTORY_SECONDS = 6 * 3600;
 const HISTORY_PAGES = 5;
+const ALARMS_SHOWN = 50;
+const ALARM_PAGES = 10;
+
+// What a drift alarm's marker and table row say of it.
+export function alarmLabel(a) {
+  const value = typeof a.value === "number" ? metric(a.value) : String(a.value);
+  return `drift: ${a.name} on ${a.on} at learn ${count(a.position)} (value ${value})`;
+}
 
 export function windowLabel(w) {
   if (w.seconds) return `last ${w.seconds} s`;
@@ -57,10 +65,11 @@ export function modelPage(main, name, ctx) {
     // Ask the list first: a request for a missing model would log a 404 in the console.
     const { models } = await get("/v1/models");
     if (!models.some((m) => m.name === name)) throw new ApiError(404, "model_not_found", "no such model");
-    const [info, hasHistory, hasMetricStream] = await Promise.all([
+    const [info, hasHistory, hasMetricStream, hasDrift] = await Promise.all([
       get(modelPath(name)),
       hasRoute("GET", "/v1/models/{name}/metrics/history"),
       hasRoute("GET", "/v1/models/{name}/metrics/stream"),
+      hasRoute("GET", "/v1/models/{name}/drift/alarms"),
     ]);
     if (stopped) return;
     const counters = {
@@ -74,6 +83,8 @@ export function modelPage(main, name, ctx) {
     const metricsNote = h("p", { class: "muted small", id: "metrics-note" }, "Progressive validation: each prediction is scored before the model learns from its ground truth.");
     const perfGrid = h("div", { class: "chart-grid", id: "perf-charts" });
     const eventsBody = h("tbody", { id: "model-events" });
+    const driftNote = h("p", { class: "muted small", id: "drift-note" }, "Loading the drift detectors…");
+    const alarmsBody = h("tbody", { id: "drift-alarms" });
     const versions = h("div", { id: "versions" });
 
     replace(
@@ -101,6 +112,24 @@ export function modelPage(main, name, ctx) {
       h("h2", {}, "Metrics"),
       metricsNote,
       metricsGrid,
+      hasDrift && (info.flavor === undefined || info.flavor === "river")
+        ? h(
+            "section",
+            { id: "drift" },
+            h("h2", {}, "Drift alarms"),
+            driftNote,
+            h(
+              "div",
+              { class: "table-wrap scroll" },
+              h(
+                "table",
+                { class: "events drift-alarms" },
+                h("thead", {}, h("tr", {}, h("th", {}, "time"), h("th", {}, "detector"), h("th", {}, "watches"), h("th", {}, "learn"), h("th", {}, "value"), h("th", {}, "action"))),
+                alarmsBody,
+              ),
+            ),
+          )
+        : null,
       h("h2", {}, "Latency and throughput"),
       perfGrid,
       h("h2", {}, "Last events"),
@@ -127,6 +156,40 @@ export function modelPage(main, name, ctx) {
     // One chart per metric, created as the metric first shows up (a forecaster's metrics
     // are per step ahead: "+1 MAE", "+2 MAE", ...). Series: running, then each window.
     const metricCharts = new Map();
+    // Drift alarms by detector and learn: a marker on every metric chart and a table row.
+    const alarms = new Map();
+    const alarmKey = (a) => `${a.name}@${a.position}`;
+    const addAlarm = (a) => {
+      if (!a || typeof a.position !== "number" || alarms.has(alarmKey(a))) return;
+      alarms.set(alarmKey(a), a);
+      for (const chart of metricCharts.values()) chart.mark(alarmKey(a), a.time, alarmLabel(a));
+      const row = h(
+        "tr",
+        { class: "ev-model", "data-alarm": alarmKey(a) },
+        h("td", {}, clock(a.time)),
+        h("td", {}, h("span", { class: "badge ev" }, a.name)),
+        h("td", {}, a.on),
+        h("td", {}, count(a.position)),
+        h("td", {}, typeof a.value === "number" ? metric(a.value) : String(a.value)),
+        h("td", {}, a.action || "—"),
+      );
+      // newest first: an alarm older than the top row goes below the rows newer than it
+      const after = [...alarmsBody.rows].find((r) => alarms.get(r.dataset.alarm).position < a.position);
+      alarmsBody.insertBefore(row, after || null);
+      while (alarmsBody.rows.length > ALARMS_SHOWN) alarmsBody.deleteRow(alarmsBody.rows.length - 1);
+      driftNoteText();
+    };
+    let detectors = [];
+    const driftNoteText = () => {
+      const names = detectors
+        .map((d) => (d.name === d.detector ? d.name : `${d.name} (${d.detector})`) + " on " + d.on)
+        .join(", ");
+      driftNote.textContent = detectors.length
+        ? `Watching with ${names}: ${count(alarms.size)} alarm${alarms.size === 1 ? "" : "s"}, drawn as red marks on the metric charts.`
+        : alarms.size
+          ? `No detector now; ${count(alarms.size)} earlier alarm${alarms.size === 1 ? "" : "s"}, drawn as red marks on the metric charts.`
+          : "No drift detector on this model (riverbed drift set, see docs/drift.md).";
+    };
     const chartFor = (key) => {
       let chart = metricCharts.get(key);
       if (!chart) {
@@ -140,6 +203,7 @@ export function modelPage(main, name, ctx) {
         });
         charts.push(chart);
         metricCharts.set(key, chart);
+        for (const a of alarms.values()) chart.mark(alarmKey(a), a.time, alarmLabel(a));
       }
       return chart;
     };
@@ -209,6 +273,24 @@ export function modelPage(main, name, ctx) {
       if (stopped) return;
     }
 
+    if (hasDrift) {
+      try {
+        detectors = (await get(modelPath(name, "/drift"))).detectors || [];
+        let after = 0;
+        for (let page = 0; page < ALARM_PAGES && !stopped; page++) {
+          const { alarms: got } = await get(modelPath(name, `/drift/alarms?after=${after}&limit=1000`));
+          for (const a of got) addAlarm(a);
+          if (got.length < 1000) break;
+          after = got[got.length - 1].position;
+        }
+        driftNoteText();
+      } catch (error) {
+        driftNote.textContent = "Could not load the drift alarms: " + error.message;
+        driftNote.className = "error";
+      }
+      if (stopped) return;
+    }
+
     const stats = async () => {
       const s = await get(modelPath(name, "/stats"));
       if (stopped) return;
@@ -273,6 +355,7 @@ export function modelPage(main, name, ctx) {
         onEvent: (type, event) => {
           if (!event || typeof event !== "object" || !event.type) return;
           addEvent(eventsBody, event);
+          if (event.type === "model.drift") addAlarm(event.data);
           // a gap: events were missed, so what the page shows is read again
           if (type === "gap" || (!hasMetricStream && type !== "predict")) refreshSoon();
         },
