@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks import environments, inprocess, load, reference, report, soak, wsload
 from benchmarks.servers import Steal
-from benchmarks.systems import SYSTEMS, System
+from benchmarks.systems import COMPAT_VIEWS, SYSTEMS, CompatView, Riverbed, System
 
 RESULTS = environments.ROOT / "results"
 WS_MODES = ("ws", "ws-many")
@@ -31,8 +31,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per cell")
     p.add_argument(
         "--systems",
-        default="river,engine,echo,riverbed,chantilly,django-river-ml",
-        help="comma-separated systems to run",
+        default="river,engine,echo,riverbed,"
+        + ",".join(v.name for v in COMPAT_VIEWS)
+        + ",chantilly,django-river-ml",
+        help="comma-separated systems to run (compat-NAME: an older system's predict route "
+        "on riverbed's own server, beside riverbed's native route)",
     )
     p.add_argument("--connections", default="1,16", help="comma-separated connection counts")
     p.add_argument(
@@ -71,7 +74,7 @@ def http_cell(
     ref: reference.Reference,
     work: Path,
 ) -> dict[str, Any]:
-    model = f"bench-{mode}-c{connections}-r{repeat}"
+    model = system.model_name(mode, connections, repeat)
     system.prepare(model)
     assert system.server is not None
     cpu0 = system.server.cpu_seconds()
@@ -219,6 +222,18 @@ def inprocess_cell(
     }
 
 
+def riverbed_host(servers: list[System], work: Path) -> Riverbed:
+    """The ``riverbed`` system's server, started now if the run has not started it."""
+    for system in servers:
+        if isinstance(system, Riverbed) and system.server is not None:
+            return system
+    host = Riverbed(work)
+    log(f"starting {host.label} on port {host.port} (for the compatibility routes)")
+    host.start()
+    servers.append(host)
+    return host
+
+
 def main() -> None:
     args = parse()
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -253,10 +268,17 @@ def main() -> None:
                 continue
             if not any(wanted(m) for m in SYSTEMS[name].modes):
                 continue
-            system = SYSTEMS[name](work)
-            log(f"starting {system.label} on port {system.port}")
-            system.start()
-            servers.append(system)
+            reused = [s for s in servers if s.name == name]
+            system = reused[0] if reused else SYSTEMS[name](work)
+            if reused:  # the riverbed system, started earlier for the compatibility routes
+                pass
+            elif isinstance(system, CompatView):
+                system.attach(riverbed_host(servers, work))
+            else:
+                log(f"starting {system.label} on port {system.port}")
+                system.start()
+            if not reused:
+                servers.append(system)
             cells += [(name, m, c) for m in system.modes if wanted(m) for c in conns]
         by_name = {s.name: s for s in servers}
         runs: list[dict[str, Any]] = []
@@ -321,6 +343,7 @@ def main() -> None:
         },
         "summary": summary,
         "ratios": report.ratios(summary),
+        "compat": report.compat_ratios(summary),
         "targets": report.targets(summary, soaked, soak_asked=args.soak),
         "soak": soaked,
         "runs": runs,

@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks import environments
 from benchmarks.servers import Server, free_port
 
-__all__ = ["SYSTEMS", "System"]
+__all__ = ["COMPAT_VIEWS", "SYSTEMS", "CompatView", "System"]
 
 ROOT = environments.ROOT
 REPO = ROOT.parent
@@ -98,6 +98,10 @@ class System:
     def lua_for(self, model: str) -> str:
         return self.lua.replace("MODEL", model)
 
+    def model_name(self, mode: str, connections: int, repeat: int) -> str:
+        """The fresh model a cell uses (systems sharing a server name theirs apart)."""
+        return f"bench-{mode}-c{connections}-r{repeat}"
+
     def prepare(self, model: str) -> None:
         """Create a fresh, untrained model named ``model``."""
 
@@ -174,6 +178,84 @@ function learn_x_body(x, y) return '{"features":' .. x .. ',"ground_truth":' .. 
             "predictions": stats["n_predictions"],
             "metrics": metrics["metrics"],
         }
+
+
+class CompatView(System):
+    """riverbed's own server answering an older system's predict route (its compatibility
+    layer, on the fast path since issue 24 item 15): no process of its own, the ``riverbed``
+    system's server and a model created there natively, so the cell differs from riverbed's
+    native predict cell by the route alone."""
+
+    modes = ("predict",)
+    route = ""  # the older system's route, for the report
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(work)
+        self.host: Riverbed | None = None
+
+    def attach(self, host: Riverbed) -> None:
+        self.host, self.port, self.server = host, host.port, host.server
+
+    def start(self) -> Server:
+        raise RuntimeError(f"{self.name} runs on the riverbed system's server: attach() it")
+
+    def stop(self) -> None:  # the host's server is stopped with the host
+        pass
+
+    def model_name(self, mode: str, connections: int, repeat: int) -> str:
+        return f"{super().model_name(mode, connections, repeat)}-{self.name}"
+
+    def prepare(self, model: str) -> None:
+        assert self.host is not None
+        self.host.prepare(model)
+
+    def state(self, model: str) -> dict[str, Any]:
+        assert self.host is not None
+        return self.host.state(model)
+
+
+class ViaChantilly(CompatView):
+    name, label = "compat-chantilly", "riverbed, chantilly's route"
+    route = "POST /api/predict"
+    lua = """
+predict_path = "/api/predict"
+function predict_body(x, id) return '{"model":"MODEL","features":' .. x .. '}' end
+"""
+
+
+class ViaDjangoRiverML(CompatView):
+    name, label = "compat-django-river-ml", "riverbed, django-river-ml's route"
+    route = "POST /api/predict/"
+    lua = """
+predict_path = "/api/predict/"
+function predict_body(x, id) return '{"model":"MODEL","features":' .. x .. '}' end
+"""
+
+
+class ViaLrnstak(CompatView):
+    name, label = "compat-lrnstak", "riverbed, lrnstak's route"
+    route = "POST /predict/model/{name}"
+    lua = """
+predict_path = "/predict/model/MODEL"
+function predict_body(x, id) return '{"data":[' .. x .. ']}' end
+"""
+
+
+class ViaBeaver(CompatView):
+    name, label = "compat-beaver", "riverbed, Beaver's route"
+    route = "POST /predict/{name}"
+    lua = """
+predict_path = "/predict/MODEL"
+function predict_body(x, id) return '{"event":' .. x .. '}' end
+"""
+
+
+COMPAT_VIEWS: tuple[type[CompatView], ...] = (
+    ViaChantilly,
+    ViaDjangoRiverML,
+    ViaLrnstak,
+    ViaBeaver,
+)
 
 
 class Chantilly(System):
@@ -278,4 +360,6 @@ def gunicorn(venv: Path, port: int, app: str) -> list[str]:
     return [*argv, app]
 
 
-SYSTEMS: dict[str, type[System]] = {s.name: s for s in (Echo, Riverbed, Chantilly, DjangoRiverML)}
+SYSTEMS: dict[str, type[System]] = {
+    s.name: s for s in (Echo, Riverbed, *COMPAT_VIEWS, Chantilly, DjangoRiverML)
+}

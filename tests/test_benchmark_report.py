@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.report import steal_text, targets
+from benchmarks.report import compat_ratios, steal_text, targets
 from benchmarks.servers import Steal
 from benchmarks.soak import BOUND, growth
 
@@ -92,3 +92,41 @@ def test_a_steady_leak_after_warm_up_is_growth() -> None:
 
 def test_two_samples_compare_the_first_and_the_last() -> None:
     assert growth(_samples([100, 150]), "db_bytes") == 0.5
+
+
+def _predict_row(
+    system: str, rate: float, cpu: float, connections: int = 16, failed: int = 0
+) -> dict:
+    return {
+        "system": system,
+        "mode": "predict",
+        "connections": connections,
+        "rate": rate,
+        "requests_per_s": rate,
+        "cpu_us_per_request": cpu,
+        "failed": failed,
+        "errors": 0,
+        "lost_learns": 0,
+        "p99_ms": None,
+    }
+
+
+def test_each_older_systems_predict_route_is_divided_by_the_native_route_of_its_run() -> None:
+    rows = [
+        _predict_row("riverbed", 5000, 100),
+        _predict_row("compat-chantilly", 4750, 105),
+        _predict_row("compat-lrnstak", 4000, 130),
+        _predict_row("compat-beaver", 6000, 99, failed=1),
+        _predict_row("riverbed", 2000, 120, connections=1),
+        _predict_row("compat-chantilly", 2200, 118, connections=1),
+    ]
+    out = {(e["system"], e["connections"]): e for e in compat_ratios(rows)}
+    assert out["compat-chantilly", 16]["ratio"] == 0.95
+    assert out["compat-chantilly", 16]["route"] == "POST /api/predict"
+    assert out["compat-lrnstak", 16]["ratio"] == 0.8
+    assert out["compat-lrnstak", 16]["native_cpu_us"] == 100
+    assert out["compat-beaver", 16]["ratio"] is None  # a failed cell is not ranked
+    assert out["compat-chantilly", 1]["ratio"] == 1.1
+    goals = {t["target"]: t for t in targets(rows) if "on riverbed" in t["target"]}
+    assert [t["met"] for t in goals.values()] == [True, False, None]
+    assert all(t["goal"] == 0.9 for t in goals.values())
