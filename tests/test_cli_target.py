@@ -1,4 +1,4 @@
-"""Which target a command works on: one rule (riverbed.cli_server.choose_target) for every
+"""Which target a command works on: one rule (riverbed.cli.server.choose_target) for every
 command that can talk to a server or work on a database, run through the CLI's ``main``.
 
 --database given: that database in-process; else --url or RIVERBED_URL: that server; else
@@ -19,7 +19,7 @@ import pytest
 
 from riverbed import Client, Engine
 from riverbed.cli import cli, main
-from riverbed.cli_server import (
+from riverbed.cli.server import (
     Server,
     Target,
     choose_target,
@@ -140,7 +140,7 @@ def test_a_url_given_or_in_the_environment_or_the_default_is_that_server(
 
     monkeypatch.delenv("RIVERBED_DATABASE")
     monkeypatch.delenv("RIVERBED_URL")
-    monkeypatch.setattr("riverbed.cli_server.DEFAULT_URL", server.url)
+    monkeypatch.setattr("riverbed.cli.server.DEFAULT_URL", server.url)
     code, out, err = riverbed(
         capsys, monkeypatch, "tokens", "create", "--scope", "read", "--name", "by-default"
     )
@@ -161,7 +161,7 @@ def test_tokens_create_with_nothing_given_asks_the_default_server_and_writes_no_
     """It used to write a new ./riverbed.db; now nothing answering at the default URL is the
     one-line error naming it (the fixture checks no ./riverbed.db appeared)."""
     url = _unreachable()
-    monkeypatch.setattr("riverbed.cli_server.DEFAULT_URL", url)
+    monkeypatch.setattr("riverbed.cli.server.DEFAULT_URL", url)
     code, out, err = riverbed(capsys, monkeypatch, "tokens", "create", "--scope", "read")
     assert code == 1 and out == ""
     (line,) = err.strip().splitlines()

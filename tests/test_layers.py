@@ -35,9 +35,8 @@ LAYER_NAMES[BASE] = "foundation"
 
 
 def _under(module: str, *prefixes: str) -> bool:
-    return any(
-        module == p or module.startswith(p + ".") or module.startswith(p + "_") for p in prefixes
-    )
+    # a package and its modules: riverbed.cli is riverbed/cli/, riverbed.client riverbed/client/
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
 def layer(module: str) -> int:

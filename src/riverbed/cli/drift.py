@@ -1,7 +1,7 @@
 """``riverbed drift set|show|alarms|off``: a model's drift detectors from the command line.
 
 Each command works on a server or in this process on a database, as
-:mod:`riverbed.cli_server`'s one rule chooses (``--database``, else ``--url`` or
+:mod:`riverbed.cli.server`'s one rule chooses (``--database``, else ``--url`` or
 ``RIVERBED_URL``, else ``RIVERBED_DATABASE``, else the local server); docs/drift.md.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from riverbed.cli_models import _echo_json, _pairs, table
-from riverbed.cli_server import Target, target_options
+from riverbed.cli.models import _echo_json, _pairs, table
+from riverbed.cli.server import Target, target_options
 from riverbed.drift import ACTIONS, DETECTORS
 
 __all__ = ["drift"]

@@ -140,14 +140,14 @@ def routes() -> None:
 
 
 def _add_commands() -> None:
-    from riverbed.cli_cache import cache
-    from riverbed.cli_connect import connect
-    from riverbed.cli_db import db
-    from riverbed.cli_drift import drift
-    from riverbed.cli_jobs import jobs, train
-    from riverbed.cli_learning import forecast, learn, tail
-    from riverbed.cli_models import models
-    from riverbed.cli_tokens import tokens
+    from riverbed.cli.cache import cache
+    from riverbed.cli.connect import connect
+    from riverbed.cli.db import db
+    from riverbed.cli.drift import drift
+    from riverbed.cli.jobs import jobs, train
+    from riverbed.cli.learning import forecast, learn, tail
+    from riverbed.cli.models import models
+    from riverbed.cli.tokens import tokens
 
     cli.add_command(cache)
     cli.add_command(connect)

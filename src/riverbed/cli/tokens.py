@@ -3,7 +3,7 @@
 The commands work through a running server's admin API (``--url``, env ``RIVERBED_URL``,
 default http://127.0.0.1:8000, with an admin ``--token`` when its auth is on), or on a
 server's database directly (``--database``, or ``RIVERBED_DATABASE`` when no URL is given),
-which is safe while the server runs; :mod:`riverbed.cli_server` has the rule. A server on the
+which is safe while the server runs; :mod:`riverbed.cli.server` has the rule. A server on the
 in-memory store is only reachable the first way.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from riverbed.cli_server import Server, Target, refusal, target_options
+from riverbed.cli.server import Server, Target, refusal, target_options
 from riverbed.exceptions import RiverbedError
 from riverbed.tokens import SCOPES
 

@@ -32,12 +32,12 @@ import httpx
 import orjson
 
 from riverbed import specs
-from riverbed.client_drift import DriftMethods
-from riverbed.client_registry import RAW, RegistryMethods
+from riverbed.client.drift import DriftMethods
+from riverbed.client.registry import RAW, RegistryMethods
 from riverbed.exceptions import ServerError, Unavailable, Unreachable, error_from_payload
 
 if TYPE_CHECKING:
-    from riverbed.client_jobs import AsyncJobs, SyncJobs
+    from riverbed.client.jobs import AsyncJobs, SyncJobs
 
 __all__ = ["AsyncClient", "CacheMethods", "Client"]
 
@@ -212,7 +212,7 @@ class _Methods(RegistryMethods, DriftMethods):
     def train(self, model: str, data: Any, *, target: str, **options: Any) -> Any:
         """Start a training job (see docs/training.md); ``data`` is a list of rows, the bytes
         of a CSV/NDJSON/Parquet file, or a path to one. Returns the job, queued."""
-        from riverbed.client_jobs import train_request
+        from riverbed.client.jobs import train_request
 
         return self._request("POST", "/v1/jobs", **train_request(model, data, target, options))
 
@@ -416,7 +416,7 @@ class Client(_Methods):
     @property
     def jobs(self) -> SyncJobs:
         """Training jobs: ``client.jobs.get(id)``, ``.wait(id)``, ``.follow(id)``..."""
-        from riverbed.client_jobs import SyncJobs
+        from riverbed.client.jobs import SyncJobs
 
         return SyncJobs(self._request, self._http)
 
@@ -533,7 +533,7 @@ class AsyncClient(_Methods):
     @property
     def jobs(self) -> AsyncJobs:
         """Training jobs, to be awaited: ``await client.jobs.wait(id)``."""
-        from riverbed.client_jobs import AsyncJobs
+        from riverbed.client.jobs import AsyncJobs
 
         return AsyncJobs(self._request)
 

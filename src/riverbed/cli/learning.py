@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from riverbed.cli_server import Server, refusal, server_options
+from riverbed.cli.server import Server, refusal, server_options
 from riverbed.exceptions import RiverbedError
 
 __all__ = ["forecast", "learn", "tail"]

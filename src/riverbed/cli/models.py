@@ -1,7 +1,7 @@
 """``riverbed models``: the model registry from the command line.
 
 Every command talks to a running server or opens the engine in-process on a database, as
-:mod:`riverbed.cli_server`'s one rule chooses (``--database``, ``--url``, their variables).
+:mod:`riverbed.cli.server`'s one rule chooses (``--database``, ``--url``, their variables).
 Both have the same method names, so each command is written once. Filters use the
 registry's one syntax (docs/registry.md).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from riverbed.cli_server import Target, target_options
+from riverbed.cli.server import Target, target_options
 from riverbed.exceptions import ModelExists, RiverbedError
 from riverbed.provenance import current_user
 from riverbed.validation import parse_int

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from riverbed.cli_server import Server, Target, refusal, server_options, target_options
+from riverbed.cli.server import Server, Target, refusal, server_options, target_options
 from riverbed.exceptions import RiverbedError
 from riverbed.jobs import FINISHED
 

@@ -10,7 +10,7 @@ import threading
 
 import click
 
-from riverbed.cli_server import Target, target_options
+from riverbed.cli.server import Target, target_options
 
 __all__ = ["connect"]
 
