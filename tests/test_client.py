@@ -130,7 +130,7 @@ def test_a_followed_feed_resumes_across_a_restart(tmp_path: Path) -> None:
                 time.sleep(0.05)
             first = seen.get()
             assert first["type"] == "predict"
-            server.kill()  # a SIGTERM'd server waits for its open streams to end first
+            server.kill()  # a crash: the feed resumes with a gap of reason 'restart'
             server.start()
             client.predict("p", {"x": 2.0}, id="after")
             while True:

@@ -143,6 +143,54 @@ def test_ctrl_c_stops_the_server_quietly(tmp_path: Path) -> None:
     assert checkpointed_seq(database) == 20
 
 
+STREAMS = (
+    "/v1/events",
+    "/v1/models/p/metrics/stream?interval=0.5",
+    "/api/stream/events",  # chantilly's
+    "/api/stream/metrics/",  # django-river-ml's
+)
+
+
+def test_sigterm_ends_open_event_streams_and_stops_the_server(tmp_path: Path) -> None:
+    """Server-sent event streams never end by themselves (a browser with the dashboard open
+    keeps one): SIGTERM ends each with a complete response instead of waiting for its client
+    to leave, and the server shuts down as it does with none open."""
+    database = str(tmp_path / "streamed.db")
+    server = Server(
+        database, None, "--checkpoint-every", "100000", "--checkpoint-seconds", "3600"
+    ).start()
+    learn_over_http(server, 10)
+    opened = threading.Barrier(len(STREAMS) + 1, timeout=60)
+    ended: dict[str, str] = {}
+
+    def follow(path: str) -> None:
+        try:
+            with httpx.stream("GET", server.url + path, timeout=httpx.Timeout(60)) as response:
+                assert response.status_code == 200, path
+                chunks = response.iter_bytes()
+                next(chunks)  # the stream's first message: it is open
+                opened.wait()
+                for _ in chunks:
+                    pass
+            ended[path] = "complete"
+        except Exception as exc:  # a cut stream raises (httpx.RemoteProtocolError)
+            ended[path] = f"{type(exc).__name__}: {exc}"
+
+    threads = [threading.Thread(target=follow, args=(path,), daemon=True) for path in STREAMS]
+    for thread in threads:
+        thread.start()
+    opened.wait()
+    with httpx.Client(base_url=server.url) as http:  # the streams have something to carry
+        x, y = next(iter(datasets.Phishing()))
+        http.post("/v1/models/p/learn", json={"features": x, "ground_truth": y}).raise_for_status()
+    code = server.stop()  # SIGTERM, then SIGKILL after 30 s
+    for thread in threads:
+        thread.join(timeout=60)
+    assert code in (0, -signal.SIGTERM), f"the server had to be killed ({code})"
+    assert ended == dict.fromkeys(STREAMS, "complete")
+    assert checkpointed_seq(database) == 11  # the shutdown hook ran
+
+
 def test_reopening_an_engine_replays_the_log_after_the_checkpoint(tmp_path: Path) -> None:
     database = str(tmp_path / "e.db")
     engine = Engine(database, checkpoint_every=40, checkpoint_seconds=3600)

@@ -3,14 +3,14 @@ field checks with messages that say what to fix, and the error-to-status mapping
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any, overload
 
 import numpy as np
 import orjson
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope
 
 from riverbed.exceptions import (
@@ -39,6 +39,7 @@ __all__ = [
     "check_json_limits",
     "declared_length",
     "error_response",
+    "event_stream",
     "field",
     "parse_json",
     "query_int",
@@ -49,6 +50,19 @@ __all__ = [
 ]
 
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+# Set in the scope of a server-sent event stream: a server shutting down ends such a response
+# (riverbed.server.protocol.RiverbedHttp.shutdown), where it waits for any other to finish.
+STREAM_KEY = "riverbed.event_stream"
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def event_stream(request: Request, body: AsyncIterator[bytes]) -> StreamingResponse:
+    """A server-sent event stream of ``body``'s messages, which never ends by itself: marked
+    so that a shutting-down server ends it rather than waiting for the client to leave."""
+    request.scope[STREAM_KEY] = True
+    return StreamingResponse(body, media_type="text/event-stream", headers=_STREAM_HEADERS)
 
 
 class JSONResponse(Response):

@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from riverbed.events import Event
 from riverbed.exceptions import InvalidInput, MalformedJSON
 from riverbed.jobs import FINISHED, JobRunner
-from riverbed.server.http import JSONResponse, read_body, reject_unknown
+from riverbed.server.http import JSONResponse, event_stream, read_body, reject_unknown
 from riverbed.server.routing import UPLOAD, Endpoint
 from riverbed.server.stream import HEARTBEAT_SECONDS, sse
 from riverbed.validation import parse_int
@@ -214,10 +214,7 @@ def _state(job: dict[str, Any]) -> dict[str, Any]:
 async def job_events(request: Request) -> Response:
     job_id = request.path_params["id"]
     _jobs(request).get(job_id)  # 404 before the stream starts
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(
-        _follow(request, job_id), media_type="text/event-stream", headers=headers
-    )
+    return event_stream(request, _follow(request, job_id))
 
 
 _JOB = {

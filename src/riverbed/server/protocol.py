@@ -49,7 +49,7 @@ from riverbed.exceptions import RiverbedError
 from riverbed.receipts import Receipt, call_when_committed
 from riverbed.server.auth import PRINCIPAL_KEY
 from riverbed.server.fast import JsonOperation, answer_of, encode, failure
-from riverbed.server.http import parse_json
+from riverbed.server.http import STREAM_KEY, parse_json
 from riverbed.validation import MAX_INT_DIGITS
 
 if TYPE_CHECKING:
@@ -69,6 +69,21 @@ class RiverbedHttp(HttpToolsProtocol):
     """uvicorn's HTTP protocol, answering :attr:`app`'s direct JSON operations itself."""
 
     app_of_server: RiverbedApp  # set on the class made by protocol_for()
+
+    def shutdown(self) -> None:
+        """A graceful shutdown: uvicorn closes idle connections and waits for the responses
+        under way, and a server-sent event stream never ends by itself, so the server would
+        wait for its client to leave (a browser with the dashboard open: forever). Such a
+        stream (marked by :func:`~riverbed.server.http.event_stream`) is ended here: its
+        chunked body gets its last chunk, so the client reads a complete response, and the
+        connection is closed, which tells the stream's task its client has gone."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and cycle.scope.get(STREAM_KEY):
+            if cycle.response_started and cycle.chunked_encoding:
+                self.transport.write(b"0\r\n\r\n")
+            self.transport.close()
+            return
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         """What uvicorn answers to bytes its parser refuses, as a JSON error."""

@@ -26,10 +26,11 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from riverbed.events import Event
 from riverbed.exceptions import InvalidInput, NotFound
+from riverbed.server.http import event_stream
 from riverbed.server.routing import Endpoint
 from riverbed.validation import parse_int
 
@@ -88,9 +89,6 @@ def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
     queue.put_nowait(event)
 
 
-_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
 def _last_event_id(request: Request, now: int) -> int:
     """The id to resume after: ``Last-Event-ID`` or ``?last_event_id=``; ``now`` gives
     ``now`` (nothing replayed); anything that is not an id (1 to 18 ASCII digits: a word,
@@ -106,13 +104,8 @@ async def events(request: Request) -> Response:
     model = request.query_params.get("model")
     raw_types = request.query_params.get("types")
     types = {t.strip() for t in raw_types.split(",") if t.strip()} if raw_types else None
-    return StreamingResponse(
-        _follow(
-            request, model, _last_event_id(request, request.app.state.engine.events.last_id), types
-        ),
-        media_type="text/event-stream",
-        headers=_HEADERS,
-    )
+    last = _last_event_id(request, request.app.state.engine.events.last_id)
+    return event_stream(request, _follow(request, model, last, types))
 
 
 def _message(kind: str, seq: int, body: Any) -> bytes:
@@ -170,10 +163,8 @@ async def metrics_stream(request: Request) -> Response:
         raise InvalidInput(f"interval must be a number of seconds, got {raw!r}") from None
     if not 0.05 <= interval <= 3600:
         raise InvalidInput("interval must be between 0.05 and 3600 seconds")
-    return StreamingResponse(
-        _follow_metrics(request, name, _last_event_id(request, 0), interval),
-        media_type="text/event-stream",
-        headers=_HEADERS,
+    return event_stream(
+        request, _follow_metrics(request, name, _last_event_id(request, 0), interval)
     )
 
 

@@ -22,7 +22,13 @@ from riverbed import serialization
 from riverbed.engine import Engine
 from riverbed.events import Event
 from riverbed.exceptions import InvalidArtifact, ModelNotFound, RiverbedError
-from riverbed.server.http import JSONResponse, error_headers, read_body, status_of
+from riverbed.server.http import (
+    JSONResponse,
+    error_headers,
+    event_stream,
+    read_body,
+    status_of,
+)
 from riverbed.server.registry_api import pickle_refused
 
 __all__ = [
@@ -257,11 +263,7 @@ def sse_response(request: Request, render: Callable[[Event], bytes | None]) -> S
         finally:
             unsubscribe()
 
-    return StreamingResponse(
-        follow(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return event_stream(request, follow())
 
 
 def sse_message(data: Any, event: str | None = None) -> bytes:
