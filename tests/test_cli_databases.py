@@ -216,6 +216,15 @@ def test_reads_beside_a_running_server_and_a_write_says_who_holds_the_file(
         down = riverbed("models", "download", "gate", "-o", str(copy), *where)
         assert down.returncode == 0, down.stderr
         assert copy.read_bytes() == artifact.read_bytes()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            detectors = {"detectors": [{"detector": "PageHinkley", "on": "feature:a"}]}
+            assert http.put("/v1/models/m/drift", json=detectors).status_code == 200
+        drift = riverbed("drift", "show", "m", "--json", *where)
+        assert drift.returncode == 0, drift.stderr
+        assert [d["name"] for d in json.loads(drift.stdout)["detectors"]] == ["PageHinkley:a"]
+        alarms = riverbed("drift", "alarms", "m", "--json", *where)
+        assert alarms.returncode == 0, alarms.stderr
+        assert json.loads(alarms.stdout)["alarms"] == []
         with httpx.Client(base_url=server.url, timeout=30) as http:  # the server writes on
             body = {"features": {"a": 1.0}, "ground_truth": True}
             assert http.post("/v1/models/m/learn", json=body).status_code == 200

@@ -104,7 +104,7 @@ def set_(
 @target_options
 def show(target: Target, model: str, as_json: bool) -> None:
     """MODEL's drift detectors: what each is on, values fed, alarms, its statistics."""
-    with target.open() as store:
+    with target.open(read_only=True) as store:
         result = store.drift(model)
     _show(result, as_json)
 
@@ -117,7 +117,7 @@ def show(target: Target, model: str, as_json: bool) -> None:
 @target_options
 def alarms(target: Target, model: str, after: int, limit: int, as_json: bool) -> None:
     """MODEL's drift alarms, oldest first; POSITION is the learn that raised each."""
-    with target.open() as store:
+    with target.open(read_only=True) as store:
         result = store.drift_alarms(model, after=after, limit=limit)
     if as_json:
         _echo_json(result)
