@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -430,10 +431,10 @@ def test_the_cli_sets_shows_lists_and_takes_off_detectors_on_a_database(tmp_path
     assert re.search(r"KSWIN:salary\s+KSWIN\s+feature:salary\s+seed=1, alpha=0.0001", shown.output)
     listed = _run("drift", "alarms", "m", "--database", db)
     assert listed.exit_code == 0
-    for alarm in alarms:
-        assert re.search(
-            rf"^{alarm['position']}\s+{re.escape(alarm['name'])}\s", listed.output, re.M
-        )
+    for alarm in alarms:  # the time as ISO-8601 UTC (tests/test_cli_tables.py)
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(alarm["time"]))
+        line = rf"^{alarm['position']}\s+{at}\s+{re.escape(alarm['name'])}\s"
+        assert re.search(line, listed.output, re.M)
     as_json = _run("drift", "alarms", "m", "--json", "--after", "1", "--database", db)
     assert '"alarms"' in as_json.output
     bad = _run("drift", "set", "m", "DDM", "-p", "nope=1", "--database", db)

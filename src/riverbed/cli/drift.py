@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from riverbed.cli.models import _echo_json, _pairs, table
+from riverbed.cli.models import _pairs
 from riverbed.cli.server import Target, target_options
+from riverbed.cli.tables import echo_json, table, when
 from riverbed.drift import ACTIONS, DETECTORS
 
 __all__ = ["drift"]
@@ -120,16 +121,25 @@ def alarms(target: Target, model: str, after: int, limit: int, as_json: bool) ->
     with target.open(read_only=True) as store:
         result = store.drift_alarms(model, after=after, limit=limit)
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     rows = [
-        (a["position"], a["name"], a["on"], a["index"], a["value"], a["mean_before"], a["action"])
+        (
+            a["position"],
+            when(a["time"]),
+            a["name"],
+            a["on"],
+            a["index"],
+            a["value"],
+            a["mean_before"],
+            a["action"],
+        )
         for a in result["alarms"]
     ]
     if not rows:
         click.echo(f"no drift alarms for {model}" + (f" after learn {after}" if after else ""))
         return
-    headers = ("position", "detector", "on", "index", "value", "mean before", "action")
+    headers = ("position", "time", "detector", "on", "index", "value", "mean before", "action")
     click.echo(table(rows, headers))
 
 
@@ -146,7 +156,7 @@ def off(target: Target, model: str, as_json: bool) -> None:
 
 def _show(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     if not result["detectors"]:
         click.echo(f"{result['model']}: no drift detectors")

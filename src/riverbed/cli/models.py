@@ -8,7 +8,6 @@ registry's one syntax (docs/registry.md).
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
@@ -18,43 +17,12 @@ from typing import Any
 import click
 
 from riverbed.cli.server import Target, target_options
+from riverbed.cli.tables import cell, describe, echo_json, short, table, when
 from riverbed.exceptions import ModelExists, RiverbedError
 from riverbed.provenance import current_user
 from riverbed.validation import parse_int
 
 __all__ = ["models"]
-
-
-def _when(timestamp: Any) -> str:
-    if not isinstance(timestamp, int | float):
-        return ""
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M")
-
-
-def _cell(value: Any, width: int = 40) -> str:
-    if value is None:
-        text = ""
-    elif isinstance(value, dict):
-        text = ", ".join(f"{k}={_short(v)}" for k, v in value.items())
-    elif isinstance(value, list):
-        text = ", ".join(str(v) for v in value)
-    else:
-        text = str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain-text table with aligned columns."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def _pairs(values: Sequence[str], what: str, parse: bool = False) -> dict[str, Any]:
@@ -83,7 +51,7 @@ def _version_rows(versions: Sequence[dict[str, Any]]) -> str:
             v["format"],
             v["metrics"],
             v["tags"],
-            _when(v["created_at"]),
+            when(v["created_at"]),
         )
         for v in versions
     ]
@@ -100,12 +68,8 @@ def _live_metrics(store: Any, info: dict[str, Any]) -> str | None:
         now = store.metrics(info["name"])
     except RiverbedError:  # a task that is not evaluated online
         return None
-    shown = ", ".join(f"{k}={'–' if v is None else _short(v)}" for k, v in now["metrics"].items())
+    shown = ", ".join(f"{k}={'–' if v is None else short(v)}" for k, v in now["metrics"].items())
     return f"{shown} ({now['n']} scored)"
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
 @click.group()
@@ -144,7 +108,7 @@ def ls(
             filter_, order_by=order_by, page_size=page_size, page_token=page_token
         )
     if as_json:
-        return _echo_json(found)
+        return echo_json(found)
     rows = [
         (
             m["name"],
@@ -153,7 +117,7 @@ def ls(
             m["n_versions"],
             m["latest_version"],
             m["aliases"],
-            _when(m["updated_at"]),
+            when(m["updated_at"]),
             m["description"],
         )
         for m in found["models"]
@@ -185,7 +149,7 @@ def search(
             filter_, order_by=order_by, page_size=page_size, page_token=page_token
         )
     if as_json:
-        return _echo_json(found)
+        return echo_json(found)
     click.echo(_version_rows(found["versions"]))
     if found["next_page_token"]:
         click.echo(f"(more: --page-token {found['next_page_token']})")
@@ -207,14 +171,10 @@ def show(ref: str, version: int | None, as_json: bool, target: Target) -> None:
             versions = store.list_versions(ref)
             live = _live_metrics(store, info)
     if as_json:
-        return _echo_json(info if versions is None else {**info, "versions": versions})
+        return echo_json(info if versions is None else {**info, "versions": versions})
     if live is not None:
         info = {**info, "live_metrics": live}
-    width = max(len(k) for k in info)
-    for key, value in info.items():
-        if key in ("spec", "hyperparameters") and value:
-            value = json.dumps(value, default=str)
-        click.echo(f"{key:<{width}}  {_cell(value, 100)}")
+    click.echo(describe(info, as_text=("spec", "hyperparameters")))
     if versions:
         click.echo("")
         click.echo(_version_rows(versions))
@@ -376,7 +336,7 @@ def alias(
             click.echo(table(sorted(current.items()), ("alias", "version")))
             click.echo("")
             rows = [
-                (h["alias"], h["previous"], h["version"], h["by"], _when(h["at"])) for h in history
+                (h["alias"], h["previous"], h["version"], h["by"], when(h["at"])) for h in history
             ]
             click.echo(table(rows, ("alias", "from", "to", "by", "at")))
             return
@@ -442,7 +402,7 @@ def tag(
                 ref, description=description, tags=pairs, remove_tags=list(remove)
             )
             what = result["name"]
-    click.echo(f"{what}: {_cell(result['tags'], 200) or '(no tags)'}")
+    click.echo(f"{what}: {cell(result['tags'], 200) or '(no tags)'}")
 
 
 @models.command()

@@ -9,7 +9,6 @@ in-memory store is only reachable the first way.
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 import click
 
 from riverbed.cli.server import Server, Target, refusal, target_options
+from riverbed.cli.tables import table, when
 from riverbed.exceptions import RiverbedError
 from riverbed.tokens import SCOPES
 
@@ -87,13 +87,6 @@ def _backend(target: Target) -> Iterator[Any]:
         backend.close()
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
 @click.group()
 def tokens() -> None:
     """Create, list and revoke API tokens (scopes: read, predict, learn, admin).
@@ -132,7 +125,7 @@ def create(
         return
     click.echo(
         f"created token {made['id']} ({', '.join(made['scopes'])}; expires "
-        f"{_when(made['expires_at'])}). The secret below is shown once: keep it now.",
+        f"{when(made['expires_at'], none='never')}). The secret below is shown once: keep it now.",
         err=True,
     )
     click.echo(made["token"])
@@ -153,21 +146,18 @@ def ls(
     if as_json:
         click.echo(json.dumps(found))
         return
-    rows = [("ID", "NAME", "SCOPES", "CREATED", "EXPIRES", "STATUS")]
-    for t in found:
-        rows.append(
-            (
-                t["id"],
-                t["name"] or "-",
-                ",".join(t["scopes"]),
-                _when(t["created_at"]),
-                _when(t["expires_at"]),
-                t["status"],
-            )
+    rows = [
+        (
+            t["id"],
+            t["name"] or "-",
+            ",".join(t["scopes"]),
+            when(t["created_at"]),
+            when(t["expires_at"], none="never"),
+            t["status"],
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        for t in found
+    ]
+    click.echo(table(rows, ("id", "name", "scopes", "created", "expires", "status")))
 
 
 @tokens.command()
