@@ -65,6 +65,8 @@ def _arguments(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
         ("drift", "show"): ["m"],
         ("drift", "alarms"): ["m"],
         ("drift", "off"): ["m"],
+        ("predict",): ["m", '{"features": {"x": 1}}'],
+        ("learn",): ["m", str(data)],
     }
 
 

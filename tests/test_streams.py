@@ -302,7 +302,7 @@ def test_the_learn_forecast_and_tail_commands(
         ],
     )
     assert learned.exit_code == 0, learned.output
-    assert "learned 144 rows" in learned.output
+    assert "learned 144 lines; airline has 144 learns" in learned.output
     forecast = runner.invoke(cli, ["forecast", "airline", "--horizon", "3", *url])
     assert forecast.exit_code == 0, forecast.output
     assert [line.split("\t")[0] for line in forecast.output.splitlines()] == ["+1", "+2", "+3"]
@@ -339,7 +339,8 @@ def test_the_learn_forecast_and_tail_commands(
     failed = runner.invoke(
         cli, ["learn", str(bad), "--model", "airline", "--target", "passengers", *url]
     )
-    assert failed.exit_code == 1 and "line 2" in failed.output
+    # the file's line (the header is line 1); its batch, the whole file here, is not learned
+    assert failed.exit_code == 1 and "Error: line 3: " in failed.output
 
 
 def test_the_bus_names_each_kind_of_gap() -> None:

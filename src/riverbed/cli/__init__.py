@@ -147,6 +147,7 @@ def _add_commands() -> None:
     from riverbed.cli.jobs import jobs, train
     from riverbed.cli.learning import forecast, learn, tail
     from riverbed.cli.models import models
+    from riverbed.cli.samples import predict
     from riverbed.cli.tokens import tokens
 
     cli.add_command(cache)
@@ -157,6 +158,7 @@ def _add_commands() -> None:
     cli.add_command(tokens)
     cli.add_command(train)
     cli.add_command(jobs)
+    cli.add_command(predict)
     cli.add_command(learn)
     cli.add_command(forecast)
     cli.add_command(tail)

@@ -1,18 +1,19 @@
-"""``riverbed learn``, ``riverbed forecast`` and ``riverbed tail``: streams of learning from
-the command line, against a running server (``--url``, env ``RIVERBED_URL``)."""
+"""``riverbed learn``, ``riverbed forecast`` and ``riverbed tail``: learning from the command
+line. ``learn`` works on a server or a database (:mod:`riverbed.cli.samples` has how it
+reads and sends its input); ``forecast`` and ``tail`` talk to a running server (``--url``,
+env ``RIVERBED_URL``)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from riverbed.cli.server import Server, refusal, server_options
+from riverbed.cli.samples import Line, batch_size_option, count, read_lines, run_batches
+from riverbed.cli.server import Server, Target, refusal, server_options, target_options
 from riverbed.exceptions import RiverbedError
 
 __all__ = ["forecast", "learn", "tail"]
@@ -30,88 +31,93 @@ def _value(text: str) -> Any:
     return int(number) if number.is_integer() and "." not in text and "e" not in lowered else number
 
 
-def _rows(path: Path, target: str | None, id_column: str | None) -> Iterator[dict[str, Any]]:
-    """Learn bodies from a CSV file (a header row, then samples) or an NDJSON file."""
-    with path.open(newline="") as file:
-        if path.suffix in (".ndjson", ".jsonl"):
-            for line in file:
-                if line.strip():
-                    yield json.loads(line)
-            return
-        for record in csv.DictReader(file):
+def _csv_lines(path: Path, target: str | None, id_column: str | None) -> list[Line]:
+    """Learn bodies from a CSV file (a header row, then samples), numbered by file line (the
+    header is line 1). An empty cell is left out: an empty target or id, the engine refuses,
+    naming the line."""
+    lines: list[Line] = []
+    with path.open(newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        for column in (target, id_column):
+            if column is not None and column not in (reader.fieldnames or ()):
+                raise click.UsageError(f"no column {column!r} in {path}")
+        for record in reader:
             features = {k: _value(v) for k, v in record.items() if k is not None and v != ""}
             body: dict[str, Any] = {}
-            if id_column is not None:
+            if id_column is not None and id_column in features:
                 body["id"] = str(features.pop(id_column))
-            if target is not None:
-                if target not in features:
-                    raise click.UsageError(f"no column {target!r} in {path}")
+            if target is not None and target in features:
                 body["ground_truth"] = features.pop(target)
             if id_column is None or features:
                 body["features"] = features
-            yield body
-
-
-def _count(path: Path) -> int:
-    with path.open("rb") as file:
-        n = sum(1 for line in file if line.strip())
-    return n if path.suffix in (".ndjson", ".jsonl") else max(0, n - 1)
+            lines.append((reader.line_num, body))
+    return lines
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", "-m", required=True, help="The model that learns.")
+@click.argument("model_", metavar="MODEL")
+@click.argument("input_", metavar="[INPUT]", required=False)
+@click.option(
+    "--model",
+    "-m",
+    "model_option",
+    default=None,
+    help="The older spelling, riverbed learn DATA --model MODEL: the argument is then the file.",
+)
 @click.option(
     "--target",
     "-t",
+    "target_column",
     default=None,
-    help="The CSV column holding the ground truth (leave out for clustering, anomalies).",
+    help="A CSV file's column of the ground truth (leave out for clustering, anomalies).",
 )
-@click.option("--id-column", default=None, help="A CSV column of prediction ids to label.")
-@click.option("--chunk-size", default=1000, show_default=True, help="Rows per commit.")
-@server_options
+@click.option("--id-column", default=None, help="A CSV file's column of prediction ids to label.")
+@batch_size_option
+@target_options
 def learn(
-    path: Path,
-    model: str,
-    target: str | None,
+    model_: str,
+    input_: str | None,
+    model_option: str | None,
+    target_column: str | None,
     id_column: str | None,
-    chunk_size: int,
-    server: Server,
+    batch_size: int,
+    target: Target,
 ) -> None:
-    """Learn from every row of a CSV (header row first) or NDJSON file, with a progress bar.
+    """Learn MODEL from one sample or many: INPUT is one JSON object, a JSON-lines file, a
+    CSV file (.csv: a header row, then samples; see --target, --id-column), or - (the
+    default) for JSON lines on stdin. A JSON line is a learn body: features and
+    ground_truth, or the id of a stored prediction and its ground_truth (a delayed label).
 
-    The rows are streamed to the server as one NDJSON upload and learned in order, in
-    commits of --chunk-size rows; a bad row stops the upload there (the rows before it are
-    learned) and is reported with its line number.
+    \b
+        riverbed learn phishing '{"features": {"length": 42}, "ground_truth": true}'
+        riverbed learn phishing labels.jsonl      # {"id": "tx-1", "ground_truth": false}
+        riverbed learn phishing rows.csv --target is_phishing
+        cat rows.jsonl | riverbed learn phishing -
+
+    Prints one JSON line per learn (the prediction id it labelled, or null, and the model's
+    learn count), in order. Every line is checked before anything is sent; then they go in
+    batches of --batch-size, each all or none, and a line the model refuses stops the
+    command, naming its line number: the batches before it stay learned (docs/cli.md).
     """
-    total = _count(path)
-    final: dict[str, Any] = {}
-    with server.client() as client:
-        try:
-            client.health()  # a server that does not answer is one line, not a bar and a line
-        except RiverbedError as exc:
-            raise refusal(exc) from None
-        with click.progressbar(length=total, label=f"learning {model}", file=sys.stderr) as bar:
-            done = 0
-            try:
-                reports = client.learn_stream(
-                    model, _rows(path, target, id_column), chunk_size=chunk_size
-                )
-                for report in reports:
-                    bar.update(report["n_learned"] - done)
-                    done = report["n_learned"]
-                    final = report
-            except RiverbedError as exc:
-                raise refusal(exc) from None
-    if "error" in final:
-        error = final["error"]
-        raise click.ClickException(
-            f"stopped at line {error.get('line')}: {error['code']}: {error['message']} "
-            f"({final['n_learned']} rows learned before it)"
-        )
-    click.echo(
-        f"learned {final.get('n_learned', 0)} rows; {model} has {final.get('n_learns')} learns"
-    )
+    model, given = model_, input_
+    if model_option is not None:  # riverbed learn DATA --model MODEL
+        if input_ is not None:
+            raise click.UsageError("give the model as MODEL or as --model, not both")
+        model, given = model_option, model_
+    if given is not None and given.lower().endswith(".csv") and Path(given).is_file():
+        lines, at = _csv_lines(Path(given), target_column, id_column), "line"
+    else:
+        if target_column is not None or id_column is not None:
+            raise click.UsageError("--target and --id-column are for a CSV file's columns")
+        lines, at = read_lines(given)
+
+    def send(store: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(store.learn_many(model, items)["items"])
+
+    last = run_batches(target, lines, at, batch_size, f"learning {model}", send, "learned")
+    if at == "line":  # many: what was done, on stderr beside the answers
+        now = f"; {model} has {last['n_learns']} learns" if last else ""
+        click.echo(f"learned {count(len(lines))}{now}", err=True)
 
 
 @click.command()

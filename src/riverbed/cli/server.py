@@ -2,7 +2,7 @@
 which (one rule, :func:`choose_target`), their options, and the one line an error becomes.
 
 The rule, for every command that can do either (``riverbed models``, ``tokens``, ``drift``,
-``train``, ``connect``):
+``train``, ``predict``, ``learn``, ``connect``):
 
 1. ``--database PATH`` given: that database, in this process;
 2. else ``--url URL`` or ``RIVERBED_URL``: the server there;
@@ -15,8 +15,8 @@ None of them creates a database (only ``riverbed serve`` does): a database that 
 there is the one line ``Error: no database at PATH``, exit status 1. A command that only
 reads opens the database to read only (:meth:`Target.open`), so it works beside a server
 that serves the same file.
-Commands that only talk to a server (``cache``, ``jobs``, ``learn``, ``forecast``,
-``tail``) take :func:`server_options`: ``--url`` (env ``RIVERBED_URL``) and ``--token``.
+Commands that only talk to a server (``cache``, ``jobs``, ``forecast``, ``tail``) take
+:func:`server_options`: ``--url`` (env ``RIVERBED_URL``) and ``--token``.
 """
 
 from __future__ import annotations
