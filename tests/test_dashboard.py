@@ -88,7 +88,6 @@ async def test_unchanged_files_answer_304(api: httpx.AsyncClient) -> None:
         "/dashboard/..%2fweb.py",
         "/dashboard/.hidden",
         "/dashboard//etc/passwd",
-        "/dashboard/",
         "/dashboard/" + "a" * 300,  # a name too long for the file system (OSError)
         "/dashboard/" + "a/" * 3000 + "b.js",  # a path too long for it
     ],
@@ -97,6 +96,14 @@ async def test_nothing_outside_the_assets_is_served(api: httpx.AsyncClient, path
     response = await api.get(path)
     assert response.status_code == 404
     assert response.json()["error"]["code"] in {"not_found", "route_not_found"}
+
+
+@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/"])
+async def test_the_dashboard_path_leads_to_the_page(api: httpx.AsyncClient, path: str) -> None:
+    response = await api.get(path)
+    assert response.status_code == 307 and response.headers["location"] == "/"
+    page = await api.get(path, follow_redirects=True)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
 
 def test_routes_are_declared_public() -> None:

@@ -1,4 +1,5 @@
-"""The web dashboard: ``/`` serves its page, ``/dashboard/{path}`` its static files.
+"""The web dashboard: ``/`` serves its page, ``/dashboard/{path}`` its static files
+(``/dashboard`` and ``/dashboard/`` redirect to the page).
 
 The files live in ``server/dashboard/`` inside the package: plain HTML, CSS and JavaScript
 modules, no build step, nothing fetched from the internet. The page holds no data of its
@@ -13,7 +14,7 @@ import mimetypes
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from riverbed.exceptions import NotFound
 from riverbed.server.routing import Endpoint
@@ -66,7 +67,13 @@ async def index(request: Request) -> Response:
 
 
 async def asset(request: Request) -> Response:
+    if not request.path_params["path"]:  # /dashboard/ is where people look for the page
+        return await to_page(request)
     return _serve(request, _asset(request.path_params["path"]))
+
+
+async def to_page(request: Request) -> Response:
+    return RedirectResponse("/", status_code=307)
 
 
 ENDPOINTS = [
@@ -79,6 +86,17 @@ ENDPOINTS = [
         scope="public",
         response={"type": "string"},
         media_type="text/html",
+    ),
+    Endpoint(
+        "GET",
+        "/dashboard",
+        to_page,
+        "The web dashboard's page is at / (a redirect there, as /dashboard/ is)",
+        "dashboard",
+        scope="public",
+        errors=(),
+        response={"type": "string"},
+        media_type="text/plain",
     ),
     Endpoint(
         "GET",
