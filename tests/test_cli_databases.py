@@ -67,6 +67,10 @@ def _arguments(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
         ("drift", "off"): ["m"],
         ("predict",): ["m", '{"features": {"x": 1}}'],
         ("learn",): ["m", str(data)],
+        ("canary", "set"): ["m", "live=90", "v2=10"],
+        ("canary", "show"): ["m"],
+        ("canary", "move"): ["m", "live=50", "v2=50"],
+        ("canary", "stop"): ["m"],
     }
 
 

@@ -28,11 +28,13 @@ ENGINE_ONLY = {
     "resolve": "get_version over HTTP answers the same address",
     "signature": "over HTTP the model's Open Inference Protocol metadata, GET /v2/models/{name}",
     "tokens": "the token store; the client's twins are create_token, list_tokens, revoke_token",
+    "canary_arm_of": "over HTTP a prediction's arm is in its answer and its predict event",
 }
 
 ROWS = [x for x, _ in datasets.Phishing().take(6)]
 # A PageHinkley that fires on the few learns of the scenario: its alarms are compared too.
 DRIFT = {"on": "feature:popup_window", "params": {"min_instances": 1, "threshold": 0.01}}
+CANARY_GUARD = {"metric": "Accuracy", "margin": 0.1, "min_samples": 5}
 SKOPS = artifacts.dump_object(LogisticRegression().fit([[0.0], [1.0]], [0, 1]))[0]
 LABELS = [y for _, y in datasets.Phishing().take(6)]
 
@@ -74,6 +76,16 @@ def scenario() -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         ("set_alias", ("m", "prod", 1), {}),
         ("aliases", ("m",), {}),
         ("predict", ("m@prod", x), {}),
+        ("set_canary", ("m@prod", {"v1": 50, "v2": 50}), {"guard": CANARY_GUARD}),
+        ("predict", ("m@prod", x), {"id": "c1"}),
+        ("predict", ("m@prod", ROWS[1]), {"id": "c2"}),
+        ("learn", ("m",), {"ground_truth": y, "id": "c1"}),
+        ("update_canary", ("m@prod", {"v1": 20, "v2": 80}), {}),
+        ("canary", ("m@prod",), {}),
+        ("canaries", ("m",), {}),
+        ("canary_history", ("m@prod",), {}),
+        ("stop_canary", ("m@prod",), {}),
+        ("stop_canary", ("m@prod",), {"remove": True}),
         ("delete_alias", ("m", "prod"), {}),
         ("restore", ("m", 2), {"metrics": "carry"}),
         ("alias_history", ("m",), {}),

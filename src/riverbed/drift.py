@@ -39,7 +39,7 @@ from river import drift as river_drift
 from river.drift import binary as river_binary
 
 from riverbed.exceptions import InvalidInput, NotServable
-from riverbed.receipts import Receipt
+from riverbed.receipts import Receipt, state_written
 from riverbed.stores.base import DriftAlarm
 
 if TYPE_CHECKING:
@@ -493,16 +493,7 @@ class DriftMonitor:
             live.drift = configure(checked, live.drift, error_stream(live.task.name))
             view = self._drift_view(live)
             written = self._checkpoint(live)
-
-        def failed() -> None:  # rebuilt from the checkpoint and log written before
-            live.stale = live.unsettled = True
-
-        def settled(f: Future[None]) -> None:
-            if f.exception() is not None:
-                failed()
-
-        written.add_done_callback(settled)
-        return Receipt(view, written, failed)
+        return state_written(live, view, written)
 
     def drift(self, name: str) -> dict[str, Any]:
         """A model's detectors: their configuration, how many values each was fed (and how

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from riverbed import validation
 from riverbed.bulk import BulkOps
+from riverbed.canary import CanaryMonitor
 from riverbed.config import Settings
 from riverbed.drift import DriftMonitor
 from riverbed.events import EventBus, packed
@@ -70,7 +71,7 @@ _MISSING: Any = MISSING
 log = logging.getLogger(__name__)
 
 
-class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
+class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMonitor):
     """riverbed's core, usable in-process. Thread-safe; close it (or use ``with``).
 
     The model registry's operations (versions, aliases, search, artifacts) are the methods
@@ -111,6 +112,7 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
         self._deleting: set[str] = set()  # models whose deletion is not committed yet
         self._closed = False
         self._init_registry()
+        self._init_canaries()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="riverbed-checkpoints", daemon=True)
         if not self.store.read_only:  # a read-only engine checkpoints and prunes nothing
@@ -189,7 +191,10 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
         **inputs: Any,
     ) -> Receipt[dict[str, Any]]:
         live = self._live.get(name)
-        if live is None or version is not None or live.evaluated:
+        if live is None or version is not None or live.evaluated or live.canary is not None:
+            split = self._canary_split(name, version, live)
+            if split is not None:  # a canary split answers (riverbed.canary)
+                return self._submit_canary_predict(*split, features, id, features_key, inputs)
             target = self._serving_target(name, version)
             if target is not None:
                 features = self._cached_features(features, features_key)
@@ -197,6 +202,19 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
             live = self._get_live(name)
         elif live.unsettled:
             self._settle(live)
+        return self._submit_predict_live(live, name, features, id, features_key, inputs)
+
+    def _submit_predict_live(
+        self,
+        live: _Live,
+        name: str,
+        features: Any,
+        id: str | None,
+        features_key: str | None,
+        inputs: Mapping[str, Any],
+        extra: Mapping[str, Any] | None = None,
+    ) -> Receipt[dict[str, Any]]:
+        """Predict with the live model (``extra``: fields added to the answer)."""
         if features_key is not None:
             features = self._cached_features(features, features_key)
         with live.lock:
@@ -213,6 +231,8 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
             stats = live.predict_stats
             failed = self._predictions_failed(live, [record], stats.last, stats.ewm_before)
         result = {"id": record.id, "model": name, **live.task.wire(record.prediction)}
+        if extra:
+            result.update(extra)
 
         def stored(f: Future[None]) -> None:
             if f.exception() is not None:
@@ -435,12 +455,16 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor):
         live.n_learns = record.seq
         if live.drift is not None:
             self._drift_feed(live, record)
+        if live.canary is not None:
+            self._canary_label(live, record)
 
     def _after_learn(self, live: _Live, record: LearnRecord) -> None:
         # The caller holds live.lock and has queued the learn(s): their drift alarms, history
         # point, checkpoint.
         if live.drift_fired:
             self._drift_flush(live)
+        if self._canary_fired:
+            self._canary_flush(live)
         tracker = live.metric
         if tracker.point_due(record.created_at):
             values = tracker.values()

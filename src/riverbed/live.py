@@ -45,6 +45,7 @@ from riverbed.stores.futures import done
 from riverbed.tasks import Task, detect_task, get_task
 
 if TYPE_CHECKING:
+    from riverbed.canary import Canary
     from riverbed.config import Settings
     from riverbed.events import EventBus
     from riverbed.prediction_cache import PredictionCache
@@ -179,6 +180,7 @@ class _Live:
         self.unlearned: list[tuple[int, float, float]] = []  # (learns, seconds, ewm before)
         self.drift: DriftState | None = None  # its drift detectors (riverbed.drift)
         self.drift_fired: list[Fired] = []  # alarms of learns applied, not queued yet
+        self.canary: dict[str, Canary] | None = None  # splits of its routes (riverbed.canary)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -191,6 +193,7 @@ class _Live:
             "predict_stats": vars_of(self.predict_stats),
             "learn_stats": vars_of(self.learn_stats),
             "drift": self.drift,
+            "canary": self.canary,
         }
 
 
@@ -224,6 +227,8 @@ class LiveModels:
         def _object_of(self, version: VersionRecord) -> Any: ...
         def _forget(self, name: str, number: int | None = None) -> None: ...
         def _mark(self, record: PredictionRecord) -> None: ...
+        def _canary_label(self, live: _Live, record: Any, *, replay: bool = False) -> None: ...
+        def _canary_loaded(self, live: _Live, after: int) -> None: ...
         def _forget_predictions(self, records: list[PredictionRecord]) -> None: ...
         def _publisher(
             self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes
@@ -310,6 +315,7 @@ class LiveModels:
         state = serialization.loads(blob)
         live.metric = state["metric"]
         live.drift = state["drift"]
+        live.canary = state["canary"]
         if not live.evaluated:
             live.model = state["model"]
             live.task.bind(live.model)
@@ -574,6 +580,7 @@ class LiveModels:
             live.predict_stats = _OpStats(*state["predict_stats"])
             live.learn_stats = _OpStats(*state["learn_stats"])
             live.drift = state.get("drift")
+            live.canary = state.get("canary")
         elif live.evaluated:
             live.metric = self._fresh_tracker(live)
             live.n_scored = live.n_learns = live.n_predictions = 0
@@ -588,7 +595,8 @@ class LiveModels:
             live.n_scored = live.n_learns = live.n_predictions = 0
             live.predict_stats, live.learn_stats = _OpStats(), _OpStats()
         if checkpoint is None:
-            live.drift = None
+            live.drift = live.canary = None
+        self._canary_loaded(live, live.n_predictions)
         live.drift_fired = []
         if live.evaluated:  # it predicts with the version the bare name serves
             live.model = Evaluated(functools.partial(self._serving_target, name, None))
@@ -623,6 +631,8 @@ class LiveModels:
                     if fired.action == "reset":
                         reset_model(live)
                         model = live.model
+            if live.canary is not None:  # the arm's metrics again; no event
+                self._canary_label(live, record, replay=True)
         for pull in pulls[next_pull:]:
             self._replay_predict(live, pull)
         live.n_predictions = max(live.n_predictions, self.store.max_prediction_seq(name))

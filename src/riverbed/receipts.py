@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Receipt", "call_when_committed"]
+__all__ = ["Receipt", "call_when_committed", "state_written"]
 
 log = logging.getLogger("riverbed.server")
 
@@ -62,6 +62,22 @@ class Receipt(Generic[T]):
             self.failed()
         committed.result()
         return self.value
+
+
+def state_written(live: Any, value: T, written: Future[Any]) -> Receipt[T]:
+    """The receipt of a change to a live model's state whose durable write is its checkpoint
+    (``written``): if that fails, the model is rebuilt from the checkpoint and log written
+    before, before its next call."""
+
+    def failed() -> None:
+        live.stale = live.unsettled = True
+
+    def settled(f: Future[Any]) -> None:
+        if f.exception() is not None:
+            failed()
+
+    written.add_done_callback(settled)
+    return Receipt(value, written, failed)
 
 
 def call_when_committed(

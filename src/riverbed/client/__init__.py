@@ -32,6 +32,7 @@ import httpx
 import orjson
 
 from riverbed import specs
+from riverbed.client.canary import CanaryMethods
 from riverbed.client.drift import DriftMethods
 from riverbed.client.registry import RAW, RegistryMethods
 from riverbed.exceptions import ServerError, Unavailable, Unreachable, error_from_payload
@@ -199,7 +200,7 @@ class _EventLines:
         return data
 
 
-class _Methods(RegistryMethods, DriftMethods):
+class _Methods(RegistryMethods, DriftMethods, CanaryMethods):
     """The operations, each described once. ``_request`` decides sync or async."""
 
     def _request(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from riverbed.evaluated import Evaluated, evaluated
@@ -25,10 +25,15 @@ class Serving(Catalog):
     # -- serving versions ----------------------------------------------------------------
 
     def _submit_predict_version(
-        self, target: _Loaded, features: Any, id: str | None
+        self,
+        target: _Loaded,
+        features: Any,
+        id: str | None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Receipt[dict[str, Any]]:
         """Predict with a frozen version. A river version's prediction is stored like the
-        live model's, so its ground truth can be learned later by id (by the live model)."""
+        live model's, so its ground truth can be learned later by id (by the live model).
+        ``extra``: fields added to the answer."""
         from riverbed import batch
         from riverbed.stores.base import PredictionRecord
 
@@ -76,6 +81,8 @@ class Serving(Catalog):
             self._remember(prediction)
             future = self.store.add_prediction(prediction)
         result = {"id": id, "model": name, "version": record.version, **task.wire(y_pred)}
+        if extra:
+            result.update(extra)
         future.add_done_callback(
             self._publisher("predict", name, {"id": id, "features": x, **result})
         )

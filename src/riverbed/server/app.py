@@ -20,6 +20,7 @@ from riverbed.exceptions import RiverbedError
 from riverbed.server import (
     api,
     cache_api,
+    canary_api,
     compat,
     drift_api,
     jobs_api,
@@ -54,6 +55,7 @@ def endpoints() -> list[Endpoint]:
         *jobs_api.ENDPOINTS,
         *learning.ENDPOINTS,
         *drift_api.ENDPOINTS,
+        *canary_api.ENDPOINTS,
         *ws.ENDPOINTS,
         *stream.ENDPOINTS,
         *prometheus.ENDPOINTS,

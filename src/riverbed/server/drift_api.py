@@ -10,8 +10,14 @@ from starlette.responses import Response
 
 from riverbed.drift import ACTIONS, DETECTORS
 from riverbed.engine import Engine
-from riverbed.exceptions import InvalidInput
-from riverbed.server.http import JSONResponse, field, query_int, read_json, reject_unknown
+from riverbed.server.http import (
+    JSONResponse,
+    field,
+    query_int,
+    read_json,
+    reject_query,
+    reject_unknown,
+)
 from riverbed.server.routing import Endpoint
 
 __all__ = ["ENDPOINTS"]
@@ -22,15 +28,8 @@ def _engine(request: Request) -> Engine:
     return engine
 
 
-def _no_query(request: Request, allowed: set[str]) -> None:
-    unknown = set(request.query_params) - allowed
-    if unknown:
-        accepted = ", ".join(sorted(allowed)) or "none"
-        raise InvalidInput(f"unknown query parameter(s) {sorted(unknown)}; accepted: {accepted}")
-
-
 async def set_drift(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     body = await read_json(request)
     reject_unknown(body, {"detectors"})
     detectors = field(body, "detectors", required=True)
@@ -39,17 +38,17 @@ async def set_drift(request: Request) -> Response:
 
 
 async def show_drift(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     return JSONResponse(_engine(request).drift(request.path_params["name"]))
 
 
 async def drift_off(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     return JSONResponse(await _engine(request).submit_drift_off(request.path_params["name"]))
 
 
 async def drift_alarms(request: Request) -> Response:
-    _no_query(request, {"after", "limit"})
+    reject_query(request, {"after", "limit"})
     return JSONResponse(
         _engine(request).drift_alarms(
             request.path_params["name"],

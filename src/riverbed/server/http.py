@@ -46,6 +46,7 @@ __all__ = [
     "read_asgi_body",
     "read_body",
     "read_json",
+    "reject_query",
     "status_of",
 ]
 
@@ -338,6 +339,14 @@ def field(
             f"field {name!r} must be {expected}, got {_kind(value)}", detail={"field": name}
         )
     return value
+
+
+def reject_query(request: Request, allowed: AbstractSet[str]) -> None:
+    """Refuse a query parameter the route does not take."""
+    unknown = set(request.query_params) - allowed
+    if unknown:
+        accepted = ", ".join(sorted(allowed)) or "none"
+        raise InvalidInput(f"unknown query parameter(s) {sorted(unknown)}; accepted: {accepted}")
 
 
 def reject_unknown(body: Any, allowed: AbstractSet[str]) -> None:

@@ -70,6 +70,22 @@ _FAMILIES = {
         "counter",
         "Drift alarms raised, per model and detector (since the detector was set).",
     ),
+    "riverbed_canary_predictions_total": (
+        "counter",
+        "Predictions answered by an arm of a canary split, per model, route and arm.",
+    ),
+    "riverbed_canary_labels_total": (
+        "counter",
+        "Labels of the predictions an arm of a canary split answered.",
+    ),
+    "riverbed_canary_weight": (
+        "gauge",
+        "The percentage of a route's traffic an arm of its canary split answers.",
+    ),
+    "riverbed_canary_metric": (
+        "gauge",
+        "Progressive-validation metric of an arm of a canary split, over its own labels.",
+    ),
     "riverbed_metric": (
         "gauge",
         "Running progressive-validation metric of a model (predict, then learn).",
@@ -134,6 +150,19 @@ def _samples(engine: Engine) -> Iterable[tuple[str, dict[str, str], float]]:
         for detector in detectors:
             labels = {"model": name, "detector": detector["name"]}
             yield "riverbed_drift_alarms_total", labels, detector["n_alarms"]
+        try:
+            canaries = engine.canaries(name)
+        except RiverbedError:  # deleted since
+            continue
+        for canary in canaries:
+            for arm in canary["arms"]:
+                labels = {"model": name, "route": canary["route"], "arm": arm["arm"]}
+                yield "riverbed_canary_predictions_total", labels, arm["n_predictions"]
+                yield "riverbed_canary_labels_total", labels, arm["n_labels"]
+                yield "riverbed_canary_weight", labels, arm["weight"]
+                for metric, value in arm["metrics"].items():
+                    if _is_number(value):
+                        yield "riverbed_canary_metric", {**labels, "metric": metric}, value
         for metric, value in metrics["metrics"].items():
             if _is_number(value):
                 yield "riverbed_metric", {"model": name, "metric": metric}, value

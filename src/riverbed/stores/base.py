@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AliasChange",
     "AliasRecord",
+    "CanaryArm",
     "Checkpoint",
     "DriftAlarm",
     "LearnRecord",
@@ -145,6 +146,19 @@ class DriftAlarm:
     detector: str
     time: float
     data: dict[str, Any]
+
+
+@dataclasses.dataclass
+class CanaryArm:
+    """The arm of a canary split that answered prediction ``id`` of a model (riverbed.canary):
+    ``run`` names the split (a new one each time a split is set), ``seq`` is the
+    prediction's."""
+
+    model: str
+    id: str
+    seq: int
+    run: str
+    arm: str
 
 
 @dataclasses.dataclass
@@ -311,6 +325,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def drift_alarms(self, name: str, *, after: int = 0, limit: int = 1000) -> list[DriftAlarm]:
         """Alarms of a model with ``seq > after``, by seq then detector."""
+
+    # canary splits
+    @abc.abstractmethod
+    def add_canary_arm(self, arm: CanaryArm) -> Future[None]:
+        """Store which arm answered a prediction; one for an id already stored is left as
+        it is, and none is kept for a model that is not there."""
+
+    @abc.abstractmethod
+    def canary_arm(self, name: str, prediction_id: str) -> CanaryArm | None:
+        """The arm that answered prediction ``prediction_id`` of model ``name``, if one did."""
+
+    @abc.abstractmethod
+    def canary_arm_counts(self, name: str, *, after: int = 0) -> dict[tuple[str, str], int]:
+        """How many predictions of a model with ``seq > after`` each (run, arm) answered."""
 
     # retention
     @abc.abstractmethod

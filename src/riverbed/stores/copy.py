@@ -3,11 +3,12 @@
 
 Every table of the layout is copied row by row, as it is stored: models, versions and their
 artifacts, version numbers (so a deleted version's number is never given again), aliases and
-their history, predictions (labelled or awaiting a label), metric history, drift alarms,
-checkpoints, tokens, the cache and training jobs with their kept data. The learn log goes
-through the stores' own reading and writing (``learns_after``, ``add_learns``), since the SQLite
-file keeps batches of learns in a layout of its own (``learn_blocks``). A live model is its
-checkpoint plus the learns after it, so a server on the copy loads the same state.
+their history, predictions (labelled or awaiting a label), metric history, drift alarms, the
+arms of canary splits, checkpoints, tokens, the cache and training jobs with their kept data.
+The learn log goes through the stores' own reading and writing (``learns_after``,
+``add_learns``), since the SQLite file keeps batches of learns in a layout of its own
+(``learn_blocks``). A live model is its checkpoint plus the learns after it, so a server on the
+copy loads the same state.
 
 Both databases are opened as a server opens them, writer lock included: a database that a
 server (or any riverbed process) holds is refused, and none can start on either while the
@@ -43,6 +44,7 @@ TABLES = (
     "predictions",
     "metric_points",
     "drift_alarms",
+    "canary_arms",
     "checkpoints",
     "tokens",
     "cache",

@@ -22,6 +22,7 @@ from riverbed.exceptions import (
 from riverbed.stores.base import (
     AliasChange,
     AliasRecord,
+    CanaryArm,
     Checkpoint,
     DriftAlarm,
     LearnRecord,
@@ -57,6 +58,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
         self._alias_history: dict[str, list[AliasChange]] = {}
         self._points: dict[str, dict[int, MetricPoint]] = {}
         self._alarms: dict[str, dict[tuple[int, str], DriftAlarm]] = {}
+        self._arms: dict[str, dict[str, CanaryArm]] = {}
         self._tokens = MemoryTokenStore()
 
     def token_store(self) -> TokenStore:
@@ -85,6 +87,7 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
             self._alias_history.pop(name, None)
             self._points.pop(name, None)
             self._alarms.pop(name, None)
+            self._arms.pop(name, None)
             self._prediction_seqs.pop(name, None)
             self._predictions = {k: p for k, p in self._predictions.items() if p.model != name}
         return done()
@@ -284,6 +287,26 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
             kept = self._alarms.get(name, {})
             keys = sorted(k for k in kept if k[0] > after)[:limit]
             return [copy.deepcopy(kept[k]) for k in keys]
+
+    def add_canary_arm(self, arm: CanaryArm) -> Future[None]:
+        with self._lock:
+            if arm.model in self._models:
+                self._arms.setdefault(arm.model, {}).setdefault(arm.id, copy.copy(arm))
+        return done()
+
+    def canary_arm(self, name: str, prediction_id: str) -> CanaryArm | None:
+        with self._lock:
+            arm = self._arms.get(name, {}).get(prediction_id)
+            return copy.copy(arm) if arm is not None else None
+
+    def canary_arm_counts(self, name: str, *, after: int = 0) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for arm in self._arms.get(name, {}).values():
+                if arm.seq > after:
+                    key = (arm.run, arm.arm)
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
         with self._lock:

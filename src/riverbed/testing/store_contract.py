@@ -45,6 +45,7 @@ from riverbed.exceptions import (
 from riverbed.stores.base import (
     AliasChange,
     AliasRecord,
+    CanaryArm,
     Checkpoint,
     DriftAlarm,
     LearnRecord,
@@ -490,6 +491,26 @@ class StoreContract(CacheStoreContract):
         assert store.drift_alarms("nope") == []
         store.delete_model("m").result()
         assert store.drift_alarms("m") == []
+
+    def test_canary_arms_are_kept_once_per_prediction(self, store: Store) -> None:
+        store.create_model(*model()).result()
+        for seq, (pid, run, arm) in enumerate(
+            (("a", "r1", "v2"), ("b", "r1", "v3"), ("c", "r1", "v2"), ("d", "r2", "live")), 1
+        ):
+            store.add_canary_arm(CanaryArm("m", pid, seq, run, arm)).result()
+        # the same prediction again keeps the first
+        store.add_canary_arm(CanaryArm("m", "a", 9, "r1", "v3")).result()
+        assert store.canary_arm("m", "a") == CanaryArm("m", "a", 1, "r1", "v2")
+        assert store.canary_arm("m", "nope") is None
+        assert store.canary_arm("other", "a") is None
+        assert store.canary_arm_counts("m") == {("r1", "v2"): 2, ("r1", "v3"): 1, ("r2", "live"): 1}
+        assert store.canary_arm_counts("m", after=2) == {("r1", "v2"): 1, ("r2", "live"): 1}
+        # none for a model that is not there, and none left by a deleted one
+        store.add_canary_arm(CanaryArm("nope", "x", 1, "r", "v1")).result()
+        assert store.canary_arm("nope", "x") is None
+        store.delete_model("m").result()
+        assert store.canary_arm("m", "a") is None
+        assert store.canary_arm_counts("m") == {}
 
     def test_batches_of_predictions_and_learns_are_all_or_nothing(self, store: Store) -> None:
         store.create_model(*model()).result()

@@ -32,6 +32,7 @@ from riverbed.exceptions import (
 from riverbed.stores.base import (
     AliasChange,
     AliasRecord,
+    CanaryArm,
     Checkpoint,
     DriftAlarm,
     LearnRecord,
@@ -220,6 +221,7 @@ class PostgresStore(CacheStore, JobStore, Store):
                 ("version_numbers", "model"),
                 ("metric_points", "model"),
                 ("drift_alarms", "model"),
+                ("canary_arms", "model"),
                 ("versions", "model"),
                 ("models", "name"),
             ):
@@ -511,6 +513,37 @@ class PostgresStore(CacheStore, JobStore, Store):
             (name, after, limit),
         )
         return [DriftAlarm(r[0], r[1], r[2], r[3], load(r[4])) for r in rows]
+
+    # -- canary splits -------------------------------------------------------------------
+
+    def add_canary_arm(self, arm: CanaryArm) -> Future[None]:
+        params = (arm.model, arm.id, arm.seq, arm.run, arm.arm, arm.model)
+
+        def op(conn: _Conn) -> None:
+            conn.execute(
+                "INSERT INTO canary_arms (model, id, seq, run, arm)"
+                " SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM models WHERE name = %s)"
+                " ON CONFLICT (model, id) DO NOTHING",
+                params,
+            )
+
+        return self._submit(op)
+
+    def canary_arm(self, name: str, prediction_id: str) -> CanaryArm | None:
+        rows = self._query(
+            "SELECT model, id, seq, run, arm FROM canary_arms WHERE model = %s AND id = %s",
+            (name, prediction_id),
+        )
+        row = rows[0] if rows else None
+        return CanaryArm(row[0], row[1], row[2], row[3], row[4]) if row else None
+
+    def canary_arm_counts(self, name: str, *, after: int = 0) -> dict[tuple[str, str], int]:
+        rows = self._query(
+            "SELECT run, arm, COUNT(*) FROM canary_arms WHERE model = %s AND seq > %s"
+            " GROUP BY run, arm",
+            (name, after),
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
 
     # -- retention -----------------------------------------------------------------------
 

@@ -84,6 +84,14 @@ CREATE TABLE IF NOT EXISTS drift_alarms (
     data TEXT NOT NULL,
     PRIMARY KEY (model, seq, detector)
 );
+CREATE TABLE IF NOT EXISTS canary_arms (
+    model TEXT NOT NULL,
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    run TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    PRIMARY KEY (model, id)
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     model TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,

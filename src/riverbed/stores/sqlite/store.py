@@ -26,6 +26,7 @@ from riverbed.exceptions import (
 from riverbed.stores.base import (
     AliasChange,
     AliasRecord,
+    CanaryArm,
     Checkpoint,
     DriftAlarm,
     LearnRecord,
@@ -231,6 +232,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
                 ("version_numbers", "model"),
                 ("metric_points", "model"),
                 ("drift_alarms", "model"),
+                ("canary_arms", "model"),
                 ("versions", "model"),
                 ("models", "name"),
             ):
@@ -583,6 +585,43 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             .fetchall()
         )
         return [DriftAlarm(r[0], r[1], r[2], r[3], load(r[4])) for r in rows]
+
+    # -- canary splits -------------------------------------------------------------------
+
+    def add_canary_arm(self, arm: CanaryArm) -> Future[None]:
+        params = (arm.model, arm.id, arm.seq, arm.run, arm.arm, arm.model)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO canary_arms (model, id, seq, run, arm)"
+                " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM models WHERE name = ?)",
+                params,
+            )
+
+        return self._writer.submit(op)
+
+    def canary_arm(self, name: str, prediction_id: str) -> CanaryArm | None:
+        row = (
+            self._read()
+            .execute(
+                "SELECT model, id, seq, run, arm FROM canary_arms WHERE model = ? AND id = ?",
+                (name, prediction_id),
+            )
+            .fetchone()
+        )
+        return CanaryArm(row[0], row[1], row[2], row[3], row[4]) if row else None
+
+    def canary_arm_counts(self, name: str, *, after: int = 0) -> dict[tuple[str, str], int]:
+        rows = (
+            self._read()
+            .execute(
+                "SELECT run, arm, COUNT(*) FROM canary_arms WHERE model = ? AND seq > ?"
+                " GROUP BY run, arm",
+                (name, after),
+            )
+            .fetchall()
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
 
     # -- retention -----------------------------------------------------------------------
 
