@@ -46,3 +46,16 @@ def test_a_bad_environment_value_says_which_variable() -> None:
 def test_a_checkpoint_share_outside_its_range_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="checkpoint_share"):
         Settings.load({"checkpoint_share": share}, environ={})
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"postgres_pool_size": 0},
+        {"postgres_pool_timeout": 0},
+        {"postgres_connect_timeout": -1},
+    ],
+)
+def test_postgres_pool_settings_out_of_range_are_refused(given: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(given))):
+        Settings.load(given, environ={})

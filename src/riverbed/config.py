@@ -164,6 +164,30 @@ SETTINGS: tuple[Setting, ...] = (
         "FULL also survives a power cut, at the cost of an fsync per group commit.",
     ),
     Setting(
+        "postgres_pool_size",
+        8,
+        int,
+        "On PostgreSQL: most connections the read pool holds (writes go through one more, "
+        "the writer's). A read that finds every one busy for postgres_pool_timeout seconds "
+        "gets 503 unavailable (cause pool_busy) with Retry-After.",
+    ),
+    Setting(
+        "postgres_pool_timeout",
+        5.0,
+        float,
+        "On PostgreSQL: seconds a read waits for a connection of the pool. While the server "
+        "is out of reach a read waits 1 s at most, then gets 503 (cause "
+        "database_unreachable) with Retry-After; see docs/postgresql.md.",
+    ),
+    Setting(
+        "postgres_connect_timeout",
+        5.0,
+        float,
+        "On PostgreSQL: seconds opening a connection may take (at start, and each time the "
+        "writer or the pool opens one again after a fault) before it fails: a write then "
+        "gets 503 with Retry-After. A server that refuses connections fails at once.",
+    ),
+    Setting(
         "max_body_bytes",
         1_048_576,
         int,
@@ -314,6 +338,9 @@ class Settings:
     checkpoint_seconds: float = 30.0
     checkpoint_share: float = 0.02
     sqlite_synchronous: str = "NORMAL"
+    postgres_pool_size: int = 8
+    postgres_pool_timeout: float = 5.0
+    postgres_connect_timeout: float = 5.0
     max_body_bytes: int = 1_048_576
     max_features: int = 10_000
     max_batch_size: int = 10_000
@@ -364,6 +391,13 @@ class Settings:
             raise ValueError(
                 f"checkpoint_share must be above 0 and at most 1, not {self.checkpoint_share!r}"
             )
+        if self.postgres_pool_size < 1:
+            raise ValueError(
+                f"postgres_pool_size must be 1 or more, not {self.postgres_pool_size!r}"
+            )
+        for name in ("postgres_pool_timeout", "postgres_connect_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be above 0 seconds, not {getattr(self, name)!r}")
 
     @property
     def allowed_module_prefixes(self) -> tuple[str, ...]:

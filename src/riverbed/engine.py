@@ -96,6 +96,9 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
             self.settings.database,
             synchronous=self.settings.sqlite_synchronous,
             read_only=read_only,
+            pool_size=self.settings.postgres_pool_size,
+            pool_timeout=self.settings.postgres_pool_timeout,
+            connect_timeout=self.settings.postgres_connect_timeout,
         )
         self.events = EventBus()
         from riverbed.cache import open_cache

@@ -39,6 +39,7 @@
      ├── Unavailable                   the store cannot take writes now (read-only, I/O error);
      │    │                            nothing was changed: retry once it is fixed
      │    ├── StorageFull              the store's disk (or its size limit) is full
+     │    ├── CommitInDoubt            the connection broke during the commit: maybe stored
      │    └── Unreachable              (client side) nothing answers at the server's URL
      └── ServerError                   something broke on the server side (a bug)
 
@@ -55,6 +56,7 @@ __all__ = [
     "AlreadyLabelled",
     "BrowserPickleRefused",
     "CacheKeyNotFound",
+    "CommitInDoubt",
     "Conflict",
     "CrossOriginRefused",
     "Forbidden",
@@ -283,6 +285,15 @@ class Unavailable(RiverbedError):
 
 class StorageFull(Unavailable):
     code = "storage_full"
+
+
+class CommitInDoubt(Unavailable):
+    """The connection to the database broke while the write's commit was on its way, and
+    the database could not yet say whether it was committed: the write may or may not be
+    stored (never both, never twice). Read before retrying: a retried prediction may find
+    its id taken, a retried label its prediction labelled."""
+
+    code = "commit_in_doubt"
 
 
 class Unreachable(Unavailable):

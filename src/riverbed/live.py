@@ -695,7 +695,11 @@ class LiveModels:
         """What undoes learns whose write failed, once (called from the write's callback
         and from its receipt, in whichever thread comes first; it takes no lock): their
         predictions are unlabelled, so that a retry can label them, and the model is marked
-        for a rebuild from what was written, before its next call (:meth:`_settle`)."""
+        for a rebuild from what was written, before its next call (:meth:`_settle`). The
+        committed predictions among them are also dropped from the in-memory cache, so that
+        the next lookup reads their mark back from the store: a commit in doubt
+        (PostgreSQL's CommitInDoubt) may have labelled them after all, and a retry must then
+        find them labelled, not learn twice."""
         once: list[bool] = []
 
         def failed() -> None:
@@ -705,6 +709,7 @@ class LiveModels:
             for prediction in marked:
                 prediction.labelled = False
                 self._mark(prediction)
+            self._cache.discard([p for p in marked if self._pending.get(p.id) is not p])
             live.unlearned.append((n, seconds, ewm))
             live.stale = live.unsettled = True
 

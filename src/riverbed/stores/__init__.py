@@ -98,17 +98,32 @@ def check_database(database: str) -> None:
             DatabaseLock(path).release()
 
 
-def open_store(database: str, *, synchronous: str = "NORMAL", read_only: bool = False) -> Store:
+def open_store(
+    database: str,
+    *,
+    synchronous: str = "NORMAL",
+    read_only: bool = False,
+    pool_size: int = 8,
+    pool_timeout: float = 5.0,
+    connect_timeout: float = 5.0,
+) -> Store:
     """Open the store a database string names. ``read_only``: an existing database
     (:class:`NoDatabase` otherwise), opened without the writer lock and unable to change
     anything, when it is at this version's layout; an older one is opened as a writer, which
-    brings it up to date (and needs no other process to hold it)."""
+    brings it up to date (and needs no other process to hold it). ``pool_size``,
+    ``pool_timeout`` and ``connect_timeout``: a PostgreSQL store's (settings postgres_*)."""
     if read_only:
         require_database(database)
     if _postgres(database):
         from riverbed.stores.postgres.store import PostgresStore
 
-        return PostgresStore(database, read_only=read_only)
+        return PostgresStore(
+            database,
+            read_only=read_only,
+            pool_size=pool_size,
+            pool_timeout=pool_timeout,
+            connect_timeout=connect_timeout,
+        )
     path = _sqlite_path(database)
     if path is None:
         from riverbed.stores.memory import MemoryStore

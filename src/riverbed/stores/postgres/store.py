@@ -15,6 +15,7 @@ SQLite file is. A server that cannot be reached fails reads and writes with
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -26,6 +27,7 @@ from riverbed.exceptions import (
     ModelNotFound,
     PredictionExists,
     ServerError,
+    Unavailable,
     VersionExists,
     VersionNotFound,
 )
@@ -66,6 +68,7 @@ from riverbed.stores.postgres.schema import (
     schema_version,
 )
 from riverbed.stores.postgres.writer import (
+    CONNECT_TIMEOUT,
     Append,
     Ordered,
     PostgresWriter,
@@ -96,6 +99,16 @@ _LEARN_COLUMNS = (
 _MODEL_COLUMNS = "name, task, description, tags, metrics, created_at, updated_at, flavor, options"
 _VERSION_COLUMNS = "model, version, spec, source, created_at, metadata, format, description, tags"
 _TOKEN_COLUMNS = TOKEN_COLUMNS
+_DOWN_WAIT = 1.0  # seconds a read waits for a pooled connection while the server is down
+_RECONNECT_SECONDS = 3.0  # the read pool gives up opening one connection after this
+
+
+class _Broken(Exception):
+    """A read's connection broke under it."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def is_postgres_url(database: str) -> bool:
@@ -107,11 +120,21 @@ class PostgresStore(CacheStore, JobStore, Store):
     writes the database (stores/readonly.py), when the database is at this version's layout
     (an older one is opened as a writer, which brings it up to date)."""
 
-    def __init__(self, url: str, *, pool_size: int = 8, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        pool_timeout: float = 5.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_only: bool = False,
+    ) -> None:
         self.url = url
         self.where = f"the PostgreSQL database {redact(url)}"
+        self._pool_timeout = pool_timeout
+        self._connect_timeout = connect_timeout
         try:
-            conn = connect(url)
+            conn = connect(url, timeout=connect_timeout)
         except psycopg.Error as exc:
             raise store_error(exc) from None
         try:
@@ -128,20 +151,17 @@ class PostgresStore(CacheStore, JobStore, Store):
             conn.close()
             raise
         self.read_only = read_only
-        self._pool = psycopg_pool.ConnectionPool(
-            url,
-            min_size=1,
-            max_size=max(1, pool_size),
-            kwargs={"autocommit": True, "connect_timeout": 5},
-            check=psycopg_pool.ConnectionPool.check_connection,
-            timeout=10,
-            open=True,
-            name="riverbed-reads",
-        )
+        self._pool_size = max(1, pool_size)
+        self._pool = self._new_pool()
+        self._down = False  # the last read found the server out of reach
+        self._outages = 0  # times the server was found out of reach
+        self._pool_outages = 0  # ... when the pool was made
+        self._checking = threading.Lock()
+        self._renewing = threading.Lock()
         self._writer: PostgresWriter | RefusingWriter = (
             RefusingWriter(self.where)
             if read_only
-            else PostgresWriter(url, conn, lock=self._lock_key)
+            else PostgresWriter(url, conn, lock=self._lock_key, connect_timeout=connect_timeout)
         )
         self._writer.start()
         self._closed = False
@@ -149,18 +169,116 @@ class PostgresStore(CacheStore, JobStore, Store):
 
     # -- plumbing -------------------------------------------------------------------------
 
+    def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        # No check of a connection as it is taken (a round trip per read): a read on a
+        # broken one is tried again on another (see _query).
+        return psycopg_pool.ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self._pool_size,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(self._connect_timeout))},
+            timeout=self._pool_timeout,
+            # A connection the pool cannot open is given up after a few seconds, not tried
+            # again with a back-off that doubles for minutes (see _renew_pool).
+            reconnect_timeout=_RECONNECT_SECONDS,
+            open=True,
+            name="riverbed-reads",
+        )
+
+    def _renew_pool(self) -> None:
+        """A new pool once the server is back after an outage: the old one may still be
+        backing off from its failed connections for seconds. It is closed aside (the reads
+        under way give their connections back to it)."""
+        with self._renewing:
+            if self._pool_outages >= self._outages or self._closed:
+                return
+            old, self._pool = self._pool, self._new_pool()
+            self._pool_outages = self._outages
+        threading.Thread(target=old.close, kwargs={"timeout": 5}, daemon=True).start()
+
     def _submit(self, op: Any) -> Future[Any]:
         return self._writer.submit(op)
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read on a pooled connection; a server out of reach is Unavailable."""
+        """Rows of one read on a pooled connection. A read on a connection that broke (the
+        server restarted, the backend was terminated) is tried once more on another, after
+        the pool dropped its broken ones. While the server is out of reach a read waits at
+        most ``_DOWN_WAIT`` for a connection (not the pool's timeout), then a probe tells
+        the server out of reach (Unavailable, cause database_unreachable) from a pool whose
+        connections are all busy (cause pool_busy)."""
+        params = tuple(params)
+        recovering = self._down
+        if recovering:
+            if not self._probe():  # refused at once: no wait for the pool
+                raise self._unreachable()
+            self._renew_pool()
         try:
-            with self._pool.connection() as conn:
-                return conn.execute(sql, tuple(params)).fetchall()
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
-            if isinstance(exc, psycopg_pool.PoolTimeout):
-                exc = psycopg.OperationalError(str(exc))
-            raise store_error(exc) from None
+            return self._read(sql, params, _DOWN_WAIT if recovering else self._pool_timeout)
+        except _Broken:
+            pass
+        self._drop_broken()
+        try:
+            return self._read(sql, params, _DOWN_WAIT)
+        except _Broken as broken:
+            self._probe()  # down until a probe finds it back
+            raise store_error(broken.cause) from None
+
+    def _read(self, sql: str, params: tuple[Any, ...], wait: float) -> list[tuple[Any, ...]]:
+        try:
+            with self._pool.connection(timeout=wait) as conn:
+                try:
+                    rows = conn.execute(sql, params).fetchall()
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    if conn.broken or conn.closed:
+                        raise _Broken(exc) from None
+                    raise store_error(exc) from None
+        except psycopg_pool.PoolTimeout:
+            raise self._timed_out(wait) from None
+        self._down = False
+        return rows
+
+    def _timed_out(self, wait: float) -> Unavailable:
+        if self._probe():
+            return Unavailable(
+                f"every connection of the read pool of {self.where} is busy (waited "
+                f"{wait:g} s; setting postgres_pool_size): nothing was changed; retry",
+                detail={"cause": "pool_busy"},
+            )
+        return self._unreachable()
+
+    def _unreachable(self) -> Unavailable:
+        self._went_down()
+        return Unavailable(
+            f"{self.where} cannot be reached: nothing was changed; retry",
+            detail={"cause": "database_unreachable"},
+        )
+
+    def _probe(self) -> bool:
+        """Whether the server takes a new connection now (a refusal is known at once, a
+        server that does not answer within 2 s at most is taken for down)."""
+        try:
+            connect(self.url, timeout=min(self._connect_timeout, 2)).close()
+        except psycopg.Error:
+            self._went_down()
+            return False
+        self._down = False
+        return True
+
+    def _went_down(self) -> None:
+        if not self._down:
+            self._down = True
+            self._outages += 1
+
+    def _drop_broken(self) -> None:
+        """The pool's idle connections checked, broken ones replaced (one caller at a time;
+        the others go on to their second try)."""
+        if self._checking.acquire(blocking=False):
+            try:
+                self._pool.check()
+            except psycopg.Error:  # pragma: no cover - check() handles its connections
+                pass
+            finally:
+                self._checking.release()
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
         rows = self._query(sql, params)

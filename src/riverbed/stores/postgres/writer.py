@@ -8,10 +8,21 @@ commit (one WAL flush of the server). Consecutive :class:`Append` writes are mer
 pipelined ``executemany`` a table. When a write of the batch fails, the batch is applied
 again with a savepoint per write, so that one bad write fails alone.
 
-A connection that breaks (the server restarted, the backend was terminated) fails the
-batch it was committing with :class:`~riverbed.exceptions.Unavailable` (503, nothing of the
-batch was written) and is opened again for the next batch; while the server cannot be
-reached, every batch fails the same way, fast (``connect_timeout``).
+Faults. Every transaction begins with ``BEGIN; SELECT txid_current()`` (one round trip), so
+the writer knows its id. A connection that breaks before the COMMIT was sent (the backend
+was terminated, the server restarted) is opened again and the batch applied once more on
+the new one: nothing of it was written. A connection that breaks while the COMMIT is on its
+way leaves its outcome unknown; the writer opens a new connection and asks the server
+(``txid_status``): committed, the batch is acknowledged; aborted, it is applied once more;
+still unknown (the server cannot be reached, or the transaction is still ending), every
+write of the batch fails with :class:`~riverbed.exceptions.CommitInDoubt` (503): riverbed
+never acknowledges what may not be stored, and never applies a write twice. Such a batch's
+learns fence their model's later writes (see stores/sqlite/writer.py) only once the server
+says it was aborted: the writer asks again before its next transaction. While the server
+cannot be reached, every batch fails with :class:`~riverbed.exceptions.Unavailable` as soon
+as a connection is refused (``connect_timeout`` at most). A reconnection that finds the
+database's writer lock held (the terminated backend has not ended yet) tries again for a
+few seconds, then fails the batch with Unavailable, cause ``writer_lock_held``.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -26,18 +38,55 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from riverbed.exceptions import RiverbedError, ServerError, StorageFull, Unavailable
-from riverbed.stores.sqlite.writer import _MAX_BATCH, _STOP, Append, Ordered, Writer
+from riverbed.exceptions import (
+    CommitInDoubt,
+    RiverbedError,
+    ServerError,
+    StorageFull,
+    Unavailable,
+)
+from riverbed.stores.sqlite.writer import _CLEARED, _MAX_BATCH, _STOP, Append, Ordered, Writer
 
 __all__ = ["Append", "Ordered", "PostgresWriter", "connect", "store_error"]
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 5  # seconds a (re)connection may take before the batch fails with 503
+CONNECT_TIMEOUT = 5  # seconds a (re)connection may take (setting postgres_connect_timeout)
+LOCK_WAIT = 5.0  # seconds a reconnection waits for the writer lock the old session held
+STATUS_WAIT = 3.0  # seconds a lost commit's transaction may stay 'in progress' (ending)
+_LOST = (psycopg.OperationalError, psycopg.InterfaceError)
+_Batch = list[tuple[Callable[[Any], Any], Future[Any]]]
+_Outcomes = list[tuple[Future[Any], Any, BaseException | None]]
 
 
-def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT)
+def connect(
+    url: str, *, autocommit: bool = True, timeout: float = CONNECT_TIMEOUT
+) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, round(timeout)))
+
+
+class _CommitLost(Exception):
+    """The connection broke while the COMMIT of transaction ``txid`` was on its way."""
+
+    def __init__(self, txid: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.txid, self.cause = txid, cause
+
+
+def _begin(conn: psycopg.Connection[Any]) -> int:
+    """Begin a transaction and return its id, in one round trip."""
+    cursor = conn.execute("BEGIN; SELECT txid_current()")
+    cursor.nextset()
+    row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _commit(conn: psycopg.Connection[Any], txid: int) -> None:
+    try:
+        conn.execute("COMMIT")
+    except _LOST as exc:
+        raise _CommitLost(txid, exc) from exc
 
 
 def store_error(exc: BaseException) -> BaseException:
@@ -51,9 +100,9 @@ def store_error(exc: BaseException) -> BaseException:
             detail={"cause": "disk_full"},
         )
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        said = " ".join(str(exc).split()) or type(exc).__name__
         return Unavailable(
-            f"the PostgreSQL server cannot be reached ({str(exc).strip() or type(exc).__name__})"
-            ": nothing was written; retry",
+            f"the PostgreSQL server cannot be reached ({said}): nothing was written; retry",
             detail={"cause": "database_unreachable"},
         )
     return exc
@@ -99,16 +148,31 @@ class PostgresWriter(Writer):
     thread (psycopg waits on the network without the GIL). A write is a function of the
     connection, or an :class:`Append`."""
 
-    def __init__(self, url: str, conn: psycopg.Connection[Any] | None, *, lock: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        conn: psycopg.Connection[Any] | None,
+        *,
+        lock: int,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         threading.Thread.__init__(self, name="riverbed-postgres-writer", daemon=True)
         self.path = url
         self.url = url
         self._lock_key = lock
+        self._connect_timeout = connect_timeout
         self._failed_at: dict[str, int] = {}
+        # Transactions whose COMMIT's outcome is unknown, with the fences they clear once
+        # the server says they were committed, and those they set once it says aborted
+        # (see _settle_doubts).
+        self._doubts: list[tuple[int, dict[str, int], dict[str, int]]] = []
+        # The outcomes and fences of the transaction whose COMMIT is on its way.
+        self._lost_outcomes: _Outcomes | None = None
+        self._lost_view: dict[str, int] = {}
         self.conn: psycopg.Connection[Any] | None = conn  # type: ignore[assignment]
         self.checkpointer = None
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pending: list[tuple[Callable[[Any], Any], Future[Any]]] = []
+        self._pending: _Batch = []
         self._pending_lock = threading.Lock()
         self._conn_lock = threading.RLock()
         self.loop = None
@@ -144,17 +208,20 @@ class PostgresWriter(Writer):
                     return
                 self._apply(batch)
 
+    # -- the connection --------------------------------------------------------------------
+
     def _connection(self) -> psycopg.Connection[Any]:
         """The writer's connection, opened again (with the database's writer lock taken
-        again) when the last one broke."""
+        again, and the outcomes of lost commits asked for) when the last one broke."""
         if self.conn is not None and not self.conn.closed and not self.conn.broken:
             return self.conn
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-        conn = connect(self.url)
+        conn = connect(self.url, timeout=self._connect_timeout)
         try:
-            take_writer_lock(conn, self._lock_key, self.url)
+            self._relock(conn)
+            self._settle_doubts(conn)
         except BaseException:
             conn.close()
             raise
@@ -162,20 +229,134 @@ class PostgresWriter(Writer):
         self.conn = conn
         return conn
 
-    def _apply(self, batch: list[tuple[Callable[[Any], Any], Future[Any]]]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] | None
+    def _drop_connection(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:  # pragma: no cover - closing a broken connection
+                pass
+            self.conn = None
+
+    def _relock(self, conn: psycopg.Connection[Any]) -> None:
+        """Take the writer lock again on a new connection. The session that held it may not
+        have ended yet (a terminated backend ends a moment later): try for ``LOCK_WAIT``."""
+        from riverbed.stores.sqlite.lock import DatabaseInUse
+
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                take_writer_lock(conn, self._lock_key, self.url)
+                return
+            except DatabaseInUse as exc:
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"the writer lock of {redact(self.url)} is still held by another "
+                        "session after the writer's connection broke (another riverbed "
+                        f"process, or the old session not ended yet): {exc}; nothing was "
+                        "written; retry",
+                        detail={"cause": "writer_lock_held"},
+                    ) from None
+            time.sleep(0.05)
+
+    def _status(self, conn: psycopg.Connection[Any], txid: int) -> str | None:
+        """What became of transaction ``txid``: committed, aborted (also one the server no
+        longer knows of after a crash: an id "in the future"), or None when the server still
+        has it in progress after ``STATUS_WAIT`` (its session still ending)."""
+        deadline = time.monotonic() + STATUS_WAIT
+        while True:
+            try:
+                row = conn.execute("SELECT txid_status(%s)", (txid,)).fetchone()
+            except pg_errors.InvalidParameterValue:
+                # "transaction ID ... is in the future": the server crashed and came back
+                # without a trace of it (its id was never written to the WAL), so it did
+                # not commit
+                return "aborted"
+            status = row[0] if row else None
+            if status in ("committed", "aborted"):
+                return str(status)
+            if status is None or time.monotonic() >= deadline:  # None: too old to know
+                return None
+            time.sleep(0.02)
+
+    def _settle_doubts(self, conn: psycopg.Connection[Any]) -> None:
+        """Ask what became of the transactions whose COMMIT was lost: the learns of an
+        aborted one fence their models' later writes now (a committed one's are stored, and
+        the engine rebuilt its model from the log). One still unknown fails the batch."""
+        while self._doubts:
+            txid, cleared, fences = self._doubts[0]
+            status = self._status(conn, txid)
+            if status is None:
+                raise Unavailable(
+                    f"the outcome of an earlier commit (transaction {txid}) is not known yet: "
+                    "nothing was written; retry",
+                    detail={"cause": "commit_in_doubt"},
+                )
+            self._doubts.pop(0)
+            log.warning("the lost commit of transaction %d was %s", txid, status)
+            if status == "committed":
+                self._keep(cleared)
+            else:
+                for model, seq in fences.items():
+                    failed = self._failed_at.get(model, _CLEARED)
+                    if failed == _CLEARED or seq < failed:
+                        self._failed_at[model] = seq
+
+    def _outcome(self, txid: int) -> str | None:
+        """After a lost COMMIT: a new connection, and what became of ``txid`` (None when
+        the server cannot be reached or does not know yet)."""
+        self._drop_connection()
         try:
             conn = self._connection()
-            outcomes = self._together(conn, batch)
-            if outcomes is None:
-                outcomes = self._one_by_one(conn, batch)
-        except Exception as exc:  # the commit itself failed: nothing in the batch is durable
-            if self.conn is not None and not self.conn.broken:
+            return self._status(conn, txid)
+        except (*_LOST, RiverbedError):
+            return None
+
+    # -- a batch ---------------------------------------------------------------------------
+
+    def _apply(self, batch: _Batch) -> None:
+        outcomes: _Outcomes | None = None
+        doubt: dict[str, int] = {}
+        try:
+            for attempt in (1, 2):
+                try:
+                    outcomes = self._attempt(batch)
+                    break
+                except _CommitLost as lost:
+                    status = self._outcome(lost.txid)
+                    if status == "committed":
+                        outcomes, self._lost_outcomes = self._lost_outcomes, None
+                        self._keep(self._lost_view)
+                        log.warning("a lost commit of %d writes was committed", len(batch))
+                        break
+                    self._lost_outcomes = None
+                    if status is None:
+                        doubt = self._lost_view
+                        raise CommitInDoubt(
+                            "the connection to PostgreSQL broke while the commit was on its "
+                            f"way (transaction {lost.txid}), and its outcome is not known: "
+                            "the writes may or may not be stored; read before retrying",
+                            detail={"cause": "commit_in_doubt", "txid": lost.txid},
+                        ) from None
+                    if attempt == 2:
+                        raise lost.cause from None
+                except _LOST:
+                    # Before the COMMIT: nothing was written. The connection may be broken,
+                    # or left unusable without saying so (stuck in pipeline mode after a
+                    # break in an executemany): a new one, and the batch once more.
+                    opened = self.conn is not None  # else the new connection was refused
+                    self._drop_connection()
+                    if attempt == 2 or not opened:
+                        raise
+                    log.warning("the PostgreSQL writer connection broke; applying again")
+        except Exception as exc:  # the commit failed: nothing in the batch is acknowledged
+            if isinstance(exc, _LOST):
+                self._drop_connection()
+            elif self.conn is not None and not self.conn.broken:
                 try:
                     self.conn.rollback()
                 except psycopg.Error:  # pragma: no cover - the connection broke meanwhile
                     pass
-            failure = store_error(exc)
+            failure = exc if isinstance(exc, RiverbedError) else store_error(exc)
             if isinstance(failure, RiverbedError):
                 log.error("PostgreSQL commit of %d writes failed: %s", len(batch), failure)
             else:
@@ -184,24 +365,46 @@ class PostgresWriter(Writer):
             view: dict[str, int] = {}
             for op, _ in batch:
                 self._failed(op, view)
-            self._keep(view)
+            if isinstance(failure, CommitInDoubt):
+                self._doubts.append((failure.detail["txid"], doubt, view))
+            else:
+                self._keep(view)
             outcomes = [(future, None, failure) for _, future in batch]
+        assert outcomes is not None
         for future, result, error in outcomes:
             if error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(result)
 
+    def _attempt(self, batch: _Batch) -> _Outcomes:
+        conn = self._connection()
+        outcomes = self._together(conn, batch)
+        if outcomes is None:
+            outcomes = self._one_by_one(conn, batch)
+        return outcomes
+
+    def _finish(
+        self, conn: psycopg.Connection[Any], txid: int, outcomes: _Outcomes, view: dict[str, int]
+    ) -> _Outcomes:
+        """Commit, then keep the batch's fences; a lost commit keeps its outcomes aside for
+        :meth:`_apply`, which asks what became of it."""
+        self._lost_outcomes, self._lost_view = outcomes, view
+        _commit(conn, txid)
+        self._lost_outcomes = None
+        self._keep(view)
+        return outcomes
+
     def _together(  # type: ignore[override]
-        self, conn: psycopg.Connection[Any], batch: list[tuple[Callable[[Any], Any], Future[Any]]]
-    ) -> list[tuple[Future[Any], Any, BaseException | None]] | None:
+        self, conn: psycopg.Connection[Any], batch: _Batch
+    ) -> _Outcomes | None:
         view: dict[str, int] = {}
         for op, _ in batch:
             if self._fenced(op, view) is not None:
                 return None
             self._advance(op, view)
         results: list[Any] = []
-        conn.execute("BEGIN")
+        txid = _begin(conn)
         try:
             i = 0
             while i < len(batch):
@@ -216,21 +419,22 @@ class PostgresWriter(Writer):
                 else:
                     results.append(op(conn))
                     i += 1
-        except (psycopg.OperationalError, psycopg.InterfaceError):
+        except _LOST:
             raise
         except Exception:
             conn.execute("ROLLBACK")
             return None
-        conn.execute("COMMIT")
-        self._keep(view)
-        return [(future, result, None) for (_, future), result in zip(batch, results, strict=True)]
+        outcomes: _Outcomes = [
+            (future, result, None) for (_, future), result in zip(batch, results, strict=True)
+        ]
+        return self._finish(conn, txid, outcomes, view)
 
     def _one_by_one(  # type: ignore[override]
-        self, conn: psycopg.Connection[Any], batch: list[tuple[Callable[[Any], Any], Future[Any]]]
-    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        self, conn: psycopg.Connection[Any], batch: _Batch
+    ) -> _Outcomes:
+        outcomes: _Outcomes = []
         view: dict[str, int] = {}
-        conn.execute("BEGIN")
+        txid = _begin(conn)
         for op, future in batch:
             fenced = self._fenced(op, view)
             if fenced is not None:
@@ -239,7 +443,7 @@ class PostgresWriter(Writer):
             conn.execute("SAVEPOINT op")
             try:
                 result = _apply_one(conn, op)
-            except (psycopg.OperationalError, psycopg.InterfaceError):
+            except _LOST:
                 raise
             except Exception as exc:
                 conn.execute("ROLLBACK TO SAVEPOINT op")
@@ -249,9 +453,7 @@ class PostgresWriter(Writer):
                 outcomes.append((future, result, None))
                 self._advance(op, view)
             conn.execute("RELEASE SAVEPOINT op")
-        conn.execute("COMMIT")
-        self._keep(view)
-        return outcomes
+        return self._finish(conn, txid, outcomes, view)
 
 
 def take_writer_lock(conn: psycopg.Connection[Any], key: int, url: str) -> None:
