@@ -31,7 +31,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per cell")
     p.add_argument(
         "--systems",
-        default="river,engine,echo,riverbed,"
+        default="river,engine,echo,riverbed,riverbed-postgresql,"
         + ",".join(v.name for v in COMPAT_VIEWS)
         + ",chantilly,django-river-ml",
         help="comma-separated systems to run (compat-NAME: an older system's predict route "
@@ -344,6 +344,7 @@ def main() -> None:
         "summary": summary,
         "ratios": report.ratios(summary),
         "compat": report.compat_ratios(summary),
+        "postgres": report.postgres_ratios(summary),
         "targets": report.targets(summary, soaked, soak_asked=args.soak),
         "soak": soaked,
         "runs": runs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -178,6 +179,44 @@ function learn_x_body(x, y) return '{"features":' .. x .. ',"ground_truth":' .. 
             "predictions": stats["n_predictions"],
             "metrics": metrics["metrics"],
         }
+
+
+class RiverbedPostgres(Riverbed):
+    """The same riverbed server on PostgreSQL instead of its SQLite file: a fresh database
+    on the server at ``RIVERBED_BENCH_POSTGRES`` (default postgresql://postgres@127.0.0.1:5432,
+    as the tests use), made for the run and dropped after it. Its predict and online-loop
+    cells sit beside the SQLite ones of the same run (benchmarks/report.py's postgres
+    ratios)."""
+
+    name, label = "riverbed-postgresql", "riverbed (HTTP, durable PostgreSQL)"
+    modes = ("predict", "loop")
+    DATABASE = "riverbed_bench"
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(work)
+        server = os.environ.get("RIVERBED_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+        self.admin = f"{server.rstrip('/')}/postgres"
+        self.url = f"{server.rstrip('/')}/{self.DATABASE}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def argv(self) -> list[str]:
+        argv = super().argv()
+        argv[argv.index("--database") + 1] = self.url
+        return argv
+
+    def start(self) -> Server:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.DATABASE}" WITH (FORCE)')
+        self._admin(f'CREATE DATABASE "{self.DATABASE}"')
+        return super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self._admin(f'DROP DATABASE IF EXISTS "{self.DATABASE}" WITH (FORCE)')
 
 
 class CompatView(System):
@@ -361,5 +400,5 @@ def gunicorn(venv: Path, port: int, app: str) -> list[str]:
 
 
 SYSTEMS: dict[str, type[System]] = {
-    s.name: s for s in (Echo, Riverbed, *COMPAT_VIEWS, Chantilly, DjangoRiverML)
+    s.name: s for s in (Echo, Riverbed, RiverbedPostgres, *COMPAT_VIEWS, Chantilly, DjangoRiverML)
 }

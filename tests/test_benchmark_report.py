@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.report import compat_ratios, steal_text, targets
+from benchmarks.report import compat_ratios, postgres_ratios, steal_text, targets
 from benchmarks.servers import Steal
 from benchmarks.soak import BOUND, growth
 
@@ -130,3 +130,27 @@ def test_each_older_systems_predict_route_is_divided_by_the_native_route_of_its_
     goals = {t["target"]: t for t in targets(rows) if "on riverbed" in t["target"]}
     assert [t["met"] for t in goals.values()] == [True, False, None]
     assert all(t["goal"] == 0.9 for t in goals.values())
+
+
+def test_postgresql_cells_are_divided_by_the_sqlite_cells_of_their_run() -> None:
+    def row(system: str, mode: str, rate: float, connections: int = 16, failed: int = 0) -> dict:
+        return {**_predict_row(system, rate, 100, connections, failed), "mode": mode}
+
+    rows = [
+        row("riverbed", "predict", 5000),
+        row("riverbed-postgresql", "predict", 4000),
+        row("riverbed", "loop", 3000),
+        row("riverbed-postgresql", "loop", 1500),
+        row("riverbed", "loop", 1000, connections=1),
+        row("riverbed-postgresql", "loop", 300, connections=1, failed=1),
+    ]
+    out = {(e["mode"], e["connections"]): e for e in postgres_ratios(rows)}
+    assert out["predict", 16]["ratio"] == 0.8
+    assert out["loop", 16]["ratio"] == 0.5 and out["loop", 16]["sqlite"] == 3000
+    assert out["loop", 1]["ratio"] is None  # a failed cell is not ranked
+    goals = {t["target"]: t for t in targets(rows) if "PostgreSQL" in t["target"]}
+    assert {name: (t["goal"], t["met"]) for name, t in goals.items()} == {
+        "full online loop on PostgreSQL, durable, 16 connections": (2000, False),
+        "predict on PostgreSQL / on SQLite, 16 connections": (0.7, True),
+        "predict + learn by id on PostgreSQL / on SQLite, 16 connections": (0.4, True),
+    }
