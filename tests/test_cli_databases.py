@@ -71,6 +71,13 @@ def _arguments(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
         ("canary", "show"): ["m"],
         ("canary", "move"): ["m", "live=50", "v2=50"],
         ("canary", "stop"): ["m"],
+        ("webhooks", "create"): ["http://127.0.0.1:9/hook", "-e", "*"],
+        ("webhooks", "list"): [],
+        ("webhooks", "show"): ["wh_a"],
+        ("webhooks", "delete"): ["wh_a"],
+        ("webhooks", "deliveries"): ["wh_a"],
+        ("webhooks", "retry"): ["wh_a", "whd_a"],
+        ("webhooks", "ping"): ["wh_a"],
     }
 
 

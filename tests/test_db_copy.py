@@ -21,6 +21,7 @@ from riverbed.stores import open_store
 from riverbed.stores.copy import CopyRefused, copy_database, describe
 from riverbed.stores.sqlite.lock import DatabaseInUse
 from tests.helpers import PostgresDatabase, Server, phishing_model
+from tests.test_webhooks import Receiver
 
 PHISHING = list(datasets.Phishing())
 TRAIN, HELD_OUT = PHISHING[:400], PHISHING[1000:1100]
@@ -68,6 +69,15 @@ def build(path: str) -> None:
             keep_data=True,
         )
         assert engine.jobs.wait(job["id"], 120)["status"] == "succeeded"
+        # a webhook whose ping was delivered, and one whose receiver is down (pending)
+        receiver = Receiver().start()
+        try:
+            hook = engine.webhooks.subscribe(receiver.url, ["model.*"], description="ops")
+            assert engine.webhooks.ping(hook["id"])["status"] == "delivered"
+        finally:
+            receiver.stop()
+        down = engine.webhooks.subscribe(Receiver().url, ["job.finished"])
+        assert engine.webhooks.ping(down["id"])["status"] == "pending"
 
 
 def records(database: str) -> dict[str, Any]:
@@ -100,6 +110,9 @@ def records(database: str) -> dict[str, Any]:
         jobs = store.list_jobs(limit=1000)  # type: ignore[attr-defined]
         out["jobs"] = jobs
         out["job data"] = [store.get_job_data(j.id) for j in jobs]  # type: ignore[attr-defined]
+        hooks = store.webhook_store()
+        out["webhooks"] = hooks.list_webhooks()
+        out["deliveries"] = [hooks.list_deliveries(h.id, limit=1000) for h in out["webhooks"]]
         return out
     finally:
         store.close()
@@ -115,6 +128,11 @@ def test_sqlite_to_postgresql_and_back_keeps_every_record(tmp_path: Path) -> Non
     assert expected["checkpoint phish"] is not None
     assert len(expected["metrics phish"]) == 21
     assert len(expected["tokens"]) == 2 and expected["job data"][0] is not None
+    assert len(expected["webhooks"]) == 2
+    assert [[d.status for d in log] for log in expected["deliveries"]] == [
+        ["delivered"],
+        ["pending"],
+    ]
 
     pg = PostgresDatabase()
     try:

@@ -47,6 +47,7 @@ def test_exported_members() -> None:
         "Unreachable",
         "VersionExists",
         "VersionNotFound",
+        "WebhookNotFound",
         "WrongCacheKind",
         "__version__",
     ]

@@ -37,6 +37,7 @@ from riverbed.exceptions import (
     Unreachable,
     VersionExists,
     VersionNotFound,
+    WebhookNotFound,
     WrongCacheKind,
 )
 from riverbed.receipts import Receipt
@@ -82,6 +83,7 @@ __all__ = [
     "Unreachable",
     "VersionExists",
     "VersionNotFound",
+    "WebhookNotFound",
     "WrongCacheKind",
     "__version__",
 ]

@@ -308,6 +308,27 @@ SETTINGS: tuple[Setting, ...] = (
         "get 413 payload_too_large naming this setting.",
     ),
     Setting(
+        "webhook_timeout",
+        5.0,
+        float,
+        "Seconds a webhook receiver has to answer one delivery attempt (connecting and "
+        "reading the reply); a slower one counts as a failed attempt (docs/webhooks.md).",
+    ),
+    Setting(
+        "webhook_attempts",
+        10,
+        int,
+        "Attempts made at a webhook delivery before it is marked failed (a retry queues it "
+        "for as many again).",
+    ),
+    Setting(
+        "webhook_backoff",
+        1.0,
+        float,
+        "Seconds before a failed webhook delivery's second attempt; the pause doubles after "
+        "each failure, up to one hour.",
+    ),
+    Setting(
         "version_cache_size",
         32,
         int,
@@ -361,6 +382,9 @@ class Settings:
     compat: str = "chantilly,django-river-ml,lrnstak,maisie,beaver"
     compat_shared: str = "lrnstak"
     max_artifact_bytes: int = 268_435_456
+    webhook_timeout: float = 5.0
+    webhook_attempts: int = 10
+    webhook_backoff: float = 1.0
     version_cache_size: int = 32
 
     @classmethod
@@ -387,6 +411,10 @@ class Settings:
                 raise ValueError(f"{name} must be 0 (keep all) or a positive count")
         if self.jobs_cluster:
             check_cluster_address(self.jobs_cluster)
+        if not self.webhook_timeout > 0 or not self.webhook_backoff > 0:
+            raise ValueError("webhook_timeout and webhook_backoff must be above 0 seconds")
+        if self.webhook_attempts < 1:
+            raise ValueError(f"webhook_attempts must be 1 or more, not {self.webhook_attempts!r}")
         if not 0 < self.checkpoint_share <= 1:
             raise ValueError(
                 f"checkpoint_share must be above 0 and at most 1, not {self.checkpoint_share!r}"

@@ -106,6 +106,15 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
         self.cache: Cache = open_cache(
             self.store, url=self.settings.cache_url, prefix=self.settings.cache_prefix
         )
+        from riverbed.webhooks import Webhooks, open_webhooks
+
+        # before the job runner, whose start may publish (interrupted jobs)
+        self.webhooks: Webhooks = open_webhooks(
+            self.store.webhook_store(),
+            self.events,
+            self.settings,
+            read_only=self.store.read_only,
+        )
         self._allowed = self.settings.allowed_module_prefixes
         self._live: dict[str, _Live] = {}
         self._lock = threading.RLock()
@@ -151,6 +160,7 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
                 self.checkpoint()
         except Exception:  # a full disk, say: the log holds every acknowledged learn
             log.exception("the checkpoints on close failed")
+        self.webhooks.close()  # what is still pending is sent by the next engine on the store
         if self.cache.store is not self.store:
             getattr(self.cache.store, "close", lambda: None)()
         self.store.close()

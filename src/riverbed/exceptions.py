@@ -22,7 +22,8 @@
      │    ├── VersionNotFound          also an alias that points nowhere
      │    ├── CacheKeyNotFound         no unexpired cache entry under that key
      │    ├── JobNotFound              no training job with that id
-     │    └── TokenNotFound
+     │    ├── TokenNotFound
+     │    └── WebhookNotFound          no webhook subscription (or delivery of it) with that id
      ├── Conflict                      the request clashes with what is stored
      │    ├── ModelExists
      │    ├── VersionExists
@@ -93,6 +94,7 @@ __all__ = [
     "Unreachable",
     "VersionExists",
     "VersionNotFound",
+    "WebhookNotFound",
     "WrongCacheKind",
     "error_from_payload",
 ]
@@ -202,6 +204,10 @@ class TokenNotFound(NotFound):
 
 class JobNotFound(NotFound):
     code = "job_not_found"
+
+
+class WebhookNotFound(NotFound):
+    code = "webhook_not_found"
 
 
 class Conflict(RiverbedError):

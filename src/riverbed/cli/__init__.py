@@ -150,6 +150,7 @@ def _add_commands() -> None:
     from riverbed.cli.models import models
     from riverbed.cli.samples import predict
     from riverbed.cli.tokens import tokens
+    from riverbed.cli.webhooks import webhooks
 
     cli.add_command(cache)
     cli.add_command(canary)
@@ -164,6 +165,7 @@ def _add_commands() -> None:
     cli.add_command(learn)
     cli.add_command(forecast)
     cli.add_command(tail)
+    cli.add_command(webhooks)
 
 
 _add_commands()

@@ -2,7 +2,7 @@
 which (one rule, :func:`choose_target`), their options, and the one line an error becomes.
 
 The rule, for every command that can do either (``riverbed models``, ``tokens``, ``drift``,
-``canary``, ``train``, ``predict``, ``learn``, ``connect``):
+``canary``, ``webhooks``, ``train``, ``predict``, ``learn``, ``connect``):
 
 1. ``--database PATH`` given: that database, in this process;
 2. else ``--url URL`` or ``RIVERBED_URL``: the server there;

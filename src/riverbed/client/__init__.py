@@ -35,6 +35,7 @@ from riverbed import specs
 from riverbed.client.canary import CanaryMethods
 from riverbed.client.drift import DriftMethods
 from riverbed.client.registry import RAW, RegistryMethods
+from riverbed.client.webhooks import WebhookMethods
 from riverbed.exceptions import ServerError, Unavailable, Unreachable, error_from_payload
 
 if TYPE_CHECKING:
@@ -300,6 +301,12 @@ class _Methods(RegistryMethods, DriftMethods, CanaryMethods):
     def cache(self) -> CacheMethods:
         """The key-value cache: ``client.cache.put(key, value, ttl=60)``, as ``engine.cache``."""
         return CacheMethods(self._request)
+
+    @property
+    def webhooks(self) -> WebhookMethods:
+        """Webhook subscriptions and their deliveries, as ``engine.webhooks``:
+        ``client.webhooks.subscribe(url, ["model.drift"])`` (see docs/webhooks.md)."""
+        return WebhookMethods(self._request)
 
     def predict_many(self, name: str, items: list[dict[str, Any]]) -> Any:
         """Many predictions in one request, in order: each item is a predict body."""

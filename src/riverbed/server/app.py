@@ -31,6 +31,7 @@ from riverbed.server import (
     stream,
     tokens,
     web,
+    webhooks_api,
     ws,
 )
 from riverbed.server.auth import AuthPolicy, bootstrap_admin, enabled_endpoints, routes_of
@@ -56,6 +57,7 @@ def endpoints() -> list[Endpoint]:
         *learning.ENDPOINTS,
         *drift_api.ENDPOINTS,
         *canary_api.ENDPOINTS,
+        *webhooks_api.ENDPOINTS,
         *ws.ENDPOINTS,
         *stream.ENDPOINTS,
         *prometheus.ENDPOINTS,

@@ -24,6 +24,7 @@ from riverbed.stores.futures import done
 
 if TYPE_CHECKING:
     from riverbed.stores.tokens import TokenStore
+    from riverbed.stores.webhookstore import WebhookStore
 
 __all__ = [
     "AliasChange",
@@ -358,6 +359,11 @@ class Store(abc.ABC):
     def token_store(self) -> TokenStore:
         """The API tokens kept beside this store's data (see :mod:`riverbed.stores.tokens`)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no tokens")
+
+    def webhook_store(self) -> WebhookStore:
+        """The webhook subscriptions and delivery log kept beside this store's data (see
+        :mod:`riverbed.stores.webhookstore`)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no webhooks")
 
     def sync(self) -> None:
         """Wait until every write submitted so far is durable."""

@@ -4,7 +4,8 @@
 Every table of the layout is copied row by row, as it is stored: models, versions and their
 artifacts, version numbers (so a deleted version's number is never given again), aliases and
 their history, predictions (labelled or awaiting a label), metric history, drift alarms, the
-arms of canary splits, checkpoints, tokens, the cache and training jobs with their kept data.
+arms of canary splits, checkpoints, tokens, the cache, training jobs with their kept data,
+and webhook subscriptions with their delivery log.
 The learn log goes through the stores' own reading and writing (``learns_after``,
 ``add_learns``), since the SQLite file keeps batches of learns in a layout of its own
 (``learn_blocks``). A live model is its checkpoint plus the learns after it, so a server on the
@@ -51,6 +52,8 @@ TABLES = (
     "cache_items",
     "jobs",
     "job_data",
+    "webhooks",
+    "webhook_deliveries",
 )
 _PAGE = 1000  # rows read, and written in one write, at a time
 _IN_FLIGHT = 8  # writes submitted and not yet committed, at most

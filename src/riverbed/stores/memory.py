@@ -38,6 +38,7 @@ from riverbed.stores.base import (
 from riverbed.stores.jobstore import MemoryJobs
 from riverbed.stores.kv import MemoryCache
 from riverbed.stores.tokens import MemoryTokenStore, TokenStore
+from riverbed.stores.webhookstore import MemoryWebhooks, WebhookStore
 
 __all__ = ["MemoryStore"]
 
@@ -60,9 +61,13 @@ class MemoryStore(MemoryCache, MemoryJobs, Store):
         self._alarms: dict[str, dict[tuple[int, str], DriftAlarm]] = {}
         self._arms: dict[str, dict[str, CanaryArm]] = {}
         self._tokens = MemoryTokenStore()
+        self._webhooks = MemoryWebhooks()
 
     def token_store(self) -> TokenStore:
         return self._tokens
+
+    def webhook_store(self) -> WebhookStore:
+        return self._webhooks
 
     def create_model(self, model: ModelRecord, version: VersionRecord) -> Future[None]:
         with self._lock:

@@ -60,6 +60,7 @@ from riverbed.stores.base import (
 from riverbed.stores.jobstore import JobRecord, JobStore
 from riverbed.stores.kv import KEEP, CacheStore
 from riverbed.stores.tokens import TokenRecord, TokenStore
+from riverbed.stores.webhookstore import DeliveryRecord, WebhookRecord
 
 __all__ = ["CacheStoreContract", "StoreContract"]
 
@@ -512,6 +513,45 @@ class StoreContract(CacheStoreContract):
         assert store.canary_arm("m", "a") is None
         assert store.canary_arm_counts("m") == {}
 
+    def test_webhooks_and_their_deliveries_round_trip(self, store: Store) -> None:
+        hooks = store.webhook_store()
+        first = WebhookRecord("wh_a", "http://127.0.0.1:9/a", ["model.*"], "s" * 20, 2.0, "one")
+        second = WebhookRecord("wh_b", "https://example.com/b", ["*"], "t" * 20, 1.0)
+        hooks.add_webhook(first).result()
+        hooks.add_webhook(second).result()
+        assert hooks.get_webhook("wh_a") == first
+        assert hooks.get_webhook("wh_nope") is None
+        assert [w.id for w in hooks.list_webhooks()] == ["wh_b", "wh_a"]  # oldest first
+        body = b'{"delivery": "d1", "event": {"data": {"x": 1}}}'
+        made = [
+            DeliveryRecord(f"d{i}", "wh_a", "model.created", "pending", float(i), body, float(i))
+            for i in range(1, 4)
+        ]
+        for delivery in made:
+            hooks.save_delivery(delivery).result()
+        hooks.save_delivery(DeliveryRecord("e1", "wh_b", "ping", "pending", 5.0, b"{}")).result()
+        attempt = {"at": 7.0, "status_code": 500, "error": "HTTP 500", "duration": 0.5}
+        made[0].status, made[0].tries, made[0].attempts = "failed", 3, [attempt] * 3
+        made[0].next_at = None
+        made[1].status, made[1].tries, made[1].attempts = "delivered", 1, [attempt]
+        made[1].next_at = None
+        hooks.save_delivery(made[0]).result()  # an upsert
+        hooks.save_delivery(made[1]).result()
+        assert hooks.get_delivery("d1") == made[0]
+        assert hooks.get_delivery("nope") is None
+        assert [d.id for d in hooks.list_deliveries("wh_a")] == ["d3", "d2", "d1"]
+        assert [d.id for d in hooks.list_deliveries("wh_a", limit=2)] == ["d3", "d2"]
+        assert [d.id for d in hooks.list_deliveries("wh_a", status="failed")] == ["d1"]
+        assert [d.id for d in hooks.pending_deliveries()] == ["d3", "e1"]
+        assert hooks.count_deliveries("wh_a") == {"pending": 1, "delivered": 1, "failed": 1}
+        assert hooks.count_deliveries("wh_nope") == {"pending": 0, "delivered": 0, "failed": 0}
+        assert hooks.delete_webhook("wh_a").result() is True
+        assert hooks.delete_webhook("wh_a").result() is False
+        assert hooks.get_webhook("wh_a") is None
+        assert hooks.list_deliveries("wh_a") == [] and hooks.get_delivery("d3") is None
+        assert [d.id for d in hooks.pending_deliveries()] == ["e1"]
+        assert store.webhook_store().get_webhook("wh_b") == second
+
     def test_batches_of_predictions_and_learns_are_all_or_nothing(self, store: Store) -> None:
         store.create_model(*model()).result()
         store.add_prediction(PredictionRecord("taken", "m", 1, {}, 1, 1.0)).result()
@@ -686,6 +726,10 @@ class StoreContract(CacheStoreContract):
         store.add_learns([_learn(1), _learn(2)]).result()
         store.save_checkpoint(Checkpoint("m", 2, b"state", 2.0)).result()
         store.add_metric_point(MetricPoint("m", 2, 2.0, {"n": 2})).result()
+        hook = WebhookRecord("wh_a", "http://127.0.0.1:9/a", ["job.finished"], "s" * 20, 1.0)
+        delivery = DeliveryRecord("d1", "wh_a", "job.failed", "pending", 2.0, b"{}", 9.0, 1)
+        store.webhook_store().add_webhook(hook).result()
+        store.webhook_store().save_delivery(delivery).result()
         store.close()
         again = self.open_store(location)
         try:
@@ -699,6 +743,8 @@ class StoreContract(CacheStoreContract):
             assert again.get_checkpoint("m") == Checkpoint("m", 2, b"state", 2.0)
             assert again.metric_history("m") == [MetricPoint("m", 2, 2.0, {"n": 2})]
             assert again.last_version("m") == 2
+            assert again.webhook_store().list_webhooks() == [hook]
+            assert again.webhook_store().pending_deliveries() == [delivery]
         finally:
             again.close()
 

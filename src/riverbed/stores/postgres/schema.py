@@ -10,11 +10,13 @@ are seconds since the epoch, as on SQLite.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
 
 from riverbed.stores.sqlite.schema import NewerDatabase
+from riverbed.stores.webhookstore import POSTGRES_SCHEMA as WEBHOOKS_SCHEMA
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "check_schema", "open_schema", "schema_version"]
 
@@ -26,7 +28,8 @@ SCHEMA_VERSION = 1
 # opening a new database at once do not race.
 _CREATE_LOCK = 0x72697662  # "rivb"
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS riverbed_schema (
     one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
     version INTEGER NOT NULL
@@ -163,6 +166,18 @@ CREATE TABLE IF NOT EXISTS job_data (
     data BYTEA NOT NULL
 );
 """
+    + WEBHOOKS_SCHEMA
+)
+_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+
+
+def _missing_tables(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a table of :data:`SCHEMA` is missing: one added to the layout without a new
+    number (an addition an older riverbed ignores), in a database stamped before it."""
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    ).fetchall()
+    return not _TABLES <= {row[0] for row in rows}
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> int | None:
@@ -196,7 +211,7 @@ def open_schema(conn: psycopg.Connection[Any], where: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
         found = schema_version(conn)
         _refuse_newer(found, where)
-        if found == SCHEMA_VERSION:
+        if found == SCHEMA_VERSION and not _missing_tables(conn):
             return
         # Upgrades from an older number go here, before the tables are (re)created.
         conn.execute(SCHEMA)

@@ -51,6 +51,7 @@ from riverbed.stores.base import (
 from riverbed.stores.jobstore import JobRecord, JobStore
 from riverbed.stores.kv import CacheStore, _Keep, list_held, value_held
 from riverbed.stores.tokens import TOKEN_COLUMNS, TokenRecord, TokenStore, token_record
+from riverbed.stores.webhookstore import SQLWebhooks, WebhookStore
 
 try:
     import psycopg
@@ -288,6 +289,9 @@ class PostgresStore(CacheStore, JobStore, Store):
         if self._tokens is None:
             self._tokens = PostgresTokenStore(self._submit, self._query)
         return self._tokens
+
+    def webhook_store(self) -> WebhookStore:
+        return SQLWebhooks(self._submit, self._query, placeholder="%s")
 
     def sync(self) -> None:
         self._submit(lambda conn: None).result()

@@ -17,6 +17,7 @@ import sqlite3
 from riverbed.stores.sqlite.jobs import SCHEMA as JOBS_SCHEMA
 from riverbed.stores.sqlite.kv import SCHEMA as CACHE_SCHEMA
 from riverbed.stores.sqlite.learns import SCHEMA as LEARNS_SCHEMA
+from riverbed.stores.webhookstore import SQLITE_SCHEMA as WEBHOOKS_SCHEMA
 
 __all__ = [
     "COLUMNS",
@@ -169,7 +170,7 @@ def is_current(path: str) -> bool:
     """Whether the SQLite file at ``path`` is at this version's layout, every table, index
     and column of it there: what a store opened to read only (stores/readonly.py) needs,
     since it cannot bring an older file up to date. Reads only."""
-    scripts = SCHEMA + LEARNS_SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA
+    scripts = SCHEMA + LEARNS_SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA + WEBHOOKS_SCHEMA
     wanted = set(re.findall(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", scripts))
     try:
         conn = sqlite3.connect(f"{pathlib.Path(path).absolute().as_uri()}?mode=ro", uri=True)
@@ -197,7 +198,7 @@ def open_schema(conn: sqlite3.Connection, path: str) -> None:
     with :data:`SCHEMA_VERSION`; refuse, changing nothing, a file a newer version wrote."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     _refuse_newer(found, path)
-    conn.executescript(SCHEMA + LEARNS_SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA)
+    conn.executescript(SCHEMA + LEARNS_SCHEMA + CACHE_SCHEMA + JOBS_SCHEMA + WEBHOOKS_SCHEMA)
     for table, column, definition in COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:

@@ -57,6 +57,7 @@ from riverbed.stores.sqlite.schema import open_schema
 from riverbed.stores.sqlite.tokens import SQLiteTokenStore
 from riverbed.stores.sqlite.writer import Append, Ordered, Writer, chunks, connect
 from riverbed.stores.tokens import TokenStore
+from riverbed.stores.webhookstore import SQLWebhooks, WebhookStore
 
 __all__ = ["SQLiteStore"]
 
@@ -123,6 +124,11 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
         if self._tokens is None:
             self._tokens = SQLiteTokenStore(self._writer.submit, self._read)
         return self._tokens
+
+    def webhook_store(self) -> WebhookStore:
+        return SQLWebhooks(
+            self._writer.submit, lambda sql, params: self._read().execute(sql, params).fetchall()
+        )
 
     # -- plumbing -------------------------------------------------------------------------
 
