@@ -78,6 +78,13 @@ def _arguments(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
         ("webhooks", "deliveries"): ["wh_a"],
         ("webhooks", "retry"): ["wh_a", "whd_a"],
         ("webhooks", "ping"): ["wh_a"],
+        ("challengers", "add"): ["m", "--version", "1"],
+        ("challengers", "list"): ["m"],
+        ("challengers", "show"): ["m", "c"],
+        ("challengers", "remove"): ["m", "c"],
+        ("challengers", "promote"): ["m", "c"],
+        ("challengers", "rollback"): ["m"],
+        ("challengers", "rule"): ["m"],
     }
 
 

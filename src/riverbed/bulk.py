@@ -144,6 +144,9 @@ class BulkOps:
                 raise _refused(errors, len(items))
             for record in records:
                 self._remember(record)
+            if live.arena is not None:
+                for record in records:
+                    live.arena.offer(record.id, record.features)
             future = self.store.add_predictions(records) if records else done()
             spent = live.predict_stats.total - spent
         failed = self._predictions_failed(live, records, spent, ewm) if records else None

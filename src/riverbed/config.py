@@ -254,6 +254,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Recent predictions kept in memory so that learning by id needs no disk read.",
     ),
     Setting(
+        "challenger_pending",
+        100_000,
+        int,
+        "Predictions a model's challengers keep per model: the samples queued for them off "
+        "the request path, and their predictions waiting for a label, each up to N. A "
+        "prediction the full queue has no room for is dropped and counted (n_dropped); its "
+        "label is scored with a prediction made at the label (n_late).",
+    ),
+    Setting(
         "retention_predictions",
         0,
         int,
@@ -375,6 +384,7 @@ class Settings:
     max_upload_bytes: int = 104_857_600
     max_candidates: int = 50
     prediction_cache_size: int = 100_000
+    challenger_pending: int = 100_000
     retention_predictions: int = 0
     retention_learns: int = 0
     retention_metric_points: int = 0

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from riverbed import validation
 from riverbed.bulk import BulkOps
 from riverbed.canary import CanaryMonitor
+from riverbed.challengers import Challengers
 from riverbed.config import Settings
 from riverbed.drift import DriftMonitor
 from riverbed.events import EventBus, packed
@@ -71,7 +72,9 @@ _MISSING: Any = MISSING
 log = logging.getLogger(__name__)
 
 
-class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMonitor):
+class Engine(
+    LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMonitor, Challengers
+):
     """riverbed's core, usable in-process. Thread-safe; close it (or use ``with``).
 
     The model registry's operations (versions, aliases, search, artifacts) are the methods
@@ -155,6 +158,7 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
         self._stop.set()
         if self._ticker.ident is not None:  # started
             self._ticker.join()
+        self._close_challengers()
         try:
             if not self.store.read_only:
                 self.checkpoint()
@@ -235,6 +239,8 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
             # commit if an older prediction holds it (see _find_prediction for a label that
             # comes before that commit).
             record = self._predict_one(live, features, id, inputs, stored_ids=None)
+            if live.arena is not None:
+                live.arena.offer(record.id, record.features)
             unverified = id is not None
             if unverified:
                 self._pending[record.id] = record
@@ -424,6 +430,9 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
                 f"the model could not predict from these features: {type(exc).__name__}: {exc}"
             ) from None
         validation.check_prediction(live.record.name, y_pred)
+        if prediction is not None and live.arena is not None:
+            with live.arena.lock:  # a promotion since the prediction: the champion's own
+                y_pred = live.arena.champion_prediction(prediction.id, y_pred)
         if prediction is not None:
             prediction.labelled = True
             self._mark(prediction)
@@ -470,6 +479,8 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
             self._drift_feed(live, record)
         if live.canary is not None:
             self._canary_label(live, record)
+        if live.arena is not None:
+            self._arena_learn(live, record)
 
     def _after_learn(self, live: _Live, record: LearnRecord) -> None:
         # The caller holds live.lock and has queued the learn(s): their drift alarms, history

@@ -20,6 +20,7 @@
      │    ├── ModelNotFound
      │    ├── PredictionNotFound
      │    ├── VersionNotFound          also an alias that points nowhere
+     │    ├── ChallengerNotFound       the model has no challenger of that name
      │    ├── CacheKeyNotFound         no unexpired cache entry under that key
      │    ├── JobNotFound              no training job with that id
      │    ├── TokenNotFound
@@ -58,6 +59,7 @@ __all__ = [
     "BrowserPickleRefused",
     "CacheKeyNotFound",
     "CommitInDoubt",
+    "ChallengerNotFound",
     "Conflict",
     "CrossOriginRefused",
     "Forbidden",
@@ -196,6 +198,10 @@ class CacheKeyNotFound(NotFound):
 
 class VersionNotFound(NotFound):
     code = "version_not_found"
+
+
+class ChallengerNotFound(NotFound):
+    code = "challenger_not_found"
 
 
 class TokenNotFound(NotFound):

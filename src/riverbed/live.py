@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from riverbed import artifacts, serialization, specs
+from riverbed.challengers import Arena
 from riverbed.drift import DriftState, Fired, reset_model
 from riverbed.evaluated import Evaluated, evaluated
 from riverbed.exceptions import (
@@ -181,6 +182,7 @@ class _Live:
         self.drift: DriftState | None = None  # its drift detectors (riverbed.drift)
         self.drift_fired: list[Fired] = []  # alarms of learns applied, not queued yet
         self.canary: dict[str, Canary] | None = None  # splits of its routes (riverbed.canary)
+        self.arena: Arena | None = None  # its challengers (riverbed.challengers)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -194,6 +196,7 @@ class _Live:
             "learn_stats": vars_of(self.learn_stats),
             "drift": self.drift,
             "canary": self.canary,
+            "arena": self.arena,
         }
 
 
@@ -233,6 +236,8 @@ class LiveModels:
         def _publisher(
             self, type: str, name: str, data: dict[str, Any] | Callable[[], dict[str, Any]] | bytes
         ) -> Any: ...
+        def _arena_learn(self, live: _Live, record: Any, *, replay: bool = False) -> None: ...
+        def _start_challengers(self) -> None: ...
 
     # -- checkpoints and retention ----------------------------------------------------------
 
@@ -309,13 +314,15 @@ class LiveModels:
     def _checkpoint(self, live: _Live) -> Future[None]:
         # The caller holds live.lock, so the state and its sequence number agree.
         start = time.monotonic()
-        blob = serialization.dumps(live.state(), inline=True)
+        with live.arena.lock if live.arena is not None else contextlib.nullcontext():
+            blob = serialization.dumps(live.state(), inline=True)
         # Pickling moved the live objects' attributes into dicts of their own, slower to
         # read and write for good (serialization.live_copy): go on with the copy just written.
         state = serialization.loads(blob)
         live.metric = state["metric"]
         live.drift = state["drift"]
         live.canary = state["canary"]
+        live.arena = state["arena"]
         if not live.evaluated:
             live.model = state["model"]
             live.task.bind(live.model)
@@ -565,6 +572,8 @@ class LiveModels:
                 live = _Live(record, task, version=1 if record.flavor == "river" else 0)
                 self._load(live)
                 self._live[name] = live
+                if live.arena is not None:
+                    self._start_challengers()
             return live
 
     def _load(self, live: _Live) -> None:
@@ -581,6 +590,7 @@ class LiveModels:
             live.learn_stats = _OpStats(*state["learn_stats"])
             live.drift = state.get("drift")
             live.canary = state.get("canary")
+            live.arena = state.get("arena")
         elif live.evaluated:
             live.metric = self._fresh_tracker(live)
             live.n_scored = live.n_learns = live.n_predictions = 0
@@ -595,7 +605,7 @@ class LiveModels:
             live.n_scored = live.n_learns = live.n_predictions = 0
             live.predict_stats, live.learn_stats = _OpStats(), _OpStats()
         if checkpoint is None:
-            live.drift = live.canary = None
+            live.drift = live.canary = live.arena = None
         self._canary_loaded(live, live.n_predictions)
         live.drift_fired = []
         if live.evaluated:  # it predicts with the version the bare name serves
@@ -633,6 +643,9 @@ class LiveModels:
                         model = live.model
             if live.canary is not None:  # the arm's metrics again; no event
                 self._canary_label(live, record, replay=True)
+            if live.arena is not None:  # a rule promotion swaps the champion
+                self._arena_learn(live, record, replay=True)
+                task, model, tracker = live.task, live.model, live.metric
         for pull in pulls[next_pull:]:
             self._replay_predict(live, pull)
         live.n_predictions = max(live.n_predictions, self.store.max_prediction_seq(name))

@@ -142,6 +142,7 @@ def routes() -> None:
 def _add_commands() -> None:
     from riverbed.cli.cache import cache
     from riverbed.cli.canary import canary
+    from riverbed.cli.challengers import challengers
     from riverbed.cli.connect import connect
     from riverbed.cli.db import db
     from riverbed.cli.drift import drift
@@ -154,6 +155,7 @@ def _add_commands() -> None:
 
     cli.add_command(cache)
     cli.add_command(canary)
+    cli.add_command(challengers)
     cli.add_command(connect)
     cli.add_command(db)
     cli.add_command(drift)

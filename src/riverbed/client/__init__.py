@@ -33,6 +33,7 @@ import orjson
 
 from riverbed import specs
 from riverbed.client.canary import CanaryMethods
+from riverbed.client.challengers import ChallengerMethods
 from riverbed.client.drift import DriftMethods
 from riverbed.client.registry import RAW, RegistryMethods
 from riverbed.client.webhooks import WebhookMethods
@@ -201,7 +202,7 @@ class _EventLines:
         return data
 
 
-class _Methods(RegistryMethods, DriftMethods, CanaryMethods):
+class _Methods(RegistryMethods, DriftMethods, CanaryMethods, ChallengerMethods):
     """The operations, each described once. ``_request`` decides sync or async."""
 
     def _request(

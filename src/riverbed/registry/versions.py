@@ -210,15 +210,43 @@ class Versions(RegistryBase):
             raise NotServable(f"model {name!r} has no live learning state to snapshot")
         live = self._get_live(name)
         with live.lock:
-            frozen = self._replace_model(live)  # pickling it is reading all of it
-            data = serialization.dumps(frozen)
-            hyper = artifacts.hyperparameters(frozen)
-            try:
-                spec = specs.to_spec(frozen)
-            except InvalidSpec:
-                spec = None
-            learned = live.metric.values()["metrics"] if live.n_scored else {}
-            n_learns = live.n_learns
+            record = self._live_version(
+                live,
+                source="snapshot",
+                description=self._check_text("description", description),
+                tags=self._check_tags(tags),
+                params=params,
+                metrics=metrics,
+                dataset=dataset,
+                git=git,
+                created_by=created_by,
+            )
+        return self._add_version(name, record, None)
+
+    def _live_version(
+        self,
+        live: Any,
+        *,
+        source: str,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        dataset: Any = None,
+        git: Mapping[str, Any] | None = None,
+        created_by: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> VersionRecord:
+        """The live model's state now as a version record (numbered when added), its
+        progressive metrics logged with it (the caller holds live.lock)."""
+        frozen = self._replace_model(live)  # pickling it is reading all of it
+        data = serialization.dumps(frozen)
+        hyper = artifacts.hyperparameters(frozen)
+        try:
+            spec = specs.to_spec(frozen)
+        except InvalidSpec:
+            spec = None
+        learned = live.metric.values()["metrics"] if live.n_scored else {}
         measured = {k: float(v) for k, v in learned.items() if isinstance(v, int | float)}
         metadata = self._metadata(
             hyperparameters=hyper,
@@ -234,20 +262,24 @@ class Versions(RegistryBase):
             filename=None,
             feature_names=None,
         )
-        metadata.update(size=len(data), checksum=serialization.checksum(data), n_learns=n_learns)
-        record = VersionRecord(
-            model=name,
+        metadata.update(
+            size=len(data),
+            checksum=serialization.checksum(data),
+            n_learns=live.n_learns,
+            **(extra or {}),
+        )
+        return VersionRecord(
+            model=live.record.name,
             version=0,
             artifact=data,
             spec=spec,
-            source="snapshot",
+            source=source,
             created_at=time.time(),
             metadata=metadata,
             format="riverbed",
-            description=self._check_text("description", description),
-            tags=self._check_tags(tags),
+            description=description,
+            tags=dict(tags or {}),
         )
-        return self._add_version(name, record, None)
 
     def _add_version(
         self,

@@ -86,6 +86,16 @@ _FAMILIES = {
         "gauge",
         "Progressive-validation metric of an arm of a canary split, over its own labels.",
     ),
+    "riverbed_challenger_metric": (
+        "gauge",
+        "Running progressive-validation metric of a model's challenger, over the same labels "
+        "as the champion's riverbed_metric.",
+    ),
+    "riverbed_promotions_total": (
+        "counter",
+        "Promotions of a challenger to champion, per model and reason (manual, rule, "
+        "rollback), kept with the model's live state.",
+    ),
     "riverbed_metric": (
         "gauge",
         "Running progressive-validation metric of a model (predict, then learn).",
@@ -163,6 +173,13 @@ def _samples(engine: Engine) -> Iterable[tuple[str, dict[str, str], float]]:
                 for metric, value in arm["metrics"].items():
                     if _is_number(value):
                         yield "riverbed_canary_metric", {**labels, "metric": metric}, value
+        values, promotions = engine._challenger_gauges(name)
+        for challenger, metric, value in values:
+            if _is_number(value):
+                labels = {"model": name, "challenger": challenger, "metric": metric}
+                yield "riverbed_challenger_metric", labels, value
+        for reason, count in sorted(promotions.items()):
+            yield "riverbed_promotions_total", {"model": name, "reason": reason}, count
         for metric, value in metrics["metrics"].items():
             if _is_number(value):
                 yield "riverbed_metric", {"model": name, "metric": metric}, value
