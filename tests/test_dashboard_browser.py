@@ -587,3 +587,37 @@ def test_a_model_without_detectors_says_how_to_set_them(live: Live, page: Page) 
     expect(page.locator("#drift-note")).to_contain_text("No drift detector on this model")
     expect(page.locator("#drift-alarms tr")).to_have_count(0)
     expect(page.locator('[data-chart="Accuracy"] svg')).to_have_attribute("data-markers", "0")
+
+
+def test_one_chart_draws_the_champion_and_its_challengers_side_by_side(
+    live: Live, page: Page
+) -> None:
+    """The model page's champion-and-challengers chart: a line for the champion (its stored
+    history) and one per challenger (its own), by label, growing as labels come."""
+    spec = {"class": "river.naive_bayes.GaussianNB"}
+    added = live.http.post("/v1/models/phishing/challengers", json={"name": "nb", "spec": spec})
+    assert added.status_code == 201, added.text
+    added = live.http.post("/v1/models/phishing/challengers", json={"version": 1})
+    assert added.status_code == 201, added.text
+    live.learn_phishing(250)
+    page.goto(live.url + "/#/models/phishing")
+    expect(page.locator('[data-chart="arena"]')).to_be_visible()
+    legend = page.locator('[data-chart="arena"] .legend')
+    for name in ("champion", "nb", "v1"):
+        expect(legend).to_contain_text(name)
+    page.wait_for_function(
+        "Number(document.querySelector('[data-chart=\"arena\"] svg')?.dataset.points) >= 6"
+    )
+    before = points(page, "arena")
+    live.learn_phishing(200)
+    page.wait_for_function(
+        f"Number(document.querySelector('[data-chart=\"arena\"] svg').dataset.points) > {before}"
+    )
+    view = live.http.get("/v1/models/phishing/challengers").json()
+    expect(page.locator("#arena-note")).to_contain_text(f"{len(view['challengers'])} challenger")
+    promoted = live.http.post("/v1/models/phishing/challengers/nb/promote", json={})
+    assert promoted.status_code == 200, promoted.text
+    expect(page.locator("#arena-note")).to_contain_text("Last promotion: nb at label")
+    shot(page, "challengers")
+    rolled = live.http.post("/v1/models/phishing/rollback", json={})
+    assert rolled.status_code == 200, rolled.text

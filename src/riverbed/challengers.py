@@ -344,10 +344,11 @@ def check_name(name: Any, taken: Mapping[str, Any]) -> str:
     return name
 
 
-def check_task(model: str, task: str, flavor: str) -> None:
+def check_task(model: str, task: str | None, flavor: str) -> None:
+    """Refuse a model that cannot have challengers (``task`` None: any river model)."""
     if flavor != "river":
         raise NotServable(f"model {model!r} is a batch model: it has no live champion to challenge")
-    if task not in TASKS:
+    if task is not None and task not in TASKS:
         raise InvalidInput(
             f"a {task} model cannot have challengers (they compare one prediction a label: "
             f"{', '.join(sorted(TASKS))})",
@@ -584,7 +585,7 @@ class Challengers:
     def challengers(self, name: str) -> dict[str, Any]:
         """The champion and its challengers side by side: each one's progressive metrics
         over the same labels, counts, the rule's numbers, and the promotions so far."""
-        live = self._champion(name)
+        live = self._champion(name, reading=True)
         self._flush_promotions(live, wait=True)
         with live.lock:
             return self._arena_view(live)
@@ -894,10 +895,13 @@ class Challengers:
         options = self._task_options(live.record.options)
         return Arena(live.record.task, options, self.settings.challenger_pending)
 
-    def _champion(self, name: str) -> Any:
+    def _champion(self, name: str, *, reading: bool = False) -> Any:
+        """The live model of a model that can have challengers (``reading``: of any river
+        model, whose list of challengers is then empty)."""
         if not isinstance(name, str) or "@" in name:
             raise InvalidInput("challengers belong to a model name (its live champion)")
-        check_task(name, self._model_record(name).task, self._flavor(name))
+        task = self._model_record(name).task
+        check_task(name, None if reading else task, self._flavor(name))
         return self._get_live(name)
 
     def _arena_view(self, live: Any) -> dict[str, Any]:

@@ -82,6 +82,7 @@ export function modelPage(main, name, ctx) {
     const metricsGrid = h("div", { class: "chart-grid", id: "metric-charts" });
     const metricsNote = h("p", { class: "muted small", id: "metrics-note" }, "Progressive validation: each prediction is scored before the model learns from its ground truth.");
     const perfGrid = h("div", { class: "chart-grid", id: "perf-charts" });
+    const arenaSection = h("section", { id: "arena", hidden: true });
     const eventsBody = h("tbody", { id: "model-events" });
     const driftNote = h("p", { class: "muted small", id: "drift-note" }, "Loading the drift detectors…");
     const alarmsBody = h("tbody", { id: "drift-alarms" });
@@ -112,6 +113,7 @@ export function modelPage(main, name, ctx) {
       h("h2", {}, "Metrics"),
       metricsNote,
       metricsGrid,
+      arenaSection,
       hasDrift && (info.flavor === undefined || info.flavor === "river")
         ? h(
             "section",
@@ -290,6 +292,57 @@ export function modelPage(main, name, ctx) {
       }
       if (stopped) return;
     }
+
+    // Champion and challengers: one chart of the rule's metric (else the first metric),
+    // by label count, from the champion's stored history and each challenger's own.
+    let arenaChart = null;
+    const hasArena = await hasRoute("GET", "/v1/models/{name}/challengers");
+    const arenaNote = h("p", { class: "muted small", id: "arena-note" });
+    const arenaGrid = h("div", { class: "chart-grid" });
+    const drawArena = async () => {
+      const arena = await get(modelPath(name, "/challengers"));
+      if (stopped || !arena.challengers.length) return;
+      const key = arena.rule ? arena.rule.metric : Object.keys(arena.champion.metrics || {})[0];
+      if (!key) return;
+      if (!arenaChart) {
+        replace(arenaSection, h("h2", {}, "Champion and challengers"), arenaNote, arenaGrid);
+        arenaSection.hidden = false;
+        arenaChart = new LineChart(arenaGrid, {
+          id: "arena",
+          title: `${key}: champion and challengers`,
+          label: `${key} of ${info.name}'s champion and challengers, by label`,
+          series: [{ key: "champion", label: "champion" }],
+          yFormat: metric,
+          xFormat: (v) => count(Math.round(v)),
+          empty: "no scored sample yet",
+        });
+        charts.push(arenaChart);
+      }
+      const { points } = await get(modelPath(name, "/metrics/history?limit=10000"));
+      const series = (ps) => ps.filter((p) => typeof p.metrics[key] === "number").map((p) => [p.seq, p.metrics[key]]);
+      arenaChart.set("champion", series(points));
+      for (const c of arena.challengers) {
+        const one = await get(modelPath(name, "/challengers/" + encodeURIComponent(c.name) + "?history=1000"));
+        if (stopped) return;
+        arenaChart.find("c:" + c.name, c.name);
+        arenaChart.set("c:" + c.name, series(one.history));
+      }
+      const last = arena.promotions[arena.promotions.length - 1];
+      arenaNote.textContent =
+        `Each challenger predicts what the champion predicts and learns the same labels; ${count(arena.challengers.length)} challenger(s).` +
+        (last ? ` Last promotion: ${last.challenger} at label ${count(last.n_learns)} (${last.reason}).` : "");
+    };
+    const arenaTick = async () => {
+      try {
+        await drawArena();
+      } catch (error) {
+        if (error.status === 404) return; // the model was deleted: the stats poll says so
+      }
+      if (!stopped) arenaTimer = setTimeout(arenaTick, STATS_MS);
+    };
+    let arenaTimer = null;
+    stops.push(() => clearTimeout(arenaTimer));
+    if (hasArena) arenaTick();
 
     const stats = async () => {
       const s = await get(modelPath(name, "/stats"));
