@@ -245,6 +245,16 @@ def test_reads_beside_a_running_server_and_a_write_says_who_holds_the_file(
         alarms = riverbed("drift", "alarms", "m", "--json", *where)
         assert alarms.returncode == 0, alarms.stderr
         assert json.loads(alarms.stdout)["alarms"] == []
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            added = http.post("/v1/models/m/challengers", json={"name": "c", "version": 1})
+            assert added.status_code == 201, added.text
+        rivals = riverbed("challengers", "list", "m", "--json", *where)
+        assert rivals.returncode == 0, rivals.stderr
+        assert [c["name"] for c in json.loads(rivals.stdout)["challengers"]] == ["c"]
+        rival = riverbed("challengers", "show", "m", "c", *where)
+        assert rival.returncode == 0 and "c" in rival.stdout, rival.stderr
+        rule = riverbed("challengers", "rule", "m", "--json", *where)
+        assert rule.returncode == 0, rule.stderr
         with httpx.Client(base_url=server.url, timeout=30) as http:  # the server writes on
             body = {"features": {"a": 1.0}, "ground_truth": True}
             assert http.post("/v1/models/m/learn", json=body).status_code == 200

@@ -857,8 +857,8 @@ class Challengers:
         """Write the registry changes of the rule promotions made since the last flush
         (``wait``: and wait until they are written)."""
         arena = live.arena
-        if arena is None or not arena.fired:
-            return
+        if arena is None or not arena.fired or self.store.read_only:
+            return  # a read-only engine shows the promotion its replay made, writes nothing
         with self._lock, live.lock:
             if live.arena is not arena:  # rebuilt meanwhile: its replay fires them again
                 return

@@ -72,9 +72,7 @@ _MISSING: Any = MISSING
 log = logging.getLogger(__name__)
 
 
-class Engine(
-    LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMonitor, Challengers
-):
+class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMonitor, Challengers):
     """riverbed's core, usable in-process. Thread-safe; close it (or use ``with``).
 
     The model registry's operations (versions, aliases, search, artifacts) are the methods

@@ -74,7 +74,7 @@ def add(
 @target_options
 def list_(target: Target, model: str, as_json: bool) -> None:
     """MODEL's champion and challengers side by side, the rule and the promotions."""
-    with target.open() as store:
+    with target.open(read_only=True) as store:
         result = store.challengers(model)
     _show(result, as_json)
 
@@ -86,7 +86,7 @@ def list_(target: Target, model: str, as_json: bool) -> None:
 @target_options
 def show(target: Target, model: str, challenger: str, history: int) -> None:
     """One CHALLENGER of MODEL as JSON, with its newest metric history points."""
-    with target.open() as store:
+    with target.open(read_only=True) as store:
         echo_json(store.challenger(model, challenger, history=history))
 
 
@@ -147,7 +147,8 @@ def rule(
     as_json: bool,
 ) -> None:
     """Show MODEL's promotion rule, set it (--metric and --window), or remove it (--off)."""
-    with target.open() as store:
+    changes = off or metric is not None or window is not None
+    with target.open(read_only=not changes) as store:
         if off:
             result = store.promotion_rule_off(model)
         elif metric is not None or window is not None:

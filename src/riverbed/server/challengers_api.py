@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from riverbed.exceptions import InvalidInput
-from riverbed.server.drift_api import _engine, _no_query
-from riverbed.server.http import JSONResponse, query_int, read_json, reject_unknown
+from riverbed.server.drift_api import _engine
+from riverbed.server.http import JSONResponse, query_int, read_json, reject_query, reject_unknown
 from riverbed.server.routing import Endpoint
 
 __all__ = ["ENDPOINTS"]
@@ -22,12 +22,12 @@ def _by(request: Request, body: Any) -> str | None:
 
 
 async def list_challengers(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     return JSONResponse(_engine(request).challengers(request.path_params["name"]))
 
 
 async def add_challenger(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     body = await read_json(request)
     if not isinstance(body, dict):
         raise InvalidInput("the body is an object: {name?, version | spec | ref}")
@@ -43,20 +43,20 @@ async def add_challenger(request: Request) -> Response:
 
 
 async def show_challenger(request: Request) -> Response:
-    _no_query(request, {"history"})
+    reject_query(request, {"history"})
     p = request.path_params
     history = query_int(request, "history", 1000)
     return JSONResponse(_engine(request).challenger(p["name"], p["challenger"], history=history))
 
 
 async def remove_challenger(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     p = request.path_params
     return JSONResponse(await _engine(request).submit_remove_challenger(p["name"], p["challenger"]))
 
 
 async def promote(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     body = await read_json(request, required=False) or {}
     if not isinstance(body, dict):
         raise InvalidInput("the body is an object: {by?}")
@@ -67,7 +67,7 @@ async def promote(request: Request) -> Response:
 
 
 async def rollback(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     body = await read_json(request, required=False) or {}
     if not isinstance(body, dict):
         raise InvalidInput("the body is an object: {by?}")
@@ -77,19 +77,19 @@ async def rollback(request: Request) -> Response:
 
 
 async def show_rule(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     return JSONResponse(_engine(request).promotion_rule(request.path_params["name"]))
 
 
 async def set_rule(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     body = await read_json(request)
     receipt = _engine(request).submit_set_promotion_rule(request.path_params["name"], body)
     return JSONResponse(await receipt)
 
 
 async def rule_off(request: Request) -> Response:
-    _no_query(request, set())
+    reject_query(request, set())
     return JSONResponse(
         await _engine(request).submit_promotion_rule_off(request.path_params["name"])
     )
