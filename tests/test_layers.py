@@ -41,7 +41,12 @@ def _under(module: str, *prefixes: str) -> bool:
 
 def layer(module: str) -> int:
     if module in ("riverbed", "riverbed.__main__") or _under(
-        module, "riverbed.cli", "riverbed.client", "riverbed.server", "riverbed.beaver"
+        module,
+        "riverbed.cli",
+        "riverbed.client",
+        "riverbed.server",
+        "riverbed.beaver",
+        "riverbed.scaleout",
     ):
         return INTERFACE
     if module == "riverbed.engine":

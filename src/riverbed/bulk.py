@@ -62,6 +62,8 @@ class BulkOps:
         events: EventBus
         _live: dict[str, _Live]
 
+        scaleout: Any  # engine.ScaleOut (riverbed/scaleout), or None
+
         def _get_live(self, name: str) -> _Live: ...
         def _learner_of(self, ref: str) -> str: ...
         def _remember(self, record: PredictionRecord) -> None: ...
@@ -178,6 +180,8 @@ class BulkOps:
     def submit_learn_many(
         self, name: str, items: Sequence[Mapping[str, Any]]
     ) -> Receipt[dict[str, Any]]:
+        if self.scaleout is not None:
+            return self.scaleout.submit_learn_many(name, items)
         if name not in self._live:
             name = self._learner_of(name)
         live = self._get_live(name)

@@ -19,6 +19,7 @@ __all__ = [
     "SETTINGS",
     "Setting",
     "Settings",
+    "check_broker",
     "check_cluster_address",
     "settings_markdown",
 ]
@@ -240,6 +241,29 @@ SETTINGS: tuple[Setting, ...] = (
         "process.",
     ),
     Setting(
+        "broker",
+        "",
+        str,
+        "Scale-out (docs/scale-out.md): a Redis broker, redis://HOST:PORT/DB, whose streams "
+        "order the learns of the replicas (riverbed serve) for the learners (riverbed learner) "
+        "that share a postgresql:// database; run Redis with appendonly yes and appendfsync "
+        "always. Empty: this process learns by itself, as on one machine.",
+    ),
+    Setting(
+        "staleness_seconds",
+        1.0,
+        float,
+        "Scale-out: how long after a learn is acknowledged every replica serves a model that "
+        "includes it (the replicas follow the learners' log this often and more).",
+    ),
+    Setting(
+        "lease_seconds",
+        10.0,
+        float,
+        "Scale-out: how long a learner's lease on a model lasts without being renewed; a "
+        "learner that dies is replaced after at most this long.",
+    ),
+    Setting(
         "max_upload_bytes",
         104_857_600,
         int,
@@ -381,6 +405,9 @@ class Settings:
     cache_prefix: str = "riverbed:cache:"
     job_workers: int = 1
     jobs_cluster: str = ""
+    broker: str = ""
+    staleness_seconds: float = 1.0
+    lease_seconds: float = 10.0
     max_upload_bytes: int = 104_857_600
     max_candidates: int = 50
     prediction_cache_size: int = 100_000
@@ -425,6 +452,15 @@ class Settings:
             raise ValueError("webhook_timeout and webhook_backoff must be above 0 seconds")
         if self.webhook_attempts < 1:
             raise ValueError(f"webhook_attempts must be 1 or more, not {self.webhook_attempts!r}")
+        if self.broker:
+            check_broker(self.broker)
+            if not self.database.lower().startswith(("postgresql://", "postgres://")):
+                raise ValueError(
+                    "broker: the replicas and learners of a scale-out cluster share a "
+                    f"PostgreSQL database (--database postgresql://...), not {self.database!r}"
+                )
+        if not self.staleness_seconds > 0 or not self.lease_seconds > 0:
+            raise ValueError("staleness_seconds and lease_seconds must be above 0")
         if not 0 < self.checkpoint_share <= 1:
             raise ValueError(
                 f"checkpoint_share must be above 0 and at most 1, not {self.checkpoint_share!r}"
@@ -474,6 +510,25 @@ def check_cluster_address(address: str) -> str:
             f"jobs_cluster must be a Dask scheduler's address, tcp://HOST:PORT, not {address!r}"
         )
     return address
+
+
+def check_broker(url: str) -> str:
+    """A scale-out broker's URL, ``redis://HOST:PORT/DB``, as given; else ValueError (NATS
+    JetStream is not wired in yet: docs/scale-out.md says why Redis Streams came first)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "nats":
+        raise ValueError(
+            f"broker {url!r}: NATS JetStream is not supported as a scale-out broker yet; "
+            "use Redis Streams, redis://HOST:PORT/DB (docs/scale-out.md)"
+        )
+    path = parsed.path.strip("/")
+    try:
+        parsed.port  # noqa: B018 - a port that is not a number is refused here
+    except ValueError:
+        path = "not a port"
+    if parsed.scheme != "redis" or not parsed.hostname or (path and not path.isdigit()):
+        raise ValueError(f"broker must be a Redis URL, redis://HOST:PORT/DB, not {url!r}")
+    return url
 
 
 def settings_markdown() -> str:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from riverbed import validation
 from riverbed.bulk import BulkOps
@@ -66,10 +66,23 @@ if TYPE_CHECKING:
     from riverbed.cache import Cache
     from riverbed.jobs import JobRunner
 
-__all__ = ["Engine", "Receipt"]
+__all__ = ["Engine", "Receipt", "ScaleOut"]
 
 _MISSING: Any = MISSING
 log = logging.getLogger(__name__)
+
+
+class ScaleOut(Protocol):
+    """What takes over an engine's learns in a scale-out cluster (riverbed/scaleout, set as
+    ``engine.scaleout``): a replica hands them to the broker instead of applying them, and
+    neither a replica nor a learner checkpoints through the engine (a learner writes its
+    checkpoints in its own fenced transactions)."""
+
+    def submit_learn(
+        self, name: str, features: Any, ground_truth: Any, id: str | None, inputs: Any
+    ) -> Receipt[dict[str, Any]]: ...
+
+    def submit_learn_many(self, name: str, items: Any) -> Receipt[dict[str, Any]]: ...
 
 
 class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMonitor, Challengers):
@@ -124,6 +137,8 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
         self._pending: dict[str, PredictionRecord] = {}
         self._deleting: set[str] = set()  # models whose deletion is not committed yet
         self._closed = False
+        # A scale-out replica's or learner's hook (ScaleOut); None on one machine.
+        self.scaleout: ScaleOut | None = None
         self._init_registry()
         self._init_canaries()
         self._stop = threading.Event()
@@ -334,6 +349,8 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
         id: str | None = None,
         **inputs: Any,
     ) -> Receipt[dict[str, Any]]:
+        if self.scaleout is not None:
+            return self.scaleout.submit_learn(name, features, ground_truth, id, inputs)
         if name not in self._live:
             name = self._learner_of(name)
         live = self._get_live(name)

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from riverbed.config import Settings
     from riverbed.events import EventBus
     from riverbed.prediction_cache import PredictionCache
-    from riverbed.stores.base import PredictionRecord, Store
+    from riverbed.stores.base import LearnRecord, PredictionRecord, Store
 
 __all__ = ["LiveModels"]
 
@@ -218,6 +218,7 @@ class LiveModels:
         _pending: dict[str, PredictionRecord]
         _deleting: set[str]
         _stop: threading.Event
+        scaleout: Any  # engine.ScaleOut (riverbed/scaleout), or None
 
         def _check_name(self, name: Any) -> str: ...
         def _check_text(self, field: str, value: Any) -> str: ...
@@ -313,6 +314,13 @@ class LiveModels:
 
     def _checkpoint(self, live: _Live) -> Future[None]:
         # The caller holds live.lock, so the state and its sequence number agree.
+        if self.scaleout is not None:  # a learner checkpoints in its own transactions
+            return done()
+        return self.store.save_checkpoint(self._take_checkpoint(live))
+
+    def _take_checkpoint(self, live: _Live) -> Checkpoint:
+        """The live state as a checkpoint, to be written (the caller holds live.lock); the
+        model goes on with the objects loaded back from it."""
         start = time.monotonic()
         with live.arena.lock if live.arena is not None else contextlib.nullcontext():
             blob = serialization.dumps(live.state(), inline=True)
@@ -332,9 +340,7 @@ class LiveModels:
         # checkpoint_share of the time (a forest of 4 MB took 180 ms a checkpoint).
         share = self.settings.checkpoint_share
         live.checkpoint_next = now + (now - start) * (1 - share) / share
-        return self.store.save_checkpoint(
-            Checkpoint(live.record.name, live.n_learns, blob, time.time())
-        )
+        return Checkpoint(live.record.name, live.n_learns, blob, time.time())
 
     # -- models ------------------------------------------------------------------------------
 
@@ -613,7 +619,7 @@ class LiveModels:
         live.task.bind(live.model)
         live.checkpoint_seq = live.n_learns
         live.checkpoint_time = time.monotonic()
-        task, model, tracker = live.task, live.model, live.metric
+        task = live.task
         # A predict that changes the model (a bandit's pull) is replayed where it was made:
         # after the learns its record says it followed.
         pulls: list[PredictionRecord] = []
@@ -628,27 +634,32 @@ class LiveModels:
             while next_pull < len(pulls) and pulls[next_pull].features["n_learns"] < record.seq:
                 self._replay_predict(live, pulls[next_pull])
                 next_pull += 1
-            x, y, y_pred = record.features, record.target, record.prediction
-            live.n_scored += task.score(tracker, model, x, y, y_pred, record.created_at)
-            task.learn(model, x, y, y_pred)
-            live.learn_stats.n_calls += 1
-            live.n_learns = record.seq
-            if live.drift is not None:
-                # The alarms again, written again (the store keeps the first of each): no
-                # event, no snapshot; a reset is part of the model's history.
-                for fired in live.drift.feed(task.name, record):
-                    self.store.add_drift_alarm(fired.alarm)
-                    if fired.action == "reset":
-                        reset_model(live)
-                        model = live.model
-            if live.canary is not None:  # the arm's metrics again; no event
-                self._canary_label(live, record, replay=True)
-            if live.arena is not None:  # a rule promotion swaps the champion
-                self._arena_learn(live, record, replay=True)
-                task, model, tracker = live.task, live.model, live.metric
+            self._replay_learn(live, record)
         for pull in pulls[next_pull:]:
             self._replay_predict(live, pull)
         live.n_predictions = max(live.n_predictions, self.store.max_prediction_seq(name))
+
+    def _replay_learn(self, live: _Live, record: LearnRecord) -> None:
+        """Apply one logged learn as it was applied (the caller holds live.lock, or owns a
+        live model no one else sees yet): loading a model, and a scale-out replica following
+        its learner's log."""
+        task, model = live.task, live.model
+        x, y, y_pred = record.features, record.target, record.prediction
+        live.n_scored += task.score(live.metric, model, x, y, y_pred, record.created_at)
+        task.learn(model, x, y, y_pred)
+        live.learn_stats.n_calls += 1
+        live.n_learns = record.seq
+        if live.drift is not None:
+            # The alarms again, written again (the store keeps the first of each): no
+            # event, no snapshot; a reset is part of the model's history.
+            for fired in live.drift.feed(task.name, record):
+                self.store.add_drift_alarm(fired.alarm)
+                if fired.action == "reset":
+                    reset_model(live)
+        if live.canary is not None:  # the arm's metrics again; no event
+            self._canary_label(live, record, replay=True)
+        if live.arena is not None:  # a rule promotion swaps the champion
+            self._arena_learn(live, record, replay=True)
 
     @staticmethod
     def _replay_predict(live: _Live, record: PredictionRecord) -> None:

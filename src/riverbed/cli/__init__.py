@@ -62,7 +62,7 @@ def serve(**options: Any) -> None:
     )
     _check_address(settings.host, settings.port)
     try:
-        check_database(settings.database)
+        check_database(settings.database, shared=bool(settings.broker))
         app = create_app(settings=settings)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -143,6 +143,7 @@ def _add_commands() -> None:
     from riverbed.cli.cache import cache
     from riverbed.cli.canary import canary
     from riverbed.cli.challengers import challengers
+    from riverbed.cli.cluster import cluster, learner
     from riverbed.cli.connect import connect
     from riverbed.cli.db import db
     from riverbed.cli.drift import drift
@@ -157,12 +158,14 @@ def _add_commands() -> None:
     cli.add_command(canary)
     cli.add_command(challengers)
     cli.add_command(connect)
+    cli.add_command(cluster)
     cli.add_command(db)
     cli.add_command(drift)
     cli.add_command(models)
     cli.add_command(tokens)
     cli.add_command(train)
     cli.add_command(jobs)
+    cli.add_command(learner)
     cli.add_command(predict)
     cli.add_command(learn)
     cli.add_command(forecast)

@@ -22,6 +22,7 @@ from riverbed.server import (
     cache_api,
     canary_api,
     challengers_api,
+    cluster_api,
     compat,
     drift_api,
     jobs_api,
@@ -60,6 +61,7 @@ def endpoints() -> list[Endpoint]:
         *canary_api.ENDPOINTS,
         *webhooks_api.ENDPOINTS,
         *challengers_api.ENDPOINTS,
+        *cluster_api.ENDPOINTS,
         *ws.ENDPOINTS,
         *stream.ENDPOINTS,
         *prometheus.ENDPOINTS,
@@ -143,7 +145,12 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if app.state.engine is None:
-            app.state.engine = Engine(settings=settings)
+            if settings.broker:  # a scale-out replica (docs/scale-out.md)
+                from riverbed.scaleout.replica import replica_engine
+
+                app.state.engine = replica_engine(settings)
+            else:
+                app.state.engine = Engine(settings=settings)
         bootstrap_admin(app)
         store = app.state.engine.store
         store.serve_on(asyncio.get_running_loop())  # group commits on this loop
@@ -152,6 +159,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         finally:
             store.serve_on(None)
             if owned and app.state.engine is not None:
+                if settings.broker:
+                    from riverbed.scaleout.replica import close_replica
+
+                    close_replica(app.state.engine)
                 app.state.engine.close()
 
     policy = AuthPolicy(settings)

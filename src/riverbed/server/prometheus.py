@@ -96,6 +96,15 @@ _FAMILIES = {
         "Promotions of a challenger to champion, per model and reason (manual, rule, "
         "rollback), kept with the model's live state.",
     ),
+    "riverbed_replica_lag_learns": (
+        "gauge",
+        "Scale-out replica: acknowledged learns of a model this replica does not include yet.",
+    ),
+    "riverbed_replica_staleness_seconds": (
+        "gauge",
+        "Scale-out replica: how long ago the oldest learn it does not include yet was "
+        "acknowledged (0 when it has every one).",
+    ),
     "riverbed_metric": (
         "gauge",
         "Running progressive-validation metric of a model (predict, then learn).",
@@ -122,6 +131,11 @@ def _number(value: float) -> str:
 def _samples(engine: Engine) -> Iterable[tuple[str, dict[str, str], float]]:
     models = engine.list_models()
     yield "riverbed_models", {}, len(models)
+    gauges = getattr(engine.scaleout, "gauges", None)  # a scale-out replica's
+    if gauges is not None:
+        for name, (lag, staleness) in sorted(gauges().items()):
+            yield "riverbed_replica_lag_learns", {"model": name}, lag
+            yield "riverbed_replica_staleness_seconds", {"model": name}, staleness
     for model in models:
         name = model["name"]
         try:

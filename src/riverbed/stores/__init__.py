@@ -78,15 +78,16 @@ def require_database(database: str) -> None:
         raise NoDatabase(f"no database at {path}")
 
 
-def check_database(database: str) -> None:
+def check_database(database: str, *, shared: bool = False) -> None:
     """Refuse, before anything opens it, a database riverbed cannot serve (ValueErrors all):
     a URL of a scheme it does not know (:class:`UnsupportedDatabase`), a file that a newer
     riverbed wrote (:class:`~riverbed.stores.sqlite.schema.NewerDatabase`) or that another
-    process holds (:class:`~riverbed.stores.sqlite.lock.DatabaseInUse`)."""
+    process holds (:class:`~riverbed.stores.sqlite.lock.DatabaseInUse`). ``shared``: for a
+    scale-out replica or learner (PostgreSQL only), which share a database."""
     if _postgres(database):
         from riverbed.stores.postgres.store import check_postgres
 
-        check_postgres(database)
+        check_postgres(database, shared=shared)
         return
     path = _sqlite_path(database)
     if path is not None:

@@ -80,7 +80,7 @@ from riverbed.stores.postgres.writer import (
 )
 from riverbed.stores.readonly import RefusingWriter
 
-__all__ = ["PostgresStore", "is_postgres_url"]
+__all__ = ["PostgresStore", "is_postgres_url", "learn_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,10 @@ def is_postgres_url(database: str) -> bool:
 class PostgresStore(CacheStore, JobStore, Store):
     """``read_only``: take no writer lock and start no writer, beside the process that
     writes the database (stores/readonly.py), when the database is at this version's layout
-    (an older one is opened as a writer, which brings it up to date)."""
+    (an older one is opened as a writer, which brings it up to date).
+
+    ``shared``: one of the processes of a scale-out cluster (riverbed/scaleout), which write
+    the database together: the writer lock is held shared (see ``take_writer_lock``)."""
 
     def __init__(
         self,
@@ -129,6 +132,7 @@ class PostgresStore(CacheStore, JobStore, Store):
         pool_timeout: float = 5.0,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_only: bool = False,
+        shared: bool = False,
     ) -> None:
         self.url = url
         self.where = f"the PostgreSQL database {redact(url)}"
@@ -147,7 +151,7 @@ class PostgresStore(CacheStore, JobStore, Store):
             else:
                 open_schema(conn, self.where)
                 self._lock_key = _lock_key(conn)
-                take_writer_lock(conn, self._lock_key, url)
+                take_writer_lock(conn, self._lock_key, url, shared=shared)
         except BaseException:
             conn.close()
             raise
@@ -162,7 +166,9 @@ class PostgresStore(CacheStore, JobStore, Store):
         self._writer: PostgresWriter | RefusingWriter = (
             RefusingWriter(self.where)
             if read_only
-            else PostgresWriter(url, conn, lock=self._lock_key, connect_timeout=connect_timeout)
+            else PostgresWriter(
+                url, conn, lock=self._lock_key, connect_timeout=connect_timeout, shared=shared
+            )
         )
         self._writer.start()
         self._closed = False
@@ -558,18 +564,7 @@ class PostgresStore(CacheStore, JobStore, Store):
     def add_learns(self, records: list[LearnRecord]) -> Future[None]:
         labels = [r.prediction_id for r in records if r.prediction_id is not None]
         learns = (records[0].model, records[0].seq, records[-1].seq) if records else None
-        rows = [
-            (
-                r.model,
-                r.seq,
-                dump(r.features),
-                dump(r.target),
-                dump(r.prediction),
-                r.prediction_id,
-                r.created_at,
-            )
-            for r in records
-        ]
+        rows = learn_rows(records)
         return self._submit(Append("learns", _LEARN_COLUMNS, rows, labels, None, learns))
 
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
@@ -1101,6 +1096,22 @@ def _delete_through(conn: _Conn, table: str, name: str, through: int) -> tuple[i
     return cursor.rowcount, bound, bound < through
 
 
+def learn_rows(records: list[LearnRecord]) -> list[tuple[Any, ...]]:
+    """The rows of the ``learns`` table for these learns (its columns in order)."""
+    return [
+        (
+            r.model,
+            r.seq,
+            dump(r.features),
+            dump(r.target),
+            dump(r.prediction),
+            r.prediction_id,
+            r.created_at,
+        )
+        for r in records
+    ]
+
+
 def _ordered(op: Callable[[_Conn], Any], model: str, seq: int, *, reset: bool = False) -> Ordered:
     """A write of a model's state at learn ``seq`` (see sqlite.writer.Ordered)."""
     return Ordered(op, model, seq, reset=reset)  # type: ignore[arg-type]
@@ -1111,10 +1122,11 @@ def _lock_key(conn: _Conn) -> int:
     return zlib.crc32(f"riverbed-writer:{conn.info.dbname}".encode())
 
 
-def check_postgres(url: str) -> None:
+def check_postgres(url: str, *, shared: bool = False) -> None:
     """Refuse, before a server starts on it, a database it cannot serve: one out of reach
     (:class:`~riverbed.exceptions.Unavailable`), one a newer riverbed wrote
-    (NewerDatabase), one another riverbed process serves (DatabaseInUse). Changes nothing."""
+    (NewerDatabase), one another riverbed process serves (DatabaseInUse; ``shared``: one a
+    process serves alone, for a scale-out replica or learner). Changes nothing."""
     try:
         conn = connect(url)
     except psycopg.Error as exc:
@@ -1122,8 +1134,9 @@ def check_postgres(url: str) -> None:
     try:
         check_schema(conn, f"the PostgreSQL database {redact(url)}")
         key = _lock_key(conn)
-        take_writer_lock(conn, key, url)
-        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        take_writer_lock(conn, key, url, shared=shared)
+        unlock = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+        conn.execute(f"SELECT {unlock}(%s)", (key,))
     finally:
         conn.close()
 

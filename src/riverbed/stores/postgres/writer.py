@@ -155,12 +155,14 @@ class PostgresWriter(Writer):
         *,
         lock: int,
         connect_timeout: float = CONNECT_TIMEOUT,
+        shared: bool = False,
     ) -> None:
         threading.Thread.__init__(self, name="riverbed-postgres-writer", daemon=True)
         self.path = url
         self.url = url
         self._lock_key = lock
         self._connect_timeout = connect_timeout
+        self._shared = shared
         self._failed_at: dict[str, int] = {}
         # Transactions whose COMMIT's outcome is unknown, with the fences they clear once
         # the server says they were committed, and those they set once it says aborted
@@ -194,7 +196,8 @@ class PostgresWriter(Writer):
             # moment later, and a store opened at once on the database would find it held.
             if not self.conn.broken:
                 try:
-                    self.conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
+                    unlock = "pg_advisory_unlock_shared" if self._shared else "pg_advisory_unlock"
+                    self.conn.execute(f"SELECT {unlock}(%s)", (self._lock_key,))
                 except psycopg.Error:  # pragma: no cover - the connection broke meanwhile
                     pass
             self.conn.close()
@@ -245,7 +248,7 @@ class PostgresWriter(Writer):
         deadline = time.monotonic() + LOCK_WAIT
         while True:
             try:
-                take_writer_lock(conn, self._lock_key, self.url)
+                take_writer_lock(conn, self._lock_key, self.url, shared=self._shared)
                 return
             except DatabaseInUse as exc:
                 if time.monotonic() >= deadline:
@@ -456,11 +459,26 @@ class PostgresWriter(Writer):
         return self._finish(conn, txid, outcomes, view)
 
 
-def take_writer_lock(conn: psycopg.Connection[Any], key: int, url: str) -> None:
+def take_writer_lock(
+    conn: psycopg.Connection[Any], key: int, url: str, *, shared: bool = False
+) -> None:
     """Hold the database's writer lock (a session advisory lock) on ``conn``: one riverbed
-    process writes a database, as one holds an SQLite file (its live models are in memory)."""
+    process writes a database, as one holds an SQLite file (its live models are in memory).
+
+    ``shared``: the processes of a scale-out cluster (replicas and learners, which order
+    their learns through a broker: riverbed/scaleout) hold it shared, so any number of them
+    write the database together while a process serving it alone is refused, and the other
+    way round."""
     from riverbed.stores.sqlite.lock import DatabaseInUse
 
+    if shared:
+        row = conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (key,)).fetchone()
+        if not row or not row[0]:
+            raise DatabaseInUse(
+                f"a riverbed process serves the PostgreSQL database {redact(url)} alone "
+                "(without --broker); stop it before starting replicas or learners on it"
+            )
+        return
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
     if not row or not row[0]:
         raise DatabaseInUse(
