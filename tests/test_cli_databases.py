@@ -85,6 +85,8 @@ def _arguments(tmp_path: Path) -> dict[tuple[str, ...], list[str]]:
         ("challengers", "promote"): ["m", "c"],
         ("challengers", "rollback"): ["m"],
         ("challengers", "rule"): ["m"],
+        ("cluster", "status"): [],
+        ("cluster", "move"): ["m", "learner-1"],
     }
 
 

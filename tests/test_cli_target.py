@@ -181,7 +181,7 @@ def _commands(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tu
 
 
 def _options(command: click.Command) -> dict[str, click.Parameter]:
-    if command.name == "serve":  # the server itself: --database is its setting
+    if command.name in ("serve", "learner"):  # the processes: --database is their setting
         return {}
     return {p.name: p for p in command.params if p.name in ("url", "database", "token")}
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from riverbed.cli.server import target_options
 from riverbed.config import Settings
 from riverbed.exceptions import RiverbedError
 
@@ -17,10 +18,13 @@ __all__ = ["cluster", "learner"]
 
 
 def _settings(**options: Any) -> Settings:
+    from riverbed.cli.server import require
+
     try:
         settings = Settings.load(options)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    require(settings.database)  # one line, creating nothing, for a database not there
     if not settings.broker:
         raise click.BadParameter("give the broker: --broker redis://HOST:PORT/DB")
     return settings
@@ -94,8 +98,35 @@ def cluster() -> None:
 
     \b
         riverbed cluster status --database postgresql://... --broker redis://...
+        riverbed cluster status --url http://replica:8000
         riverbed cluster move MODEL LEARNER --database ... --broker ...
     """
+
+
+def _local(target: Any, broker: str | None, lease_seconds: float | None) -> Settings:
+    """The settings of a command working on the database itself (it needs the broker)."""
+    return _settings(database=target.database, broker=broker, lease_seconds=lease_seconds)
+
+
+def _through(target: Any, method: str, path: str, body: Any = None) -> Any:
+    """A cluster route of the replica at ``target.server``, its answer or the one line."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {target.server.token}"} if target.server.token else {}
+    try:
+        answer = httpx.request(
+            method, target.server.url + path, json=body, headers=headers, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        url = target.server.url
+        raise click.ClickException(f"unreachable: nothing answers at {url} ({exc})") from None
+    if answer.status_code >= 400:
+        try:
+            message = answer.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = answer.text
+        raise click.ClickException(message)
+    return answer.json()
 
 
 def _open(settings: Settings) -> tuple[Any, Any]:
@@ -113,22 +144,26 @@ def _open(settings: Settings) -> tuple[Any, Any]:
 
 
 @cluster.command()
-@_database
+@target_options
 @_broker
 @_lease
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(as_json: bool, **options: Any) -> None:
+def status(target: Any, broker: str | None, lease_seconds: float | None, as_json: bool) -> None:
     """Replicas, learners, leases, and per model the learns not applied yet and each
-    replica's staleness."""
+    replica's staleness: from the database and the broker (--database, --broker) or a
+    replica's GET /v1/cluster (--url)."""
     from riverbed.scaleout.cluster import status as cluster_status
 
-    settings = _settings(**options)
-    conn, broker = _open(settings)
-    try:
-        found = cluster_status(conn, broker, settings.lease_seconds)
-    finally:
-        conn.close()
-        broker.close()
+    if target.database is None:
+        found = _through(target, "GET", "/v1/cluster")
+    else:
+        settings = _local(target, broker, lease_seconds)
+        conn, bus = _open(settings)
+        try:
+            found = cluster_status(conn, bus, settings.lease_seconds)
+        finally:
+            conn.close()
+            bus.close()
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
@@ -157,21 +192,27 @@ def status(as_json: bool, **options: Any) -> None:
 @cluster.command()
 @click.argument("model")
 @click.argument("learner_id", metavar="LEARNER")
-@_database
+@target_options
 @_broker
 @_lease
-def move(model: str, learner_id: str, **options: Any) -> None:
+def move(
+    model: str, learner_id: str, target: Any, broker: str | None, lease_seconds: float | None
+) -> None:
     """Hand MODEL's lease to the running learner LEARNER now (its current holder's next
-    commit is refused; the new one goes on from the last committed position)."""
+    commit is refused; the new one goes on from the last committed position): in the
+    database (--database, --broker) or through a replica (--url)."""
     from riverbed.scaleout.cluster import move as move_lease
 
-    settings = _settings(**options)
-    conn, broker = _open(settings)
-    try:
-        moved = move_lease(conn, model, learner_id, settings.lease_seconds)
-    except RiverbedError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        conn.close()
-        broker.close()
+    if target.database is None:
+        moved = _through(target, "POST", f"/v1/cluster/leases/{model}", {"learner": learner_id})
+    else:
+        settings = _local(target, broker, lease_seconds)
+        conn, bus = _open(settings)
+        try:
+            moved = move_lease(conn, model, learner_id, settings.lease_seconds)
+        except RiverbedError as exc:
+            raise click.ClickException(exc.message) from None
+        finally:
+            conn.close()
+            bus.close()
     click.echo(f"{model}: lease moved to {moved['learner']} (epoch {moved['epoch']})")
