@@ -168,6 +168,13 @@ def learn_log(database: str, model: str) -> list[tuple[Any, ...]]:
     return [(r[0], load(r[1]), load(r[2]), load(r[3]), r[4]) for r in rows]
 
 
+def checkpoint_of(database: str, model: str) -> tuple[Any, ...] | None:
+    with psycopg.connect(database) as conn:
+        return conn.execute(
+            "SELECT seq, md5(state), created_at FROM checkpoints WHERE model = %s", (model,)
+        ).fetchone()
+
+
 def n_learns(server: Server, model: str) -> int | None:
     try:
         return int(
@@ -491,6 +498,41 @@ def test_learners_share_the_models_and_a_lease_moves_by_hand(
         )
         assert refused.returncode == 1 and "no running learner 'nobody'" in refused.stderr
         assert holders() == before
+
+        # A change of the live state by hand is refused on a replica (its learner alone
+        # writes the model's state): 409 cluster_unsupported, nothing changed, on the
+        # replica or in the database.
+        drift_before = httpx.get(f"{a.url}/v1/models/m1/drift").json()
+        checkpoint_before = checkpoint_of(database, "m1")
+        detectors = {"detectors": [{"detector": "ADWIN", "on": "errors"}]}
+        for method, path, body in [
+            ("PUT", "/v1/models/m1/drift", detectors),
+            ("DELETE", "/v1/models/m1/drift", None),
+            ("PUT", "/v1/models/m1/canary", {"arms": {"v1": 90, "v2": 10}}),
+            ("PATCH", "/v1/models/m1/canary", {"weights": {"v1": 50, "v2": 50}}),
+            ("DELETE", "/v1/models/m1/canary", None),
+            ("POST", "/v1/models/m1/restore", {"version": 1}),
+            ("POST", "/v1/models/m1/challengers", {"version": 1}),
+            ("DELETE", "/v1/models/m1/challengers/v1", None),
+            ("POST", "/v1/models/m1/challengers/v1/promote", {}),
+            ("POST", "/v1/models/m1/rollback", {}),
+            ("PUT", "/v1/models/m1/promotion-rule", {"metric": "LogLoss", "margin": 0.01}),
+            ("DELETE", "/v1/models/m1/promotion-rule", None),
+        ]:
+            answer = httpx.request(method, a.url + path, json=body)
+            assert answer.status_code == 409, (method, path, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "cluster_unsupported", (method, path, error)
+            assert (
+                "scale-out cluster" in error["message"]
+                and "nothing was changed" in (error["message"])
+            )
+        assert httpx.get(f"{a.url}/v1/models/m1/drift").json() == drift_before
+        assert httpx.get(f"{a.url}/v1/models/m1/canary").status_code == 404
+        assert httpx.get(f"{a.url}/v1/models/m1/challengers").json()["challengers"] == []
+        assert httpx.get(f"{a.url}/v1/models/m1/metrics").json()["n_learns"] == 120
+        assert checkpoint_of(database, "m1") == checkpoint_before
+        assert [row[0] for row in learn_log(database, "m1")] == list(range(1, 121))
     finally:
         for process in learners:
             process.stop()

@@ -302,6 +302,7 @@ class CanaryMonitor:
         def _get_live(self, name: str) -> Any: ...
         def _flavor(self, name: str) -> str: ...
         def _checkpoint(self, live: Any) -> Future[None]: ...
+        def _refuse_in_cluster(self, name: str, what: str) -> None: ...
         def _fresh_tracker(self, live: Any) -> Tracker: ...
         def _metric_names(self, live: Any) -> list[str]: ...
         def resolve(self, ref: str, version: int | None = None) -> dict[str, Any]: ...
@@ -385,6 +386,7 @@ class CanaryMonitor:
     ) -> Receipt[dict[str, Any]]:
         live, route = self._canary_route(ref)
         name = live.record.name
+        self._refuse_in_cluster(name, "set a canary split")
         if live.task.name not in TASKS:
             raise InvalidInput(
                 f"a canary splits a regression, binary or multiclass model; {name!r} is a "
@@ -444,6 +446,7 @@ class CanaryMonitor:
 
     def submit_update_canary(self, ref: str, weights: Mapping[Any, Any]) -> Receipt[dict[str, Any]]:
         live, route = self._canary_route(ref)
+        self._refuse_in_cluster(live.record.name, "move a canary split")
         checked = check_weights(weights, "weights")
         with live.lock:
             canary = self._canary_of(live, ref, route)
@@ -474,6 +477,7 @@ class CanaryMonitor:
 
     def submit_stop_canary(self, ref: str, *, remove: bool = False) -> Receipt[dict[str, Any]]:
         live, route = self._canary_route(ref)
+        self._refuse_in_cluster(live.record.name, "stop a canary split")
         with live.lock:
             canary = self._canary_of(live, ref, route)
             canaries = dict(live.canary)

@@ -440,6 +440,7 @@ class Challengers:
 
         def _get_live(self, name: str) -> Any: ...
         def _checkpoint(self, live: Any) -> Future[None]: ...
+        def _refuse_in_cluster(self, name: str, what: str) -> None: ...
         def _flavor(self, name: str) -> str: ...
         def _model_record(self, name: str) -> ModelRecord: ...
         def _object_of(self, record: VersionRecord) -> Any: ...
@@ -493,6 +494,7 @@ class Challengers:
         from riverbed.exceptions import InvalidSpec
 
         live = self._champion(name)
+        self._refuse_in_cluster(live.record.name, "add a challenger")
         given = [k for k, v in {"version": version, "spec": spec, "ref": ref}.items() if v]
         given += ["model"] if model is not None else []
         if len(given) != 1:
@@ -574,6 +576,7 @@ class Challengers:
 
     def submit_remove_challenger(self, name: str, challenger: str) -> Any:
         live = self._champion(name)
+        self._refuse_in_cluster(live.record.name, "remove a challenger")
         with live.lock:
             arena = live.arena
             if arena is None or challenger not in arena.challengers:
@@ -616,6 +619,7 @@ class Challengers:
 
     def submit_set_promotion_rule(self, name: str, rule: Mapping[str, Any]) -> Any:
         live = self._champion(name)
+        self._refuse_in_cluster(live.record.name, "set a promotion rule")
         with live.lock:
             checked = check_rule(rule, list(live.metric.names))
             arena = self._arena_of(live)
@@ -637,6 +641,7 @@ class Challengers:
 
     def submit_promotion_rule_off(self, name: str) -> Any:
         live = self._champion(name)
+        self._refuse_in_cluster(live.record.name, "take a promotion rule off")
         with live.lock:
             if live.arena is not None:
                 with live.arena.lock:
@@ -655,6 +660,7 @@ class Challengers:
 
     def submit_promote(self, name: str, challenger: str, *, by: str | None = None) -> Any:
         live = self._champion(name)
+        self._refuse_in_cluster(live.record.name, "promote a challenger")
         by = self._check_text("by", by or "")
         with self._lock, live.lock:
             arena = live.arena
@@ -681,6 +687,7 @@ class Challengers:
         from riverbed.exceptions import Conflict
 
         live = self._champion(name)
+        self._refuse_in_cluster(live.record.name, "roll a promotion back")
         by = self._check_text("by", by or "")
         with self._lock, live.lock:
             arena = live.arena

@@ -448,6 +448,7 @@ class DriftMonitor:
 
         def _get_live(self, name: str) -> Any: ...
         def _checkpoint(self, live: Any) -> Future[None]: ...
+        def _refuse_in_cluster(self, name: str, what: str) -> None: ...
         def signature(self, ref: str, version: int | None = None) -> dict[str, Any]: ...
 
         submit_snapshot: Callable[..., Receipt[dict[str, Any]]]  # registry/versions.py
@@ -489,6 +490,7 @@ class DriftMonitor:
         return self._write_drift(self._get_live(name), [])
 
     def _write_drift(self, live: Any, checked: list[dict[str, Any]]) -> Receipt[dict[str, Any]]:
+        self._refuse_in_cluster(live.record.name, "change the drift detectors")
         with live.lock:
             live.drift = configure(checked, live.drift, error_stream(live.task.name))
             view = self._drift_view(live)

@@ -32,7 +32,8 @@
      │    ├── PredictionExists
      │    ├── AlreadyLabelled
      │    ├── ModelDiverged            the model predicts no finite number (or its metrics overflow)
-     │    └── WrongCacheKind           a cache key holds a value, not a list, or the reverse
+     │    ├── WrongCacheKind           a cache key holds a value, not a list, or the reverse
+     │    └── ClusterUnsupported       a scale-out replica cannot do this (yet); nothing changed
      ├── Unauthorized                  no credentials where some are needed
      │    └── InvalidToken             a token that is unknown ...
      │         ├── TokenExpired        ... past its expiry ...
@@ -58,6 +59,7 @@ __all__ = [
     "AlreadyLabelled",
     "BrowserPickleRefused",
     "CacheKeyNotFound",
+    "ClusterUnsupported",
     "CommitInDoubt",
     "ChallengerNotFound",
     "Conflict",
@@ -249,6 +251,15 @@ class ModelDiverged(Conflict):
 
 class WrongCacheKind(Conflict):
     code = "wrong_cache_kind"
+
+
+class ClusterUnsupported(Conflict):
+    """A scale-out replica (docs/scale-out.md) refused an operation the cluster does not
+    carry yet: one that changes a model's live state by hand, which only the checkpoint of
+    the model's learner would make durable and bring to the other replicas. Nothing was
+    changed; do it on a server that serves the database alone."""
+
+    code = "cluster_unsupported"
 
 
 class Unauthorized(RiverbedError):

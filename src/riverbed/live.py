@@ -28,6 +28,7 @@ from riverbed.challengers import Arena
 from riverbed.drift import DriftState, Fired, reset_model
 from riverbed.evaluated import Evaluated, evaluated
 from riverbed.exceptions import (
+    ClusterUnsupported,
     InvalidInput,
     InvalidSpec,
     ModelExists,
@@ -311,6 +312,20 @@ class LiveModels:
             counts["learns"] += pruned.learns
             counts["metric_points"] += pruned.metric_points
         return counts
+
+    def _refuse_in_cluster(self, name: str, what: str) -> None:
+        """Refuse, before anything changes, a change of a model's live state by hand (its
+        drift detectors, canary splits, a restored version) on a scale-out replica: only the
+        checkpoint of the model's learner carries a model's state to the database and the
+        other replicas, and a replica's own would be lost."""
+        if self.scaleout is not None:
+            raise ClusterUnsupported(
+                f"this server is a replica of a scale-out cluster, which cannot {what} of "
+                f"model {name!r} yet (only its learner writes the model's state): nothing "
+                "was changed; do it on a server that serves the database alone, without "
+                "--broker (docs/scale-out.md)",
+                detail={"model": name},
+            )
 
     def _checkpoint(self, live: _Live) -> Future[None]:
         # The caller holds live.lock, so the state and its sequence number agree.

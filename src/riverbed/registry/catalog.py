@@ -116,6 +116,7 @@ class Catalog(Versions):
                 f"model {name!r} is a batch model: it serves its versions as they are; move an "
                 "alias to roll it back"
             )
+        self._refuse_in_cluster(name, "restore a version into the live state")
         number = self.resolve(name, version)["version"]
         record = self.store.get_version(name, number)
         if record is None:  # pragma: no cover - resolve found it

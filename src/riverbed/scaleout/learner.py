@@ -245,7 +245,8 @@ class Learner:
                 if live.metric.point_due(record.created_at):
                     values = live.metric.values()
                     points.append(MetricPoint(name, record.seq, record.created_at, values))
-            live.drift_fired = []  # drift alarms are not written by a learner (yet)
+            live.drift_fired = []  # drift alarms are not written by a learner (yet),
+            engine._canary_fired.pop(name, None)  # nor a canary guard's stop published
             checkpoint = None
             s = self.settings
             if live.n_learns > live.checkpoint_seq and (
