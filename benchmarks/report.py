@@ -567,15 +567,17 @@ PROFILE_NOTES = {
     ),
     "Beaver's POST /predict/{name}": "as chantilly's route, plus the answer's ISO time",
     "full online loop on PostgreSQL": (
-        "py-spy on riverbed serve on PostgreSQL (2026-12-07, the online loop at one "
-        "connection, the machine at a load average of 7-9): the event loop's thread idle in "
-        "its poll 92% of the time, the writer thread waiting on PostgreSQL 30% (three round "
-        "trips a commit: BEGIN with txid_current, the pipelined INSERTs, COMMIT with the "
-        "server's WAL flush), idle the rest: a request waits on the hand-overs between the "
-        "loop, the writer thread and PostgreSQL's backend process, each a wake-up that on a "
-        "busy 2-core machine waits for a CPU. SQLite's commit runs on the loop itself, with "
-        "no hand-over. The same engine in-process commits a predict in 0.9 ms and a learn in "
-        "1.1 ms on that machine"
+        "the commit's disk flush, which the SQLite cells do not pay: PostgreSQL's "
+        "synchronous_commit=on flushes the WAL at every commit, where riverbed's SQLite "
+        "default (synchronous=NORMAL) does not. Measured 2026-12-07 at 16 connections on "
+        "the 2-core machine: pg_stat_wal with track_wal_io_timing put the flush at 2.2 ms "
+        "a commit on average (pg_test_fsync: 0.4-2.9 ms), a commit's one round trip at "
+        "2.8-3.5 ms and the whole commit at 4.6 ms; groups of 8 writes in two halves of the "
+        "16 connections, one half committing while the loop answers the other (waiting to "
+        "gather all 16 in one commit made fewer commits, not more writes a second). The "
+        "same run with synchronous_commit=off on the bench database (diagnosis only: it "
+        "loses acknowledged writes when PostgreSQL crashes) measured 0.68 of SQLite's "
+        "predict and 0.47 of its loop; docs/postgresql.md, 'How fast'"
     ),
     "predict + learn by id on PostgreSQL": "as the online loop on PostgreSQL",
     "predict on PostgreSQL": "as the online loop on PostgreSQL: the predict's one write",

@@ -7,19 +7,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
 from riverbed import Engine
-from riverbed.exceptions import Unavailable
+from riverbed.exceptions import PredictionExists, Unavailable
 from riverbed.stores import backend_name, check_database, open_store, open_token_file
-from riverbed.stores.base import ModelRecord, VersionRecord
+from riverbed.stores.base import LearnRecord, ModelRecord, PredictionRecord, VersionRecord
 from riverbed.stores.postgres.schema import SCHEMA_VERSION
+from riverbed.stores.postgres.store import PostgresStore
 from riverbed.stores.sqlite.lock import DatabaseInUse
 from riverbed.stores.sqlite.schema import NewerDatabase
 from riverbed.stores.tokens import TokenRecord
@@ -189,3 +193,144 @@ def test_a_real_server_on_postgresql_keeps_everything_across_a_restart(
     finally:
         again.terminate()
         again.wait(timeout=30)
+
+
+# -- the group commit ---------------------------------------------------------------------
+
+
+def held(store: PostgresStore) -> tuple[threading.Event, Future[Any]]:
+    """Hold the store's writer inside a write until the event is set, so that every write
+    submitted meanwhile waits and goes into the next batch together."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def op(conn: Any) -> None:
+        entered.set()
+        assert gate.wait(30), "the test never let the writer go"
+
+    future = store._submit(op)
+    assert entered.wait(30)
+    return gate, future
+
+
+def prediction(pid: str, seq: int) -> PredictionRecord:
+    return PredictionRecord(pid, "m", seq, {"x": seq}, {True: 0.25, False: 0.75}, 1.0)
+
+
+def learn(seq: int, pid: str | None) -> LearnRecord:
+    return LearnRecord("m", seq, {"x": seq}, True, {True: 0.25, False: 0.75}, pid, 1.0)
+
+
+def writer_state(url: str, store: PostgresStore) -> str:
+    pid = store._writer.conn.info.backend_pid  # type: ignore[union-attr]
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_batch_of_predictions_and_learns_commits_together_and_a_taken_id_fails_alone(
+    db: str,
+) -> None:
+    store = PostgresStore(db)
+    try:
+        store.create_model(*model()).result()
+        store.add_prediction(prediction("taken", 0)).result()
+        gate, first = held(store)
+        predicted = [store.add_prediction(prediction(f"p{i}", i)) for i in range(1, 41)]
+        twice = store.add_prediction(prediction("taken", 41))
+        # learns by id, each labelling a prediction of the same batch
+        learned = [store.add_learn(learn(i, f"p{i}")) for i in range(1, 21)]
+        many = store.add_predictions([prediction(f"q{i}", 100 + i) for i in range(5)])
+        gate.set()
+        first.result()
+        for future in [*predicted, *learned, many]:
+            assert future.result() is None
+        with pytest.raises(PredictionExists, match="'taken' is taken"):
+            twice.result()
+        stored = [store.get_prediction(f"p{i}") for i in range(1, 41)]
+        assert [p.seq if p else None for p in stored] == list(range(1, 41))
+        assert [p.labelled for p in stored if p] == [True] * 20 + [False] * 20
+        assert [r.seq for r in store.learns_after("m", 0)] == list(range(1, 21))
+        assert store.get_prediction("taken").seq == 0  # type: ignore[union-attr]
+        assert store.stored_prediction_ids([f"q{i}" for i in range(5)]) == {
+            f"q{i}" for i in range(5)
+        }
+        # The commit that began the next batch's transaction left none open behind it.
+        store.sync()
+        assert writer_state(db, store) == "idle"
+    finally:
+        store.close()
+
+
+def test_a_connection_lost_in_a_batchs_round_trip_is_looked_up_and_applied_once(
+    db: str,
+) -> None:
+    """The writer's backend ends itself (a trigger) in the middle of a batch's one round
+    trip -- INSERTs and COMMIT on their way together: the writer asks the server what
+    became of the transaction (aborted), applies the batch once more on a new connection,
+    and every write of it is stored once and acknowledged."""
+    store = PostgresStore(db)
+    try:
+        store.create_model(*model()).result()
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute("CREATE SEQUENCE boom_once")
+            conn.execute(
+                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " IF NEW.id = 'boom' AND nextval('boom_once') = 1 THEN"
+                " PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER boom BEFORE INSERT ON predictions"
+                " FOR EACH ROW EXECUTE FUNCTION boom()"
+            )
+        before = store._writer.conn.info.backend_pid  # type: ignore[union-attr]
+        gate, first = held(store)
+        futures = [store.add_prediction(prediction(f"p{i}", i)) for i in range(10)]
+        futures.append(store.add_prediction(prediction("boom", 10)))
+        futures += [store.add_learn(learn(i, f"p{i}")) for i in range(1, 6)]
+        gate.set()
+        first.result()
+        for future in futures:
+            assert future.result() is None
+        assert store._writer.conn.info.backend_pid != before  # type: ignore[union-attr]
+        with psycopg.connect(db) as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM predictions ORDER BY seq")]
+            seqs = [r[0] for r in conn.execute("SELECT seq FROM learns ORDER BY seq")]
+            boomed = conn.execute("SELECT last_value FROM boom_once").fetchone()
+        assert ids == [f"p{i}" for i in range(10)] + ["boom"]
+        assert seqs == [1, 2, 3, 4, 5]
+        assert boomed == (2,)  # the batch went to the server twice: aborted, then committed
+    finally:
+        store.close()
+
+
+def test_a_batch_whose_backend_ends_every_time_fails_unstored_and_the_writer_recovers(
+    db: str,
+) -> None:
+    store = PostgresStore(db)
+    try:
+        store.create_model(*model()).result()
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(
+                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " IF NEW.id = 'boom' THEN PERFORM pg_terminate_backend(pg_backend_pid());"
+                " END IF; RETURN NEW; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER boom BEFORE INSERT ON predictions"
+                " FOR EACH ROW EXECUTE FUNCTION boom()"
+            )
+        gate, first = held(store)
+        futures = [store.add_prediction(prediction(f"p{i}", i)) for i in range(5)]
+        futures.append(store.add_prediction(prediction("boom", 5)))
+        gate.set()
+        first.result()
+        for future in futures:
+            with pytest.raises(Unavailable) as caught:
+                future.result()
+            assert caught.value.detail["cause"] == "database_unreachable"
+        assert store.stored_prediction_ids([f"p{i}" for i in range(5)] + ["boom"]) == set()
+        store.add_prediction(prediction("after", 6)).result()
+        assert store.stored_prediction_ids(["after"]) == {"after"}
+    finally:
+        store.close()

@@ -5,14 +5,17 @@ writes after a failed learn this class inherits): every write is queued, the wri
 takes every write queued so far, applies them in one transaction and commits once, and the
 futures of the batch complete after that commit, so many concurrent requests share one
 commit (one WAL flush of the server). Consecutive :class:`Append` writes are merged into one
-pipelined ``executemany`` a table. When a write of the batch fails, the batch is applied
-again with a savepoint per write, so that one bad write fails alone.
+``INSERT ... unnest`` a table; a batch of appends only is one round trip, its rows and its
+COMMIT pipelined (see ``PostgresWriter._appended``). When a write of the batch fails, the
+batch is applied again with a savepoint per write, so that one bad write fails alone.
 
-Faults. Every transaction begins with ``BEGIN; SELECT txid_current()`` (one round trip), so
-the writer knows its id. A connection that breaks before the COMMIT was sent (the backend
-was terminated, the server restarted) is opened again and the batch applied once more on
-the new one: nothing of it was written. A connection that breaks while the COMMIT is on its
-way leaves its outcome unknown; the writer opens a new connection and asks the server
+Faults. Every transaction begins with ``BEGIN; SELECT txid_current()``, so the writer knows
+its id before it sends the COMMIT: in a round trip of its own, or in the one of the commit
+before it when writes were waiting then. A connection that breaks before the COMMIT was
+sent (the backend was terminated, the server restarted) is opened again and the batch
+applied once more on the new one: nothing of it was written. A connection that breaks while
+the COMMIT is on its way (for a batch of appends: anywhere in its one round trip) leaves
+its outcome unknown; the writer opens a new connection and asks the server
 (``txid_status``): committed, the batch is acknowledged; aborted, it is applied once more;
 still unknown (the server cannot be reached, or the transaction is still ending), every
 write of the batch fails with :class:`~riverbed.exceptions.CommitInDoubt` (503): riverbed
@@ -27,6 +30,7 @@ few seconds, then fails the batch with Unavailable, cause ``writer_lock_held``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -45,7 +49,15 @@ from riverbed.exceptions import (
     StorageFull,
     Unavailable,
 )
-from riverbed.stores.sqlite.writer import _CLEARED, _MAX_BATCH, _STOP, Append, Ordered, Writer
+from riverbed.stores.sqlite.writer import (
+    _CLEARED,
+    _MAX_BATCH,
+    _STOP,
+    Append,
+    LoopFuture,
+    Ordered,
+    Writer,
+)
 
 __all__ = ["Append", "Ordered", "PostgresWriter", "connect", "store_error"]
 
@@ -77,14 +89,26 @@ def _begin(conn: psycopg.Connection[Any]) -> int:
     """Begin a transaction and return its id, in one round trip."""
     cursor = conn.execute("BEGIN; SELECT txid_current()")
     cursor.nextset()
+    return _txid(cursor)
+
+
+def _txid(cursor: psycopg.Cursor[Any]) -> int:
     row = cursor.fetchone()
     assert row is not None
     return int(row[0])
 
 
-def _commit(conn: psycopg.Connection[Any], txid: int) -> None:
+def _commit(conn: psycopg.Connection[Any], txid: int, *, then_begin: bool) -> int | None:
+    """Commit transaction ``txid``; with ``then_begin``, begin the next one in the same
+    round trip and return its id."""
     try:
-        conn.execute("COMMIT")
+        if not then_begin:
+            conn.execute("COMMIT")
+            return None
+        cursor = conn.execute("COMMIT; BEGIN; SELECT txid_current()")
+        cursor.nextset()
+        cursor.nextset()
+        return _txid(cursor)
     except _LOST as exc:
         raise _CommitLost(txid, exc) from exc
 
@@ -108,27 +132,50 @@ def store_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    marks = ", ".join(["%s"] * len(columns))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+# The type of each column an Append writes: a table's rows go as one array a column.
+_ARRAY_TYPES = {
+    "id": "text[]",
+    "model": "text[]",
+    "seq": "bigint[]",
+    "features": "bytea[]",
+    "target": "bytea[]",
+    "prediction": "bytea[]",
+    "prediction_id": "text[]",
+    "created_at": "float8[]",
+}
+_LABEL_SQL = "UPDATE predictions SET labelled = TRUE WHERE id = ANY(%s)"
 
 
-def _label(conn: psycopg.Connection[Any], prediction_ids: list[str]) -> None:
-    if prediction_ids:
-        conn.execute("UPDATE predictions SET labelled = TRUE WHERE id = ANY(%s)", (prediction_ids,))
+@functools.lru_cache(maxsize=16)
+def _unnest_sql(table: str, columns: tuple[str, ...]) -> str:
+    """One INSERT of any number of rows, its text the same for every count (so the server
+    keeps it prepared): the rows' columns as arrays, unnested."""
+    arrays = ", ".join(f"%s::{_ARRAY_TYPES[c]}" for c in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
 
 
-def _apply_appends(conn: psycopg.Connection[Any], appends: list[Append]) -> None:
-    """Consecutive appends as one: every table's rows together, then the labels."""
+def _merged(appends: list[Append]) -> tuple[list[tuple[str, list[list[Any]]]], list[str]]:
+    """Consecutive appends as one: each table's INSERT and its columns' arrays, then the
+    labels (which may name predictions inserted here)."""
     tables: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
     labels: list[str] = []
     for append in appends:
         tables.setdefault((append.table, append.columns), []).extend(append.rows)
         labels.extend(append.labels)
-    with conn.cursor() as cursor:
-        for (table, columns), rows in tables.items():
-            cursor.executemany(_insert_sql(table, columns), rows)
-    _label(conn, labels)
+    inserts = [
+        (_unnest_sql(table, columns), [list(column) for column in zip(*rows, strict=True)])
+        for (table, columns), rows in tables.items()
+        if rows
+    ]
+    return inserts, labels
+
+
+def _apply_appends(conn: psycopg.Connection[Any], appends: list[Append]) -> None:
+    inserts, labels = _merged(appends)
+    for sql, arrays in inserts:
+        conn.execute(sql, arrays)
+    if labels:
+        conn.execute(_LABEL_SQL, (labels,))
 
 
 def _apply_one(conn: psycopg.Connection[Any], op: Any) -> Any:
@@ -171,6 +218,9 @@ class PostgresWriter(Writer):
         # The outcomes and fences of the transaction whose COMMIT is on its way.
         self._lost_outcomes: _Outcomes | None = None
         self._lost_view: dict[str, int] = {}
+        # The transaction the last commit began for the writes already waiting, and its id
+        # (see _finish): the next batch's first round trip is its work and its COMMIT.
+        self._open: tuple[psycopg.Connection[Any], int] | None = None
         self.conn: psycopg.Connection[Any] | None = conn  # type: ignore[assignment]
         self.checkpointer = None
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -180,6 +230,15 @@ class PostgresWriter(Writer):
         self.loop = None
         self.loop_thread = None
         self._flush_scheduled = False
+
+    def submit(self, op: Any) -> Future[Any]:
+        """Queue ``op`` and wake the writer thread. Its future has no condition variable of
+        its own (a LoopFuture: waited on, it makes an event then), one less lock a write."""
+        future: Future[Any] = LoopFuture(self)
+        with self._pending_lock:
+            self._pending.append((op, future))
+        self.queue.put(None)
+        return future
 
     def run(self) -> None:
         stopping = False
@@ -233,6 +292,7 @@ class PostgresWriter(Writer):
         return conn
 
     def _drop_connection(self) -> None:
+        self._open = None
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -352,6 +412,7 @@ class PostgresWriter(Writer):
                         raise
                     log.warning("the PostgreSQL writer connection broke; applying again")
         except Exception as exc:  # the commit failed: nothing in the batch is acknowledged
+            self._open = None
             if isinstance(exc, _LOST):
                 self._drop_connection()
             elif self.conn is not None and not self.conn.broken:
@@ -387,14 +448,91 @@ class PostgresWriter(Writer):
             outcomes = self._one_by_one(conn, batch)
         return outcomes
 
+    def _begin(self, conn: psycopg.Connection[Any]) -> int:
+        """The id of a transaction begun on ``conn``: the one the last commit began, else
+        a new one (a round trip)."""
+        begun, self._open = self._open, None
+        if (
+            begun is not None
+            and begun[0] is conn
+            and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        ):
+            return begun[1]
+        return _begin(conn)
+
+    def _waiting(self) -> bool:
+        """Whether writes are queued for the next batch (this flush takes them next)."""
+        with self._pending_lock:
+            return bool(self._pending)
+
     def _finish(
         self, conn: psycopg.Connection[Any], txid: int, outcomes: _Outcomes, view: dict[str, int]
     ) -> _Outcomes:
         """Commit, then keep the batch's fences; a lost commit keeps its outcomes aside for
-        :meth:`_apply`, which asks what became of it."""
+        :meth:`_apply`, which asks what became of it. When writes are already waiting, the
+        COMMIT's round trip also begins their transaction (see _appended)."""
         self._lost_outcomes, self._lost_view = outcomes, view
-        _commit(conn, txid)
+        begun = _commit(conn, txid, then_begin=self._waiting())
         self._lost_outcomes = None
+        if begun is not None:
+            self._open = (conn, begun)
+        self._keep(view)
+        return outcomes
+
+    def _appended(
+        self, conn: psycopg.Connection[Any], batch: _Batch, view: dict[str, int]
+    ) -> _Outcomes | None:
+        """A batch of appends only (the predictions and learns under load) in one round
+        trip: one INSERT a table, the labels and the COMMIT pipelined, and, when writes are
+        already waiting, the BEGIN of their transaction and its id too. So a commit under
+        load is one round trip, where BEGIN, the INSERTs and COMMIT were three, each a
+        hand-over from this thread to the server's backend and back for the GIL. None when
+        a write failed (rolled back: the batch is applied again one by one).
+
+        The transaction's id is known before its COMMIT is sent (the BEGIN was an earlier
+        round trip), so a connection that breaks in this round trip leaves a commit whose
+        outcome :meth:`_apply` asks the server for, as a lost COMMIT: the server may have
+        committed it before the break."""
+        txid = self._begin(conn)
+        inserts, labels = _merged([op for op, _ in batch])  # type: ignore[misc]
+        outcomes: _Outcomes = [(future, None, None) for _, future in batch]
+        self._lost_outcomes, self._lost_view = outcomes, view
+        then_begin = self._waiting()
+        commit: psycopg.Cursor[Any] | None = None
+        begun: psycopg.Cursor[Any] | None = None
+        try:
+            with conn.pipeline():
+                for sql, arrays in inserts:
+                    conn.execute(sql, arrays)
+                if labels:
+                    conn.execute(_LABEL_SQL, (labels,))
+                commit = conn.execute("COMMIT")
+                if then_begin:
+                    conn.execute("BEGIN")
+                    begun = conn.execute("SELECT txid_current()")
+        except _LOST as exc:
+            raise _CommitLost(txid, exc) from exc
+        except Exception:
+            # A write failed (a taken id): the server skipped the rest of the pipeline,
+            # COMMIT included, and holds the transaction aborted until the ROLLBACK. (Or,
+            # never seen, the COMMIT went through and the next transaction's BEGIN failed.)
+            self._lost_outcomes = None
+            result = commit.pgresult if commit is not None else None
+            committed = result is not None and result.status == psycopg.pq.ExecStatus.COMMAND_OK
+            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            if not committed:
+                if not idle:
+                    conn.execute("ROLLBACK")  # a break here: nothing committed, applied again
+                return None
+            begun = None
+            if not idle:
+                try:
+                    conn.execute("ROLLBACK")
+                except _LOST:  # the batch is committed all the same
+                    self._drop_connection()
+        self._lost_outcomes = None
+        if begun is not None:
+            self._open = (conn, _txid(begun))
         self._keep(view)
         return outcomes
 
@@ -406,8 +544,10 @@ class PostgresWriter(Writer):
             if self._fenced(op, view) is not None:
                 return None
             self._advance(op, view)
+        if all(type(op) is Append for op, _ in batch):
+            return self._appended(conn, batch, view)
         results: list[Any] = []
-        txid = _begin(conn)
+        txid = self._begin(conn)
         try:
             i = 0
             while i < len(batch):
@@ -437,7 +577,7 @@ class PostgresWriter(Writer):
     ) -> _Outcomes:
         outcomes: _Outcomes = []
         view: dict[str, int] = {}
-        txid = _begin(conn)
+        txid = self._begin(conn)
         for op, future in batch:
             fenced = self._fenced(op, view)
             if fenced is not None:
