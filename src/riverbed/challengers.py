@@ -298,18 +298,21 @@ class Arena:
                 c.history.append({"seq": record.seq, "time": t, **c.metric.values()})
         return self.judge()
 
-    def judge(self) -> dict[str, Any] | None:
-        """The challenger the rule promotes now, with its numbers (None: none)."""
+    def judge(self, *, margin: float | None = None) -> dict[str, Any] | None:
+        """The challenger the rule promotes now, with its numbers (None: none). ``margin``:
+        instead of the rule's (a drift alarm's promotion takes any improvement, 0)."""
         rule = self.rule
         if rule is None:
             return None
+        if margin is None:
+            margin = rule["margin"]
         best: tuple[float, Challenger] | None = None
         for c in self.active():
             pair = c.pair
             if pair is None or pair.n < rule["min_samples"]:
                 continue
             gain = improvement(rule["metric"], pair.champion.get(), pair.challenger.get())
-            if gain is None or gain <= 0 or gain < rule["margin"]:
+            if gain is None or gain <= 0 or gain < margin:
                 continue
             if best is None or gain > best[0]:
                 best = (gain, c)
@@ -834,14 +837,23 @@ class Challengers:
                 found = self._find_prediction(pid)
                 return found.prediction if found is not None else None
 
+        alarm, live.drift_promote = live.drift_promote, None
         with arena.lock:
-            decision = arena.learn(record, record.prediction, stored)
+            decision, reason = arena.learn(record, record.prediction, stored), "rule"
+            if decision is None and alarm is not None:
+                decision, reason = arena.judge(margin=0.0), "drift"
+                if decision is not None:
+                    decision["numbers"]["alarm"] = {
+                        "detector": alarm.detector,
+                        "seq": alarm.seq,
+                        "value": alarm.data.get("value"),
+                    }
             if decision is None:
                 return
             promotion = self._swap(
                 live,
                 decision["challenger"],
-                "rule",
+                reason,
                 decision["numbers"],
                 None,
                 at=record.created_at,
@@ -853,10 +865,13 @@ class Challengers:
                 arena.fired.append(promotion)
 
     def _promotion_version(self, live: Any, seq: int) -> int | None:
-        """The version a rule promotion at learn ``seq`` wrote (a replay finds it)."""
+        """The version a rule's or an alarm's promotion at learn ``seq`` wrote (a replay
+        finds it)."""
         for v in self.store.list_versions(live.record.name):
             made = v.metadata.get("promotion") if v.source == "promotion" else None
-            if isinstance(made, dict) and made.get("n_learns") == seq and made["reason"] == "rule":
+            if not isinstance(made, dict) or made.get("reason") not in ("rule", "drift"):
+                continue
+            if made.get("n_learns") == seq:
                 return v.version
         return None
 
@@ -871,7 +886,7 @@ class Challengers:
                 return
             fired, arena.fired = arena.fired, []
             receipts = [
-                self._write_promotion(live, promotion, by="rule", checkpoint=False)
+                self._write_promotion(live, promotion, by=promotion["reason"], checkpoint=False)
                 for promotion in fired
             ]
         if wait:

@@ -73,7 +73,7 @@ BINARY = frozenset({"DDM", "EDDM", "HDDMA", "HDDMW", "FHDDM"})
 _ALIASES = {"HDDM_A": "HDDMA", "HDDM_W": "HDDMW"}
 # Parameters that are not JSON values (KSWIN's initial window).
 _NOT_PARAMETERS = {"KSWIN": frozenset({"window"})}
-ACTIONS = ("snapshot", "reset")
+ACTIONS = ("snapshot", "reset", "promote")
 # The error stream of a task: a classifier's 0/1 mistakes, a regressor's absolute error.
 _ERRORS = {"regression": "absolute error", "binary": "mistake", "multiclass": "mistake"}
 _FIELDS = frozenset({"detector", "on", "params", "name", "action"})
@@ -302,6 +302,14 @@ def check_detectors(
                     f"{where}: model {model!r} is a batch model evaluated online; it has no "
                     f"live learning state to {action}"
                 )
+            from riverbed.challengers import TASKS
+
+            if action == "promote" and task not in TASKS:
+                raise InvalidInput(
+                    f"{where}: a {task} model has no challengers to promote (they are for "
+                    f"{', '.join(sorted(TASKS))} models)",
+                    detail={"field": f"{where}.action"},
+                )
         name = item.get("name")
         if name is None:
             name = kind if on == "errors" else f"{kind}:{on[8:]}"
@@ -458,8 +466,9 @@ class DriftMonitor:
     def set_drift(self, name: str, detectors: list[Mapping[str, Any]]) -> dict[str, Any]:
         """Put drift detectors on a model (replacing those it had), each ``{"detector":
         "ADWIN", "on": "errors" | "feature:NAME", "params": {...}, "name": ..., "action":
-        None | "snapshot" | "reset"}``; a detector given as it was keeps its state. Durable
-        once the model's checkpoint that holds them is written. Returns :meth:`drift`."""
+        None | "snapshot" | "reset" | "promote"}``; a detector given as it was keeps its
+        state. Durable once the model's checkpoint that holds them is written. Returns
+        :meth:`drift`."""
         return self.submit_set_drift(name, detectors).wait()
 
     def submit_set_drift(
@@ -538,6 +547,7 @@ class DriftMonitor:
         live.drift_fired.extend(fired)
         if any(f.action == "reset" for f in fired):
             reset_model(live)
+        promote_on_alarm(live, fired)
 
     def _drift_flush(self, live: Any) -> None:
         """Queue the alarms raised by the learns just queued (after them), publish each as a
@@ -558,6 +568,17 @@ class DriftMonitor:
                     )
                 except Exception:  # the learn is queued already: it must not fail now
                     log.exception("the snapshot on %r's drift alarm failed", name)
+
+
+def promote_on_alarm(live: Any, fired: list[Fired]) -> None:
+    """An alarm whose action is ``promote`` asks the model's challengers (riverbed.challengers)
+    for their best at this learn: noted on the live model for the challengers' learn of the
+    same record, which comes next."""
+    if live.arena is not None:
+        for f in fired:
+            if f.action == "promote":
+                live.drift_promote = f.alarm
+                return
 
 
 def reset_model(live: Any) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from riverbed import artifacts, serialization, specs
 from riverbed.challengers import Arena
-from riverbed.drift import DriftState, Fired, reset_model
+from riverbed.drift import DriftState, Fired, promote_on_alarm, reset_model
 from riverbed.evaluated import Evaluated, evaluated
 from riverbed.exceptions import (
     ClusterUnsupported,
@@ -184,6 +184,7 @@ class _Live:
         self.drift_fired: list[Fired] = []  # alarms of learns applied, not queued yet
         self.canary: dict[str, Canary] | None = None  # splits of its routes (riverbed.canary)
         self.arena: Arena | None = None  # its challengers (riverbed.challengers)
+        self.drift_promote: Any = None  # the alarm of this learn that promotes (riverbed.drift)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -667,10 +668,12 @@ class LiveModels:
         if live.drift is not None:
             # The alarms again, written again (the store keeps the first of each): no
             # event, no snapshot; a reset is part of the model's history.
-            for fired in live.drift.feed(task.name, record):
+            fired_now = live.drift.feed(task.name, record)
+            for fired in fired_now:
                 self.store.add_drift_alarm(fired.alarm)
                 if fired.action == "reset":
                     reset_model(live)
+            promote_on_alarm(live, fired_now)
         if live.canary is not None:  # the arm's metrics again; no event
             self._canary_label(live, record, replay=True)
         if live.arena is not None:  # a rule promotion swaps the champion
