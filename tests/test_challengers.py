@@ -436,6 +436,9 @@ def test_the_cli_adds_lists_promotes_rolls_back_and_sets_the_rule(tmp_path: Path
     assert "nb" in run("challengers", "add", "m", "--name", "nb", "--spec", json.dumps(NB_SPEC))
     listed = json.loads(run("challengers", "list", "m", "--json"))
     assert [c["name"] for c in listed["challengers"]] == ["v2", "nb"]
+    champion_row = run("challengers", "list", "m").splitlines()[1].split()
+    accuracy = listed["champion"]["metrics"]["Accuracy"]
+    assert champion_row[:4] == ["champion", "v1", str(listed["champion"]["n"]), f"{accuracy:.4g}"]
     assert "LogLoss is better by 2.00% over the last 300 labels" in run(
         "challengers", "rule", "m", "--metric", "LogLoss", "--margin", "0.02", "--window", "300"
     )

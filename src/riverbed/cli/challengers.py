@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from riverbed.cli.server import Target, target_options
-from riverbed.cli.tables import echo_json, table
+from riverbed.cli.tables import echo_json, short, table
 
 __all__ = ["challengers"]
 
@@ -190,11 +190,13 @@ def _show(result: dict[str, Any], as_json: bool) -> None:
         return
     champion = result["champion"]
     names = list(champion["metrics"])
-    rows = [("champion", f"v{champion['version']}", champion["n"], *champion["metrics"].values())]
+    values = champion["metrics"].values()
+    rows = [("champion", f"v{champion['version']}", champion["n"], *map(short, values))]
     for c in result["challengers"]:
         source = ", ".join(f"{k}={v if k != 'spec' else '…'}" for k, v in c["source"].items())
         state = c["name"] + (" (stopped)" if c["error"] else "")
-        rows.append((state, source, c["n"], *(c["metrics"].get(m) for m in names)))
+        metrics = (c["metrics"].get(m) for m in names)
+        rows.append((state, source, c["n"], *(None if v is None else short(v) for v in metrics)))
     click.echo(table(rows, ("model", "source", "n", *names)))
     if result["rule"]:
         r = result["rule"]
