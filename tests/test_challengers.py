@@ -212,6 +212,40 @@ def test_the_rule_promotes_the_challenger_that_should_win_at_the_label_count_imp
             engine.rollback("m")
 
 
+def test_a_rule_promotion_is_written_when_a_checkpoint_comes_at_its_own_learn(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint goes on with the live objects loaded back from it: a promotion the rule
+    made at that learn, not written to the registry yet, is still written (its version,
+    its event), and kept after a restart."""
+    samples = drifting()
+    at, winner, _ = expected_promotion(samples, RULE)
+    db = str(tmp_path / "checkpointed.db")
+    # The first checkpoint after the arena's is at learn `at`, in the same hold of the
+    # model's lock as the promotion (so the challengers thread cannot write it before).
+    settings = {"checkpoint_every": at, "checkpoint_seconds": 1e6, "checkpoint_share": 1.0}
+    events: list[Any] = []
+    with Engine(db, **settings) as engine:
+        arena(engine)
+        engine.set_promotion_rule("m", RULE)
+        engine.events.subscribe(lambda e: events.append(e) if e.type == "model.promoted" else 0)
+        feed(engine, "m", samples[: at + DELAY - 1])
+        engine.store.sync()
+        checkpoint = engine.store.get_checkpoint("m")
+        assert checkpoint is not None and checkpoint.seq == at
+        (promotion,) = engine.challengers("m")["promotions"]
+        assert (promotion["n_learns"], promotion["challenger"]) == (at, winner)
+        assert promotion["version"] == 2
+        versions = engine.list_versions("m")
+        assert [(v["version"], v["source"]) for v in versions] == [(1, "object"), (2, "promotion")]
+        assert engine.aliases("m")["restored"] == 2
+        engine.store.sync()
+        assert [e.data["version"] for e in events] == [2]
+    with Engine(db) as engine:
+        (again,) = engine.challengers("m")["promotions"]
+        assert again["version"] == 2 and len(engine.list_versions("m")) == 2
+
+
 def river_alone_labelled(samples: list[tuple[dict[str, Any], Any]], name: str) -> dict[str, float]:
     """The metrics of challenger ``name`` over the labels of ``samples`` given DELAY late,
     the last DELAY predictions being asked too but not labelled yet."""

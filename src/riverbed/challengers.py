@@ -214,6 +214,13 @@ class Arena:
         for c in self.challengers.values():
             c.task = self.new_task(c.model)
 
+    def keep_fired(self, old: Arena) -> None:
+        """This arena is ``old`` loaded back from a checkpoint (which leaves ``fired`` out):
+        the promotions ``old`` made whose registry change is not written yet are still to
+        be written, as this arena's copies of them (the caller holds the model's lock)."""
+        where = {id(p): i for i, p in enumerate(old.promotions)}
+        self.fired = [self.promotions[where[id(p)]] for p in old.fired]
+
     def new_task(self, model: Any) -> Task:
         task = get_task(self.task_name, self.task_options)
         task.bind(model)

@@ -346,6 +346,8 @@ class LiveModels:
         live.metric = state["metric"]
         live.drift = state["drift"]
         live.canary = state["canary"]
+        if live.arena is not None:  # its promotions to write are not in the checkpoint
+            state["arena"].keep_fired(live.arena)
         live.arena = state["arena"]
         if not live.evaluated:
             live.model = state["model"]
