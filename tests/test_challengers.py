@@ -460,6 +460,7 @@ def test_the_cli_adds_lists_promotes_rolls_back_and_sets_the_rule(tmp_path: Path
         engine.create_model("m", champion(), metrics=METRICS)
         feed(engine, "m", drifting(200))
         engine.snapshot("m")
+        engine.create_model("fresh", champion(), metrics=METRICS)
 
     def run(*args: str) -> str:
         result = CliRunner().invoke(cli, [*args, "--database", db], catch_exceptions=False)
@@ -470,9 +471,15 @@ def test_the_cli_adds_lists_promotes_rolls_back_and_sets_the_rule(tmp_path: Path
     assert "nb" in run("challengers", "add", "m", "--name", "nb", "--spec", json.dumps(NB_SPEC))
     listed = json.loads(run("challengers", "list", "m", "--json"))
     assert [c["name"] for c in listed["challengers"]] == ["v2", "nb"]
+    # The table shows each metric to 4 significant digits (LogLoss has more to cut).
     champion_row = run("challengers", "list", "m").splitlines()[1].split()
-    accuracy = listed["champion"]["metrics"]["Accuracy"]
-    assert champion_row[:4] == ["champion", "v1", str(listed["champion"]["n"]), f"{accuracy:.4g}"]
+    values = [listed["champion"]["metrics"][m] for m in METRICS]
+    assert any(len(str(v)) > len(f"{v:.4g}") for v in values)
+    shown = [f"{v:.4g}" for v in values]
+    assert champion_row == ["champion", "v1", str(listed["champion"]["n"]), *shown]
+    # Nothing scored yet (a challenger just added, a champion that has learned nothing): blank.
+    assert run("challengers", "list", "m").splitlines()[2].split() == ["v2", "version=2", "0"]
+    assert run("challengers", "list", "fresh").splitlines()[1].split() == ["champion", "v1", "0"]
     assert "LogLoss is better by 2.00% over the last 300 labels" in run(
         "challengers", "rule", "m", "--metric", "LogLoss", "--margin", "0.02", "--window", "300"
     )

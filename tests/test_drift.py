@@ -364,6 +364,13 @@ async def test_models_without_errors_or_live_state_are_refused_clearly(
     response = await api.put("/v1/models/k/drift", json={"detectors": [{"detector": "ADWIN"}]})
     assert response.status_code == 400
     assert "a clustering model has no error stream" in response.json()["error"]["message"]
+    # A clustering model has no challengers, so an alarm has none to promote.
+    promoting = {"detectors": [{"detector": "ADWIN", "on": "feature:x", "action": "promote"}]}
+    refused = await api.put("/v1/models/k/drift", json=promoting)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "invalid_input"
+    assert "no challengers to promote" in refused.json()["error"]["message"]
+    assert (await api.get("/v1/models/k/drift")).json()["detectors"] == []
     on_feature = {"detectors": [{"detector": "ADWIN", "on": "feature:x"}]}
     assert (await api.put("/v1/models/k/drift", json=on_feature)).status_code == 200
     bad_query = await api.get("/v1/models/k/drift/alarms?after=-1")

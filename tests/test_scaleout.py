@@ -505,8 +505,10 @@ def test_learners_share_the_models_and_a_lease_moves_by_hand(
         drift_before = httpx.get(f"{a.url}/v1/models/m1/drift").json()
         checkpoint_before = checkpoint_of(database, "m1")
         detectors = {"detectors": [{"detector": "ADWIN", "on": "errors"}]}
+        promoting = {"detectors": [{"detector": "ADWIN", "on": "errors", "action": "promote"}]}
         for method, path, body in [
             ("PUT", "/v1/models/m1/drift", detectors),
+            ("PUT", "/v1/models/m1/drift", promoting),
             ("DELETE", "/v1/models/m1/drift", None),
             ("PUT", "/v1/models/m1/canary", {"arms": {"v1": 90, "v2": 10}}),
             ("PATCH", "/v1/models/m1/canary", {"weights": {"v1": 50, "v2": 50}}),

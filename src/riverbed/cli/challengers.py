@@ -190,13 +190,15 @@ def _show(result: dict[str, Any], as_json: bool) -> None:
         return
     champion = result["champion"]
     names = list(champion["metrics"])
-    values = champion["metrics"].values()
-    rows = [("champion", f"v{champion['version']}", champion["n"], *map(short, values))]
+
+    def values(metrics: dict[str, Any]) -> list[str | None]:  # nothing scored yet: blank
+        return [None if metrics.get(m) is None else short(metrics[m]) for m in names]
+
+    rows = [("champion", f"v{champion['version']}", champion["n"], *values(champion["metrics"]))]
     for c in result["challengers"]:
         source = ", ".join(f"{k}={v if k != 'spec' else '…'}" for k, v in c["source"].items())
         state = c["name"] + (" (stopped)" if c["error"] else "")
-        metrics = (c["metrics"].get(m) for m in names)
-        rows.append((state, source, c["n"], *(None if v is None else short(v) for v in metrics)))
+        rows.append((state, source, c["n"], *values(c["metrics"])))
     click.echo(table(rows, ("model", "source", "n", *names)))
     if result["rule"]:
         r = result["rule"]
