@@ -12,6 +12,7 @@ a url-encoded form, ``raise_for_status`` turned into ``ValueError(response.json(
 from __future__ import annotations
 
 import base64
+import shlex
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -453,3 +454,45 @@ def test_labelling_a_loop_of_another_client_needs_the_model(server: Server) -> N
         assert second.learn({"x": 2.0}, 3.0, model_name="shared")["n_learns"] == 2
     with pytest.raises(InvalidInput):
         HTTPClient(host=server.url, training="SOMETIMES")
+
+
+# -- docs/migration/beaver.md's experiments section ------------------------------------------
+
+
+def test_the_experiments_sections_commands_make_the_project_it_describes(tmp_path: Path) -> None:
+    """The page's shell block, run command by command through the CLI on a database: a
+    project (a model tagged project=taxis) with two experiments (challengers) and a rule;
+    every experiment then learns every label the champion does."""
+    from click.testing import CliRunner
+
+    from riverbed.cli import cli
+
+    text = (Path(__file__).parents[1] / "docs" / "migration" / "beaver.md").read_text()
+    block = text.split("## Experiments: Beaver's platform in riverbed")[1]
+    shell = block.split("```sh\n")[1].split("```")[0].replace("\\\n", " ")
+    lines: list[list[str]] = []
+    for word in shlex.split(shell):  # a quoted JSON spec may span lines
+        if word == "riverbed":
+            lines.append([])
+        lines[-1].append(word)
+    assert [line[:3] for line in lines] == [
+        ["riverbed", "models", "create"],
+        ["riverbed", "challengers", "add"],
+        ["riverbed", "challengers", "add"],
+        ["riverbed", "challengers", "rule"],
+    ]
+    db = str(tmp_path / "taxis.db")
+    Engine(db).close()  # the CLI works on a database that exists (as a server's)
+    for line in lines:
+        result = CliRunner().invoke(cli, [*line[1:], "--database", db], catch_exceptions=False)
+        assert result.exit_code == 0, (line, result.output)
+    samples = [({"a": x[0], "b": x[1]}, y) for x, y in datasets.synth.Friedman(seed=1).take(300)]
+    with Engine(db) as engine:
+        found = engine.search_versions("tags.project = 'taxis'")["versions"]
+        assert [v["model"] for v in found] == ["taxis"]
+        engine.learn_many("taxis", [{"features": x, "ground_truth": y} for x, y in samples])
+        view = engine.challengers("taxis")
+    assert [c["name"] for c in view["challengers"]] == ["tree", "knn"]
+    assert view["rule"] == {"metric": "MAE", "margin": 0.05, "min_samples": 2000, "window": 2000}
+    assert [c["n_learns"] for c in view["challengers"]] == [300, 300]
+    assert view["champion"]["n_learns"] == 300
