@@ -21,6 +21,7 @@ from river.datasets import synth
 
 from riverbed import Engine
 from riverbed.exceptions import InvalidInput
+from riverbed.server.prometheus import exposition
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "monitoring.md"
 N, WARM = 9000, 3000
@@ -214,6 +215,9 @@ def test_an_alarm_with_action_promote_promotes_a_better_challenger_by_any_margin
         versions = engine.list_versions("fraud")
         assert [v["source"] for v in versions] == ["spec", "promotion"]
         assert versions[-1]["created_by"] == "drift"
+        text = exposition(engine)
+        assert 'riverbed_promotions_total{model="fraud",reason="drift"} 1' in text
+        assert 'reason="rule"' not in text
     finally:
         engine.close()
     assert f"at learn {promotion['n_learns']:,}, where" in DOC.read_text()  # the page says so

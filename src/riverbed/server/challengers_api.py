@@ -141,8 +141,11 @@ _PROMOTION = {
         "n_learns": {"type": "integer"},
         "challenger": {"type": "string", "description": "the challenger made champion"},
         "demoted": {"type": "string", "description": "the old champion's challenger name"},
-        "reason": {"type": "string", "enum": ["manual", "rule", "rollback"]},
-        "numbers": {"type": ["object", "null"], "description": "the rule's, for 'rule'"},
+        "reason": {"type": "string", "enum": ["manual", "rule", "drift", "rollback"]},
+        "numbers": {
+            "type": ["object", "null"],
+            "description": "the rule's, for 'rule' and 'drift' (with the alarm's)",
+        },
         "previous_version": {"type": "integer"},
         "version": {"type": "integer", "description": "the new champion's version"},
         "time": {"type": "number"},

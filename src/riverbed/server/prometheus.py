@@ -94,7 +94,7 @@ _FAMILIES = {
     "riverbed_promotions_total": (
         "counter",
         "Promotions of a challenger to champion, per model and reason (manual, rule, "
-        "rollback), kept with the model's live state.",
+        "drift, rollback), kept with the model's live state.",
     ),
     "riverbed_replica_lag_learns": (
         "gauge",
