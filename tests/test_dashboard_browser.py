@@ -621,3 +621,75 @@ def test_one_chart_draws_the_champion_and_its_challengers_side_by_side(
     shot(page, "challengers")
     rolled = live.http.post("/v1/models/phishing/rollback", json={})
     assert rolled.status_code == 200, rolled.text
+
+
+def test_a_server_without_a_broker_has_no_cluster_page(live: Live, page: Page) -> None:
+    page.goto(live.url + "/#/")
+    expect(page.locator("#version")).to_contain_text("riverbed")  # /health has answered
+    expect(page.locator("#cluster-nav")).to_be_hidden()
+    expect_console_error(page, "404")
+    page.goto(live.url + "/#/cluster")
+    expect(page.locator("main")).to_contain_text("not a scale-out replica")
+
+
+def test_a_replica_shows_its_cluster_learners_leases_and_lag(
+    browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two real replicas on a fresh PostgreSQL database and a redis-server of the test's
+    own: learns wait on the stream with no learner (the page says so and counts them), then
+    a learner takes the model's lease and the page shows it applied every one."""
+    from tests.helpers import PostgresDatabase
+    from tests.test_scaleout import LearnerProcess, RedisBroker, replica
+
+    (tmp_path / "redis").mkdir()
+    broker = RedisBroker(tmp_path / "redis").start()
+    database = PostgresDatabase()
+    servers: list[Server] = []
+    learner = LearnerProcess(database.url, broker.url, "learner-1", tmp_path / "learner.log")
+    try:
+        servers = [replica(database.url, broker, tmp_path / f"r{i}.log") for i in (1, 2)]
+        with httpx.Client(base_url=servers[0].url, timeout=30) as http:
+            created = http.post("/v1/models", json={"name": "phishing", "spec": CLASSIFIER})
+            assert created.status_code == 201, created.text
+            for x, y in PHISHING[:30]:
+                body = {"features": x, "ground_truth": y}
+                answer = http.post("/v1/models/phishing/learn", json=body)
+                assert answer.status_code == 200, answer.text
+
+        page = open_page(browser, request, viewport={"width": 1280, "height": 900})
+        page.goto(servers[1].url + "/#/")
+        page.click("#cluster-nav")
+        expect(page.locator("h1")).to_have_text("Cluster")
+        row = page.locator(".cluster-models tr[data-model=phishing]")
+        expect(row.locator(".lag")).to_have_text("30")  # acknowledged, waiting for a learner
+        expect(row.locator(".learner")).to_have_text("none")
+        expect(page.locator(".cluster-learners")).to_contain_text("No learner is running")
+        expect(page.locator(".cluster-replicas tbody tr")).to_have_count(2)
+        shot(page, "cluster-waiting")
+
+        learner.start()
+        expect(row.locator(".learner")).to_have_text("learner-1", timeout=30_000)
+        expect(row.locator(".n-learns")).to_have_text("30", timeout=30_000)
+        expect(row.locator(".lag")).to_have_text("0")
+        expect(page.locator(".cluster-learners tr[data-member=learner-1]")).to_contain_text(
+            "phishing"
+        )
+        expect(page.locator(".cluster-leases tr[data-model=phishing]")).to_contain_text("learner-1")
+        # Each replica reports the model with every learn in it, and no staleness left.
+        for server in servers:
+            replica_row = page.locator(".cluster-replicas tbody tr").filter(
+                has_text=server.url.split("//")[1]
+            )
+            expect(replica_row.locator("li[data-model=phishing]")).to_contain_text(
+                "30 learned · 0 behind", timeout=30_000
+            )
+        expect(page.locator("#cluster-summary")).to_contain_text("2 replicas · 1 learner")
+        shot(page, "cluster")
+        page.goto("about:blank")  # no poll left to find the servers gone
+    finally:
+        learner.stop()
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
+        broker.stop()
+        database.drop()

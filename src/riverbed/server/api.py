@@ -88,7 +88,10 @@ def _engine(request: Request) -> Engine:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    out: dict[str, Any] = {"status": "ok", "version": __version__}
+    if _engine(request).scaleout is not None:
+        out["cluster"] = True  # a scale-out replica: the dashboard shows its cluster page
+    return JSONResponse(out)
 
 
 async def list_models(request: Request) -> Response:
@@ -219,7 +222,14 @@ ENDPOINTS: list[Endpoint] = [
         "Is the server up?",
         "service",
         scope="public",
-        response=_obj({"status": {"type": "string"}, "version": {"type": "string"}}, ["status"]),
+        response=_obj(
+            {
+                "status": {"type": "string"},
+                "version": {"type": "string"},
+                "cluster": {"type": "boolean"},
+            },
+            ["status"],
+        ),
     ),
     Endpoint(
         "GET",
@@ -228,7 +238,14 @@ ENDPOINTS: list[Endpoint] = [
         "Is the server up?",
         "service",
         scope="public",
-        response=_obj({"status": {"type": "string"}, "version": {"type": "string"}}, ["status"]),
+        response=_obj(
+            {
+                "status": {"type": "string"},
+                "version": {"type": "string"},
+                "cluster": {"type": "boolean"},
+            },
+            ["status"],
+        ),
     ),
     Endpoint(
         "GET",

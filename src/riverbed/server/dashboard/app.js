@@ -1,7 +1,8 @@
-// The dashboard's entry point: a hash router (#/, #/models/NAME, #/events), the connection
+// The dashboard's entry point: a hash router (#/, #/models/NAME, #/events, #/cluster), the connection
 // indicator and the token prompt shown when the server requires authentication.
 
 import { get, hasRoute, onAuthNeeded, setToken, token } from "./api.js";
+import { clusterPage } from "./cluster.js";
 import { eventsPage } from "./events.js";
 import { modelPage } from "./model.js";
 import { overview } from "./overview.js";
@@ -34,6 +35,10 @@ function route() {
     page = "model";
     cleanup = modelPage(main, decodeURIComponent(model[1]), ctx);
     document.title = decodeURIComponent(model[1]) + " · riverbed";
+  } else if (path === "/cluster") {
+    page = "cluster";
+    cleanup = clusterPage(main, ctx);
+    document.title = "Cluster · riverbed";
   } else if (path === "/events") {
     page = "events";
     cleanup = eventsPage(main, query, ctx);
@@ -104,5 +109,7 @@ start();
 get("/health")
   .then((health) => {
     document.getElementById("version").textContent = "riverbed " + health.version;
+    // A scale-out replica has a cluster page (docs/scale-out.md).
+    document.getElementById("cluster-nav").hidden = !health.cluster;
   })
   .catch(() => {});
