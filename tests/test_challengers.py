@@ -330,8 +330,11 @@ def test_bad_requests_are_refused_clearly_and_change_nothing(tmp_path: Path) -> 
             engine.add_challenger("m", "nb", spec=NB_SPEC)
         with pytest.raises(InvalidInput, match="not one of the model's metrics"):
             engine.set_promotion_rule("m", {**RULE, "metric": "MAE"})
-        with pytest.raises(InvalidInput, match="unknown field"):
+        with pytest.raises(InvalidInput, match="has unknown field[(]s[)] when; its fields"):
             engine.set_promotion_rule("m", {**RULE, "when": 1})
+        lacking = {k: v for k, v in RULE.items() if k != "min_samples"}
+        with pytest.raises(InvalidInput, match="rule has no min_samples; its fields are margin,"):
+            engine.set_promotion_rule("m", lacking)
         with pytest.raises(InvalidInput, match="window"):
             engine.set_promotion_rule("m", {**RULE, "window": 0})
         with pytest.raises(ChallengerNotFound):

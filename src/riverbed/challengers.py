@@ -376,9 +376,11 @@ def check_rule(rule: Any, metrics: list[str]) -> dict[str, Any]:
     unknown = sorted(set(rule) - _RULE_FIELDS)
     missing = sorted({"metric", "min_samples", "window"} - set(rule))
     if unknown or missing:
+        wrong = [f"unknown field(s) {', '.join(unknown)}"] if unknown else []
+        wrong += [f"no {', '.join(missing)}"] if missing else []
         raise InvalidInput(
-            f"the promotion rule has unknown field(s) {unknown} or lacks {missing}; its fields "
-            f"are {sorted(_RULE_FIELDS)} (margin defaults to 0)",
+            f"the promotion rule has {' and '.join(wrong)}; its fields are "
+            f"{', '.join(sorted(_RULE_FIELDS))} (margin defaults to 0)",
             detail={"unknown": unknown, "missing": missing},
         )
     metric = rule["metric"]
