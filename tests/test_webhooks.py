@@ -25,7 +25,7 @@ import pytest
 from river import linear_model
 
 from riverbed import AsyncClient, Client, Engine, WebhookNotFound, specs
-from riverbed.exceptions import InvalidInput
+from riverbed.exceptions import Conflict, InvalidInput
 from riverbed.server import create_app
 from riverbed.webhooks import EVENT_KINDS, HIGH_VOLUME, JOB_FINISHED, expand_kinds, signature
 from tests.helpers import STORES, Server, database, free_port, new_database, riverbed
@@ -390,6 +390,126 @@ def test_attempts_run_out_then_a_retry_delivers(tmp_path: Path, receiver: Receiv
             engine.webhooks.retry(hook["id"], "whd_nope")
     assert len(receiver.received) == 4
     assert receiver.received[3][1] == receiver.received[0][1]
+
+
+class Interleaving:
+    """Drives a retry against the dispatcher's worker, step by step: the worker is held right
+    after its save of a delivery in ``status`` (committed: a reader sees it) and before it
+    lets the delivery go; ``waiting`` is set once the retry thread waits for the worker."""
+
+    def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch, status: str) -> None:
+        self.saved = threading.Event()
+        self.go = threading.Event()
+        self.waiting = threading.Event()
+        self.answer: dict[str, Any] = {}
+        self.retrier: threading.Thread | None = None
+        webhooks = engine.webhooks
+        save, wait = webhooks.store.save_delivery, webhooks._cond.wait
+
+        def held_save(delivery: Any) -> Any:
+            future = save(delivery)
+            if delivery.status == status and threading.current_thread() is not self.retrier:
+                future.result()
+                self.saved.set()
+                self.go.wait(DEADLINE)
+            return future
+
+        def noted_wait(timeout: float | None = None) -> bool:
+            if threading.current_thread() is self.retrier:
+                self.waiting.set()
+            return wait(timeout)
+
+        monkeypatch.setattr(webhooks.store, "save_delivery", held_save)
+        monkeypatch.setattr(webhooks._cond, "wait", noted_wait)
+
+    def retry(self, engine: Engine, hook_id: str, delivery_id: str) -> None:
+        def run() -> None:
+            try:
+                self.answer["delivery"] = engine.webhooks.retry(hook_id, delivery_id)
+            except Exception as exc:
+                self.answer["error"] = exc
+
+        self.retrier = threading.Thread(target=run)
+        self.retrier.start()
+
+    def wait(self) -> None:
+        """Until the retry waits for the worker (or has already answered)."""
+        retrier = self.retrier
+        assert retrier is not None
+        wait_for(lambda: self.waiting.is_set() or not retrier.is_alive(), "the retry")
+
+    def settle(self) -> dict[str, Any]:
+        """Let the worker go once the retry waits for it; the retry's answer."""
+        assert self.retrier is not None
+        self.wait()
+        self.go.set()
+        self.retrier.join(DEADLINE)
+        assert "error" not in self.answer, self.answer
+        return self.answer["delivery"]
+
+
+def test_a_retry_as_the_worker_lets_a_failed_delivery_go_delivers_it_once(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user sees the delivery failed (the worker's save is committed) and retries before
+    the worker has let it go: the retry waits for that, then delivers it, once."""
+    receiver.status = 500
+    with Engine(str(tmp_path / "r.db"), webhook_backoff=0.01, webhook_attempts=2) as engine:
+        steps = Interleaving(engine, monkeypatch, "failed")
+        hook = engine.webhooks.subscribe(receiver.url, ["model.created"])
+        engine.create_model("m", model())
+        wait_for(steps.saved.is_set, "the worker to save the delivery failed")
+        (delivery,) = engine.webhooks.deliveries(hook["id"], status="failed")
+        receiver.status = 200
+        steps.retry(engine, hook["id"], delivery["id"])
+        retried = steps.settle()
+        assert retried["status"] == "delivered" and retried["tries"] == 1
+        assert [a["status_code"] for a in retried["attempts"]] == [500, 500, 200]
+        assert engine.webhooks.get(hook["id"])["deliveries"]["delivered"] == 1
+    assert len(receiver.received) == 3
+
+
+def test_a_retry_during_an_attempt_that_delivers_sends_nothing_more(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry while the worker's POST is under way waits for it; that POST delivered the
+    delivery, so the retry answers with it delivered and the receiver gets it once."""
+    receiver.status, receiver.hold = 200, threading.Event()
+    with Engine(str(tmp_path / "d.db"), webhook_timeout=DEADLINE) as engine:
+        steps = Interleaving(engine, monkeypatch, "delivered")
+        hook = engine.webhooks.subscribe(receiver.url, ["model.created"])
+        engine.create_model("m", model())
+        wait_for(receiver.arrived.is_set, "the worker's POST")
+        (delivery,) = engine.webhooks.deliveries(hook["id"], status="pending")
+        steps.retry(engine, hook["id"], delivery["id"])
+        steps.wait()
+        receiver.hold.set()
+        retried = steps.settle()
+        assert retried["status"] == "delivered" and retried["tries"] == 1
+        assert engine.webhooks.get(hook["id"])["deliveries"]["delivered"] == 1
+    assert len(receiver.received) == 1
+
+
+def test_a_retry_that_outwaits_the_attempt_under_way_is_a_conflict(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the attempt under way has not ended within webhook_timeout (and the grace) the
+    retry gives up with a Conflict, nothing sent; the worker's outcome stands."""
+    monkeypatch.setattr("riverbed.webhooks._SAVE_GRACE", 0.0)
+    with Engine(str(tmp_path / "c.db"), webhook_timeout=0.2) as engine:
+        steps = Interleaving(engine, monkeypatch, "delivered")
+        hook = engine.webhooks.subscribe(receiver.url, ["model.created"])
+        engine.create_model("m", model())
+        wait_for(steps.saved.is_set, "the worker to save the delivery delivered")
+        (delivery,) = engine.webhooks.deliveries(hook["id"], status="delivered")
+        with pytest.raises(Conflict) as refused:
+            engine.webhooks.retry(hook["id"], delivery["id"])
+        assert refused.value.detail == {"delivery": delivery["id"]}
+        steps.go.set()
+        wait_for(lambda: not engine.webhooks._in_flight, "the worker to let the delivery go")
+        again = engine.webhooks.retry(hook["id"], delivery["id"])  # by hand: sent again
+        assert again["status"] == "delivered" and again["tries"] == 1
+    assert len(receiver.received) == 2
 
 
 def test_ping(tmp_path: Path, receiver: Receiver) -> None:

@@ -111,6 +111,7 @@ MAX_URL = 2048
 MAX_PATTERNS = 64
 MAX_DESCRIPTION = 1000
 _RESPONSE_KEPT = 500  # characters of a failed attempt's response body kept in the log
+_SAVE_GRACE = 30.0  # seconds a retry waits, past webhook_timeout, for an attempt's outcome
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -345,23 +346,28 @@ class Webhooks:
 
     def retry(self, webhook_id: str, delivery_id: str) -> dict[str, Any]:
         """Try a delivery again now, whatever its status, and queue it for
-        ``webhook_attempts`` attempts again if this one fails; returns it after the attempt."""
+        ``webhook_attempts`` attempts again if this one fails; returns it after the attempt.
+
+        An attempt already under way (the dispatcher's, or another retry's) is waited for
+        first; if it delivered the delivery, that is the answer and nothing is sent again.
+        Conflict if it has not ended within ``webhook_timeout`` and the store's grace."""
         self._writable()
         hook = self._webhook(webhook_id)
-        delivery = self.store.get_delivery(delivery_id)
-        if delivery is None or delivery.webhook != webhook_id:
-            raise WebhookNotFound(
-                f"webhook {webhook_id} has no delivery {delivery_id!r}",
-                detail={"webhook": webhook_id, "delivery": delivery_id},
-            )
-        with self._cond:
-            if delivery_id in self._in_flight:
-                raise Conflict(
-                    f"delivery {delivery_id} is being attempted now: its outcome will be in "
-                    "its log",
-                    detail={"delivery": delivery_id},
+        waited = self._claim(delivery_id)
+        try:
+            delivery = self.store.get_delivery(delivery_id)
+            if delivery is None or delivery.webhook != webhook_id:
+                raise WebhookNotFound(
+                    f"webhook {webhook_id} has no delivery {delivery_id!r}",
+                    detail={"webhook": webhook_id, "delivery": delivery_id},
                 )
-            self._in_flight.add(delivery_id)
+        except BaseException:
+            self._release(delivery_id)
+            raise
+        if waited and delivery.status == "delivered":
+            self._release(delivery_id)
+            return _delivery(delivery)
+        with self._cond:
             self._turn[delivery_id] = next(self._turns)  # what the heap held for it is stale
         delivery.status, delivery.tries, delivery.next_at = "pending", 0, time.time()
         return _delivery(self._attempt_now(delivery, hook))
@@ -480,6 +486,33 @@ class Webhooks:
             return delivery, hook
         return None
 
+    def _claim(self, delivery_id: str) -> bool:
+        """Mark a delivery in flight for an attempt made by the caller, after the attempt
+        under way at it, if any, has ended and its outcome is saved; True if there was one.
+
+        Without the wait a retry racing a worker would be refused while the worker, its
+        attempt over and saved (the user saw the delivery ``failed``), had not yet let go."""
+        deadline = time.monotonic() + self.timeout + _SAVE_GRACE
+        with self._cond:
+            waited = False
+            while delivery_id in self._in_flight:
+                waited = True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Conflict(
+                        f"delivery {delivery_id} is being attempted now: its outcome will be in "
+                        "its log",
+                        detail={"delivery": delivery_id},
+                    )
+                self._cond.wait(left)
+            self._in_flight.add(delivery_id)
+            return waited
+
+    def _release(self, delivery_id: str) -> None:
+        with self._cond:
+            self._in_flight.discard(delivery_id)
+            self._cond.notify_all()
+
     def _attempt_queued(self, delivery: DeliveryRecord, hook: _Hook) -> None:
         try:
             self._attempt_now(delivery, hook)
@@ -489,9 +522,11 @@ class Webhooks:
     def _attempt_now(self, delivery: DeliveryRecord, hook: _Hook) -> DeliveryRecord:
         """One attempt at a delivery marked in flight; it is then saved and, still pending,
         queued for its next attempt."""
+        attempted = False
         try:
             outcome = self._post(hook.record, delivery)
             self._record(delivery, outcome)
+            attempted = True
             with self._cond:
                 deleted = self._hooks.get(delivery.webhook) is None and not self.read_only
             try:
@@ -500,14 +535,14 @@ class Webhooks:
             except Exception:
                 log.exception("saving webhook delivery %s failed", delivery.id)
         finally:
-            with self._cond:
+            with self._cond:  # one step: no retry claims it between the release and the queue
                 self._in_flight.discard(delivery.id)
                 if delivery.status != "pending":
                     self._pending.pop(delivery.id, None)
                     self._turn.pop(delivery.id, None)
+                elif attempted:
+                    self._queue(delivery)
                 self._cond.notify_all()
-        if delivery.status == "pending":
-            self._queue(delivery)
         return delivery
 
     def _post(self, webhook: WebhookRecord, delivery: DeliveryRecord) -> dict[str, Any]:
