@@ -185,9 +185,12 @@ def test_prometheus_scrapes_riverbed_and_answers_every_dashboard_query(
         timeout=5,
     ).json()["data"]
     assert {"phishing", "windowed"} <= set(values)
-    # Counters agree with riverbed's own stats (both keep moving; Prometheus lags a scrape).
-    stats = httpx.get(riverbed_with_traffic.url + "/v1/models/phishing/stats").json()
+    # Counters agree with riverbed's own stats. Both keep moving: Prometheus is asked first,
+    # then riverbed, so that the scrape answered was made before the stats are read (asked
+    # the other way, a scrape between the two reads is ahead of the stats); a count
+    # riverbed showed never goes down (LiveModels._n_predictions).
     (scraped,) = _query(prometheus, 'riverbed_predictions_total{model="phishing"}')
+    stats = httpx.get(riverbed_with_traffic.url + "/v1/models/phishing/stats").json()
     assert 0 < float(scraped["value"][1]) <= stats["n_predictions"]
 
 

@@ -1,6 +1,7 @@
 """What a restart or retention must not change: a bandit's pulls after a restart are the
-ones the running process would have made, a predict refused for a taken id is not counted,
-and a prediction that retention removed frees its id even while it is still cached."""
+ones the running process would have made, a predict refused for a taken id is not counted
+(and a count a reader saw before the refusal does not go down), and a prediction that
+retention removed frees its id even while it is still cached."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import random
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 from river import bandit, linear_model
@@ -98,6 +101,50 @@ def test_a_predict_refused_for_a_taken_id_is_not_counted(tmp_path: Path) -> None
         assert engine.stats("m") == before
         assert engine.predict("m", {"x": 2.0}, id="free")["id"] == "free"
         assert engine.stats("m")["n_predictions"] == before["n_predictions"] + 1
+
+
+def test_the_predictions_count_never_goes_down_when_a_counted_predict_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader (the stats route, GET /metrics' riverbed_predictions_total counter) that
+    sees a prediction counted before its commit is not shown less once the commit refuses
+    it: the write is held (the real SQLite write, its outcome handed on when the test says)
+    so that the read falls between the count and the refusal. The count shown is exact
+    again once the next prediction takes up the refused one's seq."""
+    path = str(tmp_path / "count.db")
+    with Engine(path) as engine:
+        engine.create_model("m", linear_model.LinearRegression())
+        engine.predict("m", {"x": 1.0}, id="taken")
+    with Engine(path) as engine:
+        assert engine.stats("m")["n_predictions"] == 1
+        add, held = engine.store.add_prediction, []
+
+        def held_add(record: Any, *args: Any, **kwargs: Any) -> Future[None]:
+            written, handed = add(record, *args, **kwargs), Future[None]()
+            held.append((written, handed))
+            return handed
+
+        monkeypatch.setattr(engine.store, "add_prediction", held_add)
+        receipt = engine.submit_predict("m", {"x": 2.0}, id="taken")  # refused at commit
+        counted = engine.stats("m")["n_predictions"]
+        assert counted == 2  # counted as it was made, its commit not settled
+        assert engine.get_model("m")["n_predictions"] == 2
+        ((written, handed),) = held
+        error = written.exception(timeout=60)
+        assert isinstance(error, PredictionExists)
+        handed.set_exception(error)
+        with pytest.raises(PredictionExists):
+            receipt.wait()
+        assert engine.stats("m")["n_predictions"] == counted  # not 1: a counter never goes down
+        assert engine.get_model("m")["n_predictions"] == counted
+        monkeypatch.undo()
+        assert engine.predict("m", {"x": 3.0}, id="free")["id"] == "free"
+        assert engine.stats("m")["n_predictions"] == 2  # the refused seq taken up: exact again
+        engine.predict("m", {"x": 4.0})
+        assert engine.stats("m")["n_predictions"] == 3
+    with Engine(path) as engine:
+        assert engine.stats("m")["n_predictions"] == 3
+        assert engine.store.max_prediction_seq("m") == 3
 
 
 def test_an_id_that_retention_removed_can_be_used_again_while_still_cached(

@@ -136,6 +136,9 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
         # Predictions with a caller's id whose write is not committed yet, by id.
         self._pending: dict[str, PredictionRecord] = {}
         self._deleting: set[str] = set()  # models whose deletion is not committed yet
+        # The highest predictions count shown of each model (LiveModels._n_predictions).
+        self._shown: dict[str, int] = {}
+        self._shown_lock = threading.Lock()
         self._closed = False
         # A scale-out replica's or learner's hook (ScaleOut); None on one machine.
         self.scaleout: ScaleOut | None = None
@@ -622,7 +625,7 @@ class Engine(LiveModels, Registry, BulkOps, Signatures, DriftMonitor, CanaryMoni
         with live.lock:
             return {
                 "model": name,
-                "n_predictions": live.n_predictions,
+                "n_predictions": self._n_predictions(live),
                 "n_learns": live.n_learns,
                 "predict": live.predict_stats.to_dict(),
                 "learn": live.learn_stats.to_dict(),

@@ -219,6 +219,8 @@ class LiveModels:
         _cache: PredictionCache
         _pending: dict[str, PredictionRecord]
         _deleting: set[str]
+        _shown: dict[str, int]
+        _shown_lock: threading.Lock
         _stop: threading.Event
         scaleout: Any  # engine.ScaleOut (riverbed/scaleout), or None
 
@@ -518,7 +520,10 @@ class LiveModels:
             described = self._describe_batch(name)
             if evaluated(self._model_record(name)):
                 live = self._get_live(name)  # evaluated online: its counts
-                described.update(n_predictions=live.n_predictions, n_learns=live.n_learns)
+                with live.lock:
+                    described.update(
+                        n_predictions=self._n_predictions(live), n_learns=live.n_learns
+                    )
             return described
         live = self._get_live(name)
         version = self.store.get_version(name, live.version)
@@ -560,6 +565,8 @@ class LiveModels:
             # its deletion.
             self._deleting.add(name)
             self._live.pop(name, None)
+            with self._shown_lock:  # a model created again under its name counts from 0
+                self._shown.pop(name, None)
             self._cache.drop_model(name)
             for key in [k for k, p in self._pending.items() if p.model == name]:
                 del self._pending[key]
@@ -828,13 +835,30 @@ class LiveModels:
             n_scored += task.score(tracker, model, x, y, y_pred, record.created_at)
         live.metric, live.n_scored = tracker, n_scored
 
+    def _n_predictions(self, live: _Live) -> int:
+        """The predictions count shown to readers (the stats, GET /metrics' counter, a
+        model's description): ``n_predictions``, never lower than a count shown before.
+
+        ``n_predictions`` counts a prediction when it is made, before its commit (it is the
+        next prediction's seq). A prediction refused at commit is uncounted before the
+        model's next call (:meth:`_settle`), its seq taken up by the next prediction; a bulk
+        predict that fails is uncounted; a live model loaded again (a scale-out replica or
+        learner) counts what the store holds. A reader who saw such a prediction counted is
+        not shown less after: a counter that goes down reads as a restart to Prometheus. The
+        count shown is exact again once that many predictions more have been made."""
+        name = live.record.name
+        with self._shown_lock:
+            shown = max(self._shown.get(name, 0), live.n_predictions)
+            self._shown[name] = shown
+        return shown
+
     def _describe(self, live: _Live, *, spec: Any, source: str | None) -> dict[str, Any]:
         return {
             **self._record_dict(live.record),
             "version": live.version,
             "source": source,
             "spec": spec,
-            "n_predictions": live.n_predictions,
+            "n_predictions": self._n_predictions(live),
             "n_learns": live.n_learns,
         }
 
