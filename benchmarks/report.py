@@ -562,8 +562,10 @@ PROFILE_NOTES = {
     ),
     "django-river-ml's POST /api/predict/": "as chantilly's route: the same op, the same path",
     "lrnstak's POST /predict/model/{name}": (
-        "a batch route (rows in, rows out, each row echoed in the answer): a larger body "
-        "to parse and write; one row waits on its own write (no combined future)"
+        "a batch route (rows in, rows out, each row echoed in the answer): a larger answer "
+        "to build and write. Since 2026-12-08 one row of a river model goes straight to the "
+        "live model's predict (no second feature check, address lookup or per-row copies): "
+        "185,000 instructions an op where the native op is 164,000 (was 220,000)"
     ),
     "Beaver's POST /predict/{name}": "as chantilly's route, plus the answer's ISO time",
     "full online loop on PostgreSQL": (

@@ -92,23 +92,39 @@ async def model_info(request: Request) -> Response:
 # -- predictions -------------------------------------------------------------------------------
 
 
-def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[list[dict[str, Any]]]:
+_PREDICT_FIELDS = frozenset({"data", "version"})
+
+
+def _predict(state: Any, params: dict[str, str], body: Any) -> Receipt[Any]:
     """``{"data": [rows], "version": "latest"}`` -> one ``{"prediction", ...row}`` per row (a
     JSON operation: riverbed.server.fast)."""
-    body = _object(body)
-    unknown = sorted(set(body) - {"data", "version"})
-    if unknown:
+    if type(body) is not dict or not _PREDICT_FIELDS.issuperset(body):
+        unknown = sorted(set(_object(body)) - _PREDICT_FIELDS)
         raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; accepted: data, version")
     rows = body.get("data")
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+    if type(rows) is not list or not rows or not _all_objects(rows):
         raise InvalidInput("data must be a non-empty array of rows (objects)")
-    ref = _ref(params["name"], body.get("version"))
+    version = body.get("version")
+    ref = params["name"] if version is None else _ref(params["name"], version)
     receipt = state.engine.submit_predict_rows(ref, rows)
-    answers = [
-        {**row, **{k: v for k, v in p.items() if k != "id"}}
-        for row, p in zip(rows, receipt.value["predictions"], strict=True)
-    ]
-    return Receipt(answers, receipt.committed, receipt.failed)
+    answers = []
+    for row, prediction in zip(rows, receipt.value["predictions"], strict=True):
+        answer = row.copy()  # the row as sent, then the prediction's fields but its id
+        answer.update(prediction)
+        if "id" in row:
+            answer["id"] = row["id"]
+        else:
+            answer.pop("id", None)
+        answers.append(answer)
+    receipt.value = answers  # the receipt is this call's own
+    return receipt
+
+
+def _all_objects(rows: list[Any]) -> bool:
+    for row in rows:
+        if type(row) is not dict:
+            return False
+    return True
 
 
 predict = json_route(_predict, errors=legacy_payload)
