@@ -28,9 +28,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import redis
 from river import datasets, linear_model, metrics, preprocessing
 
 from riverbed.config import Settings
+from riverbed.scaleout.broker import CLAIM_PREFIX, Broker
 from riverbed.stores.base import load
 from tests.helpers import PostgresDatabase, Server, free_port, riverbed
 
@@ -158,6 +160,11 @@ def wait_for(check: Any, timeout: float = 60.0, what: str = "") -> Any:
         time.sleep(0.05)
 
 
+def create_model(server: Server, name: str = "p") -> None:
+    created = httpx.post(f"{server.url}/v1/models", json={"name": name, "spec": SPEC})
+    assert created.status_code == 201, created.text
+
+
 def learn_log(database: str, model: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(database) as conn:
         rows = conn.execute(
@@ -194,21 +201,25 @@ class Clients:
         self.acked: collections.Counter[str] = collections.Counter()
         self.labels_sent: set[str] = set()
         self.labels_acked: set[str] = set()
+        self.labels_taken_on_retry: set[str] = set()
         self.refused_503 = 0
         self.retry_after: set[str] = set()
         self.n_acked = 0
         self.errors: list[str] = []
 
-    def _post(self, server: str, path: str, body: Any) -> httpx.Response | None:
-        """The answer, retried while the replica says 503; None when the replica did not
-        answer (killed: the request may or may not have been taken)."""
+    def _post(self, server: str, path: str, body: Any) -> tuple[httpx.Response | None, int]:
+        """The answer, retried while the replica says 503, and how many times it was sent
+        (a 503 of a hand-off whose broker's answer was lost may have been taken); None when
+        the replica did not answer (killed: the request may or may not have been taken)."""
+        tries = 0
         while True:
+            tries += 1
             try:
                 answer = httpx.post(self.servers[server].url + path, json=body, timeout=10)
             except httpx.TransportError:
-                return None
+                return None, tries
             if answer.status_code != 503:
-                return answer
+                return answer, tries
             with self.lock:
                 self.refused_503 += 1
                 self.retry_after.add(answer.headers.get("retry-after", ""))
@@ -226,9 +237,9 @@ class Clients:
                 path, body = "/v1/models/p/learn", {"features": x, "ground_truth": y}
             else:  # chantilly's
                 path, body = "/api/learn", {"model": "p", "features": x, "ground_truth": y}
+            answer, tries = self._post(server, path, body)
             with self.lock:
-                self.sent[key] += 1
-            answer = self._post(server, path, body)
+                self.sent[key] += tries
             if answer is None:
                 self._up(server)
                 continue
@@ -242,15 +253,21 @@ class Clients:
     def predict_here_label_there(self, samples: list[tuple[dict, bool]], tag: str) -> None:
         for i, (x, y) in enumerate(samples):
             pid = f"{tag}-{i}"
-            answer = self._post("a", "/v1/models/p/predict", {"features": x, "id": pid})
+            answer, _ = self._post("a", "/v1/models/p/predict", {"features": x, "id": pid})
             if answer is None or answer.status_code != 200:
                 self._up("a")
                 continue
             with self.lock:
                 self.labels_sent.add(pid)
-            answer = self._post("b", "/v1/models/p/learn", {"id": pid, "ground_truth": y})
+            answer, tries = self._post("b", "/v1/models/p/learn", {"id": pid, "ground_truth": y})
             if answer is None:
                 self._up("b")
+                continue
+            if answer.status_code == 409 and tries > 1:
+                # Refused as labelled on a retry: a try answered 503 was taken after all (its
+                # broker's answer was lost). It must be learned, once (checked at the end).
+                with self.lock:
+                    self.labels_taken_on_retry.add(pid)
                 continue
             if answer.status_code != 200:
                 self.errors.append(f"label {pid}: {answer.status_code} {answer.text}")
@@ -292,8 +309,7 @@ def test_two_replicas_one_learner_every_acknowledged_learn_exactly_once(
     learner = LearnerProcess(database, broker.url, "learner-1", logs / "learner-1.log").start()
     learners = [learner]
     try:
-        created = httpx.post(f"{a.url}/v1/models", json={"name": "p", "spec": SPEC})
-        assert created.status_code == 201, created.text
+        create_model(a)
         samples = list(datasets.Phishing())
         clients = Clients(a, b)
         learns = clients.learn_with_features
@@ -371,6 +387,7 @@ def test_two_replicas_one_learner_every_acknowledged_learn_exactly_once(
         label_ids = [row[4] for row in log if row[4] is not None]
         assert len(label_ids) == len(set(label_ids))  # no label twice
         assert clients.labels_acked <= set(label_ids) <= clients.labels_sent
+        assert clients.labels_taken_on_retry <= set(label_ids)
 
         # Metrics: river's progressive validation in the learner's order, on both replicas.
         expected, same = progressive(log)
@@ -421,6 +438,223 @@ def test_two_replicas_one_learner_every_acknowledged_learn_exactly_once(
         for server in (a, b):
             if server.process is not None and server.process.poll() is None:
                 server.stop()
+
+
+def test_a_label_cut_off_by_a_replica_kill_is_learned_once_when_retried(
+    tmp_path: Path, broker: RedisBroker, database: str
+) -> None:
+    """A replica killed while its labels were on their way to the broker (the broker's
+    writes paused, so the requests are in flight there): each label retried on the other
+    replica is learned exactly once, none is left claimed with nothing learned; a label the
+    broker took before the kill is refused when retried (409) and learned once too."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    a = replica(database, broker, logs / "a.log")
+    b = replica(database, broker, logs / "b.log")
+    learner = LearnerProcess(database, broker.url, "learner-1", logs / "learner-1.log").start()
+    control = redis.Redis.from_url(broker.url)
+    try:
+        create_model(a)
+        samples = list(datasets.Phishing().take(6))
+        for i, (x, _) in enumerate(samples):
+            answer = httpx.post(f"{a.url}/v1/models/p/predict", json={"features": x, "id": f"q{i}"})
+            assert answer.status_code == 200, answer.text
+
+        def label(server: Server, i: int) -> httpx.Response:
+            body = {"id": f"q{i}", "ground_truth": samples[i][1]}
+            return httpx.post(f"{server.url}/v1/models/p/learn", json=body, timeout=10)
+
+        taken = label(b, 5)  # on the broker before the kill
+        assert taken.status_code == 200, taken.text
+
+        answers: dict[int, Any] = {}
+
+        def send(i: int) -> None:
+            try:
+                answers[i] = label(b, i).status_code
+            except httpx.HTTPError as exc:
+                answers[i] = type(exc).__name__
+
+        control.execute_command("CLIENT", "PAUSE", "3000", "WRITE")
+        senders = [threading.Thread(target=send, args=(i,)) for i in range(5)]
+        for thread in senders:
+            thread.start()
+        time.sleep(1.0)  # the labels reach the paused broker (staging, not a measurement)
+        b.kill()
+        control.execute_command("CLIENT", "UNPAUSE")
+        for thread in senders:
+            thread.join(timeout=30)
+        assert all(not isinstance(code, int) for code in answers.values()), answers
+
+        for i in range(5):  # every label cut off is taken when retried
+            retried = label(a, i)
+            assert retried.status_code == 200, (i, retried.text)
+        again = label(a, 5)
+        assert again.status_code == 409 and again.json()["error"]["code"] == "already_labelled"
+        # A batch naming a claimed prediction adds none of its items (all or nothing): 409
+        # when the broker's claim refuses it, 400 invalid_batch when the replica already
+        # reads the prediction labelled (the learner committed it).
+        batch = [
+            {"features": samples[0][0], "ground_truth": samples[0][1]},
+            {"id": "q5", "ground_truth": samples[5][1]},
+        ]
+        refused = httpx.post(f"{a.url}/v1/models/p/learn/many", json={"items": batch})
+        assert refused.status_code in (400, 409), refused.text
+        assert "already_labelled" in refused.text
+
+        wait_for(lambda: n_learns(a, "p") == 6, 60, "the six labels learned")
+        log = learn_log(database, "p")
+        assert sorted(row[4] for row in log) == [f"q{i}" for i in range(6)]
+        assert {row[4]: row[2] for row in log} == {f"q{i}": y for i, (_, y) in enumerate(samples)}
+        with psycopg.connect(database) as conn:
+            labelled = conn.execute(
+                "SELECT id FROM predictions WHERE model = 'p' AND labelled ORDER BY id"
+            ).fetchall()
+        assert [r[0] for r in labelled] == [f"q{i}" for i in range(6)]
+        # A second label of any of them is refused, on either replica.
+        b.start()
+        for server, i in ((a, 0), (b, 3), (b, 5)):
+            refused = label(server, i)
+            assert refused.status_code == 409, (i, refused.text)
+        assert [row[0] for row in learn_log(database, "p")] == list(range(1, 7))
+    finally:
+        control.close()
+        learner.stop()
+        a.stop()
+        if b.process is not None and b.process.poll() is None:
+            b.stop()
+
+
+def test_the_broker_says_when_it_may_evict_keys(broker: RedisBroker) -> None:
+    """Broker.eviction (a replica warns at start on it): None when Redis never evicts (no
+    maxmemory, or noeviction), else the policy that could drop entries or claims."""
+    client = Broker(broker.url)
+    control = redis.Redis.from_url(broker.url)
+    try:
+        assert client.eviction() is None  # redis-server's defaults
+        control.config_set("maxmemory-policy", "volatile-lru")
+        assert client.eviction() is None  # no maxmemory: nothing is evicted
+        control.config_set("maxmemory", "512mb")
+        assert client.eviction() == "volatile-lru"
+        control.config_set("maxmemory-policy", "noeviction")
+        assert client.eviction() is None
+    finally:
+        control.close()
+        client.close()
+
+
+def test_a_label_answered_503_by_a_failed_hand_off_is_taken_when_retried(
+    tmp_path: Path, broker: RedisBroker, database: str
+) -> None:
+    """A label whose hand-off to the broker fails (the broker does not answer in time:
+    its writes are paused, and the request is dropped with its connection) is answered 503
+    and leaves its prediction unlabelled on the replica, so the client's retry on the same
+    replica is taken (200) and learned once, not refused 409 as already labelled."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    a = replica(database, broker, logs / "a.log")
+    learner = LearnerProcess(database, broker.url, "learner-1", logs / "learner-1.log").start()
+    control = redis.Redis.from_url(broker.url)
+    try:
+        create_model(a)
+        ((x, y),) = datasets.Phishing().take(1)
+        predicted = httpx.post(f"{a.url}/v1/models/p/predict", json={"features": x, "id": "q"})
+        assert predicted.status_code == 200, predicted.text
+        body = {"id": "q", "ground_truth": y}
+
+        control.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+        try:
+            failed = httpx.post(f"{a.url}/v1/models/p/learn", json=body, timeout=30)
+        finally:
+            control.execute_command("CLIENT", "UNPAUSE")
+        assert failed.status_code == 503, failed.text
+        assert failed.json()["error"]["code"] == "unavailable"
+
+        def retried() -> httpx.Response | None:
+            answer = httpx.post(f"{a.url}/v1/models/p/learn", json=body, timeout=10)
+            return None if answer.status_code == 503 else answer
+
+        answer = wait_for(retried, 30, "the replica to take learns again")
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: n_learns(a, "p") == 1, 60, "the label learned")
+        assert [(row[2], row[4]) for row in learn_log(database, "p")] == [(y, "q")]
+    finally:
+        control.close()
+        learner.stop()
+        a.stop()
+
+
+def test_a_second_label_after_its_claim_is_gone_is_learned_once(
+    tmp_path: Path, broker: RedisBroker, database: str
+) -> None:
+    """The broker's claim of a label is gone before the learner committed the label (it
+    expired: the learner was down longer than CLAIM_SECONDS; or Redis lost it): a second
+    label sent to a replica that cached the prediction unlabelled is acknowledged, and the
+    learner still learns the prediction once, from the first label, counting the second in
+    ``refused``. Once the learner committed a label, both replicas refuse a second one
+    themselves (409), claim or no claim: one that cached the prediction unlabelled marks
+    it when it follows the learner's log."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    a = replica(database, broker, logs / "a.log")
+    b = replica(database, broker, logs / "b.log")
+    learner = LearnerProcess(database, broker.url, "learner-1", logs / "learner-1.log")
+    control = redis.Redis.from_url(broker.url)
+    try:
+        create_model(a)
+        (x, y), (x2, y2), (x3, y3) = datasets.Phishing().take(3)
+        for id, features in (("q", x), ("r", x2)):  # b caches both, unlabelled
+            predicted = httpx.post(
+                f"{b.url}/v1/models/p/predict", json={"features": features, "id": id}
+            )
+            assert predicted.status_code == 200, predicted.text
+
+        def label(server: Server, id: str, truth: Any) -> httpx.Response:
+            body = {"id": id, "ground_truth": truth}
+            return httpx.post(f"{server.url}/v1/models/p/learn", json=body, timeout=10)
+
+        first = label(a, "q", y)
+        assert first.status_code == 200, first.text
+        assert control.delete(CLAIM_PREFIX + "q") == 1  # as its expiry would
+        second = label(b, "q", not y)
+        assert second.status_code == 200, second.text
+
+        learner.start()
+        wait_for(lambda: n_learns(b, "p") == 1, 60, "the label learned and followed")
+        status = json.loads(
+            riverbed("cluster", "status", "--json", "--database", database,
+                     "--broker", broker.url).stdout
+        )  # fmt: skip
+        assert next(m for m in status["models"] if m["model"] == "p")["refused"] == 1
+        control.delete(CLAIM_PREFIX + "q")
+        for server in (a, b):
+            again = label(server, "q", y)
+            assert again.status_code == 409, again.text
+            assert again.json()["error"]["code"] == "already_labelled"
+
+        taken = label(a, "r", y2)
+        assert taken.status_code == 200, taken.text
+        wait_for(lambda: n_learns(b, "p") == 2, 60, "r learned and followed by b")
+        assert control.delete(CLAIM_PREFIX + "r") == 1
+        again = label(b, "r", y2)  # b's cached copy of r was marked by its follower
+        assert again.status_code == 409, again.text
+
+        learned = httpx.post(
+            f"{b.url}/v1/models/p/learn", json={"features": x3, "ground_truth": y3}, timeout=10
+        )
+        assert learned.status_code == 200, learned.text
+        wait_for(lambda: len(learn_log(database, "p")) == 3, 60, "the learn after them")
+        log = learn_log(database, "p")
+        assert [(row[0], row[2], row[4]) for row in log] == [
+            (1, y, "q"),
+            (2, y2, "r"),
+            (3, y3, None),
+        ]
+    finally:
+        control.close()
+        learner.stop()
+        a.stop()
+        b.stop()
 
 
 def test_learners_share_the_models_and_a_lease_moves_by_hand(

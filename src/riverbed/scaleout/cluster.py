@@ -4,9 +4,10 @@
 lease's ``epoch`` (raised by every takeover and every move, so a learner that lost its lease
 cannot commit: its commit updates the row only ``WHERE holder = me AND epoch = mine``), when
 it expires, whether it was moved there by hand (``pinned``: the learners' rebalancing
-leaves it alone), and what the holder committed: the stream ``position`` (the id of the last entry
-applied), the model's ``seq`` (its learns) and the entries it ``refused`` (samples the model
-could not learn). The row is updated in the same transaction as the learns it counts.
+leaves it alone), and what the holder committed: the stream ``position`` (the id of the last
+entry applied), the model's ``seq`` (its learns) and the entries it ``refused`` (samples the
+model could not learn, second labels of a prediction). The row is updated in the same
+transaction as the learns it counts.
 
 ``riverbed_members`` holds a row a running replica or learner, written about once a second
 (``seen_at``) with what it knows (``info``: a replica's models, how far behind each is).

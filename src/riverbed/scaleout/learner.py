@@ -217,16 +217,30 @@ class Learner:
         points: list[MetricPoint] = []
         refused = 0
         last = held.position
+        messages = [(entry_id, load(raw)) for entry_id, raw in entries]
+        labelled = self._labelled([m["id"] for _, m in messages if m["id"] is not None])
         with live.lock:
-            for entry_id, raw in entries:
+            for entry_id, message in messages:
                 if entry_id == held.skip:
                     if records:
                         break  # commit what came before it first
-                    refused, last, held.skip = 1, entry_id, None
+                    refused, last, held.skip = refused + 1, entry_id, None
                     log.warning("model %r refused the sample of entry %s", name, entry_id)
                     continue
-                message = load(raw)
                 pid = message["id"]
+                if pid is not None and pid in labelled:
+                    # A second label of a prediction (its claim on the broker expired or was
+                    # lost before this learner committed the first): learned once only.
+                    refused, last = refused + 1, entry_id
+                    log.warning(
+                        "model %r: entry %s labels prediction %r a second time; skipped",
+                        name,
+                        entry_id,
+                        pid,
+                    )
+                    continue
+                if pid is not None:
+                    labelled.add(pid)
                 stored = message["prediction"] if pid is not None else MISSING
                 try:
                     record = engine._make_learn(
@@ -262,6 +276,18 @@ class Learner:
         held.position = last
         self.applied += len(records)
         self.broker.trim(name, last)
+
+    def _labelled(self, ids: list[str]) -> set[str]:
+        """The predictions among ``ids`` already labelled in the database: only the model's
+        lease holder marks them, in the transaction of their learns, so this is exact."""
+        if not ids:
+            return set()
+        rows = (
+            self._connection()
+            .execute("SELECT id FROM predictions WHERE id = ANY(%s) AND labelled", (ids,))
+            .fetchall()
+        )
+        return {r[0] for r in rows}
 
     def _commit(
         self,

@@ -2,10 +2,12 @@
 
 It serves every route and predicts from its local copy of each model. Predictions are
 stored in PostgreSQL, so a label may arrive at any replica. A learn is checked here (the
-engine's own checks), a delayed label claims its prediction in PostgreSQL atomically
-(``UPDATE ... SET labelled = TRUE WHERE NOT labelled``: one replica wins, the others answer
-409 ``already_labelled``), and the learn is handed to the model's stream on the broker; the
-request is acknowledged once the broker has it. Nothing is learned here: the follower
+engine's own checks) and handed to the model's stream on the broker; a delayed label
+claims its prediction in the same broker script that adds its entry (one request wins, the
+others answer 409 ``already_labelled``: :meth:`riverbed.scaleout.broker.Broker.add`), so a
+replica killed mid-request leaves the label either handed over and claimed or neither. The
+request is acknowledged once the broker has it; the learner's commit marks the prediction
+labelled in PostgreSQL. Nothing is learned here: the follower
 thread applies the learner's log (the ``learns`` table, in seq order) to the local copies
 every ``staleness_seconds / 5`` (at most 0.1 s), and writes the replica's heartbeat.
 
@@ -22,6 +24,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -32,7 +35,6 @@ from riverbed.config import Settings
 from riverbed.engine import Engine
 from riverbed.exceptions import (
     AlreadyLabelled,
-    PredictionNotFound,
     RiverbedError,
     Unavailable,
 )
@@ -50,7 +52,7 @@ __all__ = ["Replica", "ReplicaStore", "replica_engine"]
 log = logging.getLogger(__name__)
 
 _HEARTBEAT_SECONDS = 1.0
-_MAX_HANDOFF = 512  # requests handed to the broker in one MULTI/EXEC
+_MAX_HANDOFF = 512  # requests handed to the broker in one script
 
 
 class ReplicaStore(PostgresStore):
@@ -70,12 +72,13 @@ class ReplicaStore(PostgresStore):
 class _Handoff:
     """One request's learns: messages for the stream and the prediction ids they claim."""
 
-    __slots__ = ("model", "messages", "claims", "future", "ids")
+    __slots__ = ("model", "messages", "claims", "future", "ids", "failed")
 
     def __init__(self, model: str, messages: list[bytes], claims: list[str]) -> None:
         self.model, self.messages, self.claims = model, messages, claims
         self.future: Future[None] = Future()
         self.ids: list[str] = []
+        self.failed: Callable[[], None] | None = None  # gives the labels' marks back
 
 
 class Replica:
@@ -96,7 +99,6 @@ class Replica:
         self.behind: dict[str, tuple[int, float | None]] = {}
         self._queue: queue.SimpleQueue[_Handoff | None] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None  # the hand-off thread's
         conn = connect(self.url)
         try:
             cluster.ensure_tables(conn)
@@ -109,6 +111,14 @@ class Replica:
                 "can be lost if it stops (docs/scale-out.md: appendonly yes, appendfsync always)",
                 settings.broker,
                 *durability,
+            )
+        policy = self.broker.eviction()
+        if policy is not None:
+            log.warning(
+                "the broker %s evicts keys when full (maxmemory-policy %s): an acknowledged "
+                "learn or a label's claim can be lost (docs/scale-out.md: noeviction)",
+                settings.broker,
+                policy,
             )
         self._threads = [
             threading.Thread(target=self._handoffs, name="riverbed-handoff", daemon=True),
@@ -186,10 +196,10 @@ class Replica:
                 prediction.labelled = True
                 engine._mark(prediction)
         message, claim = self._message(name, checked)
-        job = self._hand([message], [claim] if claim else [], name)
         marked = [prediction] if prediction is not None else []
+        job = self._hand([message], [claim] if claim else [], name, marked)
         result = {"model": name, "id": claim, "n_learns": None}
-        return Receipt(result, job.future, self._unmark(marked))
+        return Receipt(result, job.future, job.failed)
 
     def submit_learn_many(self, name: str, items: Any) -> Receipt[dict[str, Any]]:
         engine = self.engine
@@ -226,24 +236,39 @@ class Replica:
                 messages.append(self._message(name, one)[0])
         if not messages:
             return Receipt({"model": name, "n_learns": None, "items": []}, done())
-        job = self._hand(messages, claims, name)
+        job = self._hand(messages, claims, name, marked)
         result = {
             "model": name,
             "n_learns": None,
             "items": [{"id": c[2].id if c[2] else None, "n_learns": None} for c in checked],
         }
-        return Receipt(result, job.future, self._unmark(marked))
+        return Receipt(result, job.future, job.failed)
 
-    def _unmark(self, marked: list[PredictionRecord]) -> Any:
+    def _unmark(self, marked: list[PredictionRecord]) -> Callable[[], None] | None:
+        """What gives a failed hand-off's labels back (once), so that a retry can label
+        them; called by the future's callback and by the receipt, whichever comes first
+        (the server's fast path answers from the future without calling the receipt's)."""
+        if not marked:
+            return None
+        once: list[bool] = []
+
         def failed() -> None:
+            if once:
+                return
+            once.append(True)
             for prediction in marked:
                 prediction.labelled = False
                 self.engine._mark(prediction)
 
-        return failed if marked else None
+        return failed
 
-    def _hand(self, messages: list[bytes], claims: list[str], name: str) -> _Handoff:
+    def _hand(
+        self, messages: list[bytes], claims: list[str], name: str, marked: list[PredictionRecord]
+    ) -> _Handoff:
         job = _Handoff(name, messages, claims)
+        job.failed = failed = self._unmark(marked)
+        if failed is not None:
+            job.future.add_done_callback(lambda f: failed() if f.exception() else None)
         self._queue.put(job)
         return job
 
@@ -264,82 +289,29 @@ class Replica:
                 pass
             self._hand_over(batch)
 
-    def _db(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = connect(self.url)
-        return self._conn
-
     def _hand_over(self, batch: list[_Handoff]) -> None:
-        """Claim the batch's predictions, then add its learns to the broker in one
-        transaction; a request whose claim failed fails alone, a broker that fails fails
-        them all (and gives their claims back)."""
-        claims = [c for job in batch for c in job.claims]
-        claimed: set[str] = set()
-        ready = batch
+        """Add the batch's learns to the broker in one script, each request's claims with
+        its entries: a request naming a prediction claimed already fails alone (409), a
+        broker that fails fails them all."""
+        requests = [(job.claims, [(job.model, m) for m in job.messages]) for job in batch]
         try:
-            if claims:
-                rows = (
-                    self._db()
-                    .execute(
-                        "UPDATE predictions SET labelled = TRUE WHERE id = ANY(%s) AND NOT labelled"
-                        " RETURNING id",
-                        (claims,),
-                    )
-                    .fetchall()
-                )
-                claimed = {r[0] for r in rows}
-                ready = []
-                give_back: list[str] = []
-                for job in batch:
-                    missing = [c for c in job.claims if c not in claimed]
-                    if not missing:
-                        ready.append(job)
-                        continue
-                    give_back.extend(c for c in job.claims if c in claimed)
-                    job.future.set_exception(self._claim_error(missing[0]))
-                if give_back:
-                    self._give_back(give_back)
-                    claimed -= set(give_back)
-        except psycopg.Error as exc:
-            self.db_ok = False
-            error = Unavailable(
-                f"this replica cannot reach the PostgreSQL database ({exc}): nothing was "
-                "learned; retry",
-                detail={"cause": "database_unreachable"},
-            )
-            for job in batch:
-                job.future.set_exception(error)
-            return
-        if not ready:
-            return
-        try:
-            ids = self.broker.add([(job.model, m) for job in ready for m in job.messages])
+            added = self.broker.add(requests)
         except Unavailable as exc:
             self.broker_ok = False
-            if claimed:
-                self._give_back(list(claimed))
-            for job in ready:
+            for job in batch:
                 job.future.set_exception(exc)
             return
-        i = 0
-        for job in ready:
-            job.ids = ids[i : i + len(job.messages)]
-            i += len(job.messages)
+        for job, ids in zip(batch, added, strict=True):
+            if isinstance(ids, str):
+                job.future.set_exception(
+                    AlreadyLabelled(
+                        f"prediction {ids!r} has already been labelled (its label is learned "
+                        "or on its way to the learner)"
+                    )
+                )
+                continue
+            job.ids = ids
             job.future.set_result(None)
-
-    def _claim_error(self, id: str) -> RiverbedError:
-        row = self._db().execute("SELECT labelled FROM predictions WHERE id = %s", (id,)).fetchone()
-        if row is None:
-            return PredictionNotFound(f"no prediction with id {id!r} is stored (yet)")
-        return AlreadyLabelled(f"prediction {id!r} has already been learned from")
-
-    def _give_back(self, ids: list[str]) -> None:
-        try:
-            self._db().execute("UPDATE predictions SET labelled = FALSE WHERE id = ANY(%s)", (ids,))
-        except psycopg.Error:
-            log.error("could not give back the claims of %d labels not handed over", len(ids))
 
     # -- following the learners' log ----------------------------------------------------------
 
@@ -396,6 +368,8 @@ class Replica:
                 for record in records:
                     if record.seq == live.n_learns + 1:
                         engine._replay_learn(live, record)
+                        if record.prediction_id is not None:
+                            self._labelled(record.prediction_id)
         positions = {n: committed.get(n, ("0-0", 0))[0] for n in names}
         try:
             waiting = self.broker.waiting(positions)
@@ -410,6 +384,15 @@ class Replica:
             n, oldest = waiting.get(name, (0, None))
             pg_behind = max(0, committed.get(name, ("0-0", 0))[1] - (live.n_learns if live else 0))
             self.behind[name] = (n + pg_behind, None if oldest is None else oldest / 1000)
+
+    def _labelled(self, id: str) -> None:
+        """A label the learner committed: this replica's cached copy of its prediction is
+        marked labelled too (the database's row is), so a second label sent here is refused
+        by the replica's own check however long ago the broker's claim was set."""
+        cached = self.engine._cache.get(id)
+        if cached is not None and not cached.labelled:
+            cached.labelled = True
+            self.engine._mark(cached)
 
     def gauges(self) -> dict[str, tuple[int, float]]:
         """Per model: the acknowledged learns this replica does not include yet, and how
