@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-postgresql services lint typecheck unit browser prometheus fuzz bench bench-scrape bench-cluster clean
+.PHONY: serve test test-postgresql services lint typecheck unit browser prometheus fuzz bench bench-scaleout bench-scrape bench-cluster clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,14 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 # Not part of `make test`: sets up wrk and the older systems, measures for a few minutes.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
+
+# The scale-out cluster (2 replicas + 1 learner, PostgreSQL and a Redis of its own) beside one
+# riverbed process on PostgreSQL, same run, then its staleness, one learner's drain and its
+# idle cost (docs/benchmarks.md, "Scale-out"; docs/scale-out.md's capacity model). `make
+# bench` runs the same cells among the others.
+bench-scaleout: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks --systems riverbed-postgresql,riverbed-scaleout \
+	  --seconds 5 --soak 0 --no-readme --output benchmarks/results/scaleout
 
 # What one GET /metrics costs with many models, riverbed's exposition against
 # prometheus-client's rendering of the same samples, same run (docs/prometheus.md).

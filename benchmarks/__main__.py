@@ -17,9 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environments, inprocess, load, reference, report, soak, wsload
+from benchmarks import environments, inprocess, load, reference, report, scaleout, soak, wsload
 from benchmarks.servers import Steal
-from benchmarks.systems import COMPAT_VIEWS, SYSTEMS, CompatView, Riverbed, System
+from benchmarks.systems import (
+    COMPAT_VIEWS,
+    SYSTEMS,
+    CompatView,
+    Riverbed,
+    RiverbedScaleOut,
+    System,
+)
 
 RESULTS = environments.ROOT / "results"
 WS_MODES = ("ws", "ws-many")
@@ -31,7 +38,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per cell")
     p.add_argument(
         "--systems",
-        default="river,engine,echo,riverbed,riverbed-postgresql,"
+        default="river,engine,echo,riverbed,riverbed-postgresql,riverbed-scaleout,"
         + ",".join(v.name for v in COMPAT_VIEWS)
         + ",chantilly,django-river-ml",
         help="comma-separated systems to run (compat-NAME: an older system's predict route "
@@ -51,6 +58,14 @@ def parse() -> argparse.Namespace:
         metavar="N",
         help="after the cells, soak riverbed with N predictions (16 connections, retention "
         "set; benchmarks/soak.py) and check memory and database stay flat; 0 skips it",
+    )
+    p.add_argument(
+        "--probes",
+        type=int,
+        default=200,
+        help="after the cells, on the scale-out cluster (benchmarks/scaleout.py): learns timed "
+        "for staleness under a predict load, then a drain of one model's stream and an idle "
+        "spell; 0 skips them",
     )
     p.add_argument("--output", type=Path, default=RESULTS, help="directory for the results")
     p.add_argument("--no-readme", action="store_true", help="do not update README.md's table")
@@ -76,8 +91,8 @@ def http_cell(
 ) -> dict[str, Any]:
     model = system.model_name(mode, connections, repeat)
     system.prepare(model)
-    assert system.server is not None
-    cpu0 = system.server.cpu_seconds()
+    counted = system.counters()
+    cpu0 = system.measured.cpu_seconds()
     result: load.Load | wsload.WsLoad
     extra: dict[str, Any] = {}
     if mode in WS_MODES:
@@ -96,9 +111,9 @@ def http_cell(
         ordered = connections == 1 and (mode == "ws-many" or result.window == 1)
         extra = {"client_processes": result.processes, "window": result.window}
     else:
-        result = load.run(
+        result = load.run_spread(
             wrk,
-            url=f"http://127.0.0.1:{system.port}",
+            urls=system.urls(),
             samples=samples_lua,
             system_lua=system.lua_for(model),
             mode=mode,
@@ -109,9 +124,12 @@ def http_cell(
             batch=load.BATCH_SIZE if mode == "batch" else 1,
         )
         in_flight = load.BATCH_SIZE if mode == "batch" else 1
-        ordered = connections == 1
-    cpu = system.server.cpu_seconds() - cpu0
+        ordered = connections == 1 and system.ordered_alone
+    cpu = system.measured.cpu_seconds() - cpu0
     state = system.state(model)
+    # read after the state: a cluster's learner may still have been applying the cell's
+    # learns when the load stopped
+    grown = {k: v - counted.get(k, 0.0) for k, v in system.counters().items()}
     # A batch cell learns every sample it sends (learn/many); wrk counts them as samples.
     acked_learns = result.samples if mode == "batch" else result.learned
     ok, problems = reference.check(
@@ -125,6 +143,8 @@ def http_cell(
         in_flight=in_flight,
         ordered=ordered,
     )
+    problems += state.get("problems", [])
+    ok = ok and not problems
     if result.stderr and not ok:
         problems.append(result.stderr.splitlines()[0][:200])
     rate_count = {
@@ -152,9 +172,12 @@ def http_cell(
         "p99_ms": result.p99_ms,
         "cpu_seconds": cpu,
         "cpu_us_per_request": 1e6 * cpu / result.ok if result.ok else None,
+        "costs_us_per_request": {k: 1e6 * v / result.ok for k, v in grown.items()}
+        if result.ok
+        else {},
         "client_cpu_seconds": result.client_cpu_seconds,
         "client_cpu_share": result.client_cpu_seconds / result.seconds,
-        "rss_bytes": system.server.rss_bytes(),
+        "rss_bytes": system.measured.rss_bytes(),
         "errors": result.errors,
         "acked_learns": acked_learns,
         "applied_learns": learns,
@@ -225,7 +248,7 @@ def inprocess_cell(
 def riverbed_host(servers: list[System], work: Path) -> Riverbed:
     """The ``riverbed`` system's server, started now if the run has not started it."""
     for system in servers:
-        if isinstance(system, Riverbed) and system.server is not None:
+        if type(system) is Riverbed and system.server is not None:
             return system
     host = Riverbed(work)
     log(f"starting {host.label} on port {host.port} (for the compatibility routes)")
@@ -258,6 +281,7 @@ def main() -> None:
 
     servers: list[System] = []
     cells: list[tuple[str, str, int]] = []
+    clustered: dict[str, Any] | None = None
     try:
         for name in names:
             if name in ("river", "engine"):
@@ -315,6 +339,18 @@ def main() -> None:
                     f"steal={100 * (run['steal_share'] or 0):4.1f}%  {flag}"
                 )
         elapsed = time.monotonic() - started
+        cluster = by_name.get(RiverbedScaleOut.name)
+        if isinstance(cluster, RiverbedScaleOut) and args.probes > 0:
+            log("scale-out: idle, staleness under a predict load, one learner's drain")
+            clustered = scaleout.measure(
+                cluster,
+                wrk,
+                probes=args.probes,
+                seconds=args.seconds,
+                samples=samples_lua,
+                work=work / "scaleout",
+            )
+            log(f"scale-out: {clustered}")
     finally:
         for system in servers:
             system.stop()
@@ -345,6 +381,8 @@ def main() -> None:
         "ratios": report.ratios(summary),
         "compat": report.compat_ratios(summary),
         "postgres": report.postgres_ratios(summary),
+        "scaleout": report.scaleout_ratios(summary),
+        "cluster": clustered,
         "targets": report.targets(summary, soaked, soak_asked=args.soak),
         "soak": soaked,
         "runs": runs,

@@ -13,12 +13,13 @@ import dataclasses
 import json
 import resource
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-__all__ = ["BATCH_SIZE", "Load", "run", "write_samples"]
+__all__ = ["BATCH_SIZE", "Load", "run", "run_spread", "write_samples"]
 
 _MARK = "BENCH-RESULT "
 
@@ -229,4 +230,63 @@ def run(
         p99_ms=r["p99_us"] / 1000,
         stderr=done.stderr.strip(),
         client_cpu_seconds=client_cpu,
+    )
+
+
+def run_spread(
+    wrk: str, *, urls: list[str], connections: int, prefix: str, script_path: Path, **cell: Any
+) -> Load:
+    """:func:`run` on several servers at once (a cluster's replicas; ``cell``: run's other
+    arguments): one wrk a server, the connections shared out (a server gets none when there
+    are fewer connections than servers), each wrk's ids prefixed apart. Counts are summed;
+    each percentile is the highest of the servers' (wrk keeps no histogram to merge); the
+    client CPU is all the wrk processes'."""
+    if len(urls) == 1:
+        return run(
+            wrk,
+            url=urls[0],
+            connections=connections,
+            prefix=prefix,
+            script_path=script_path,
+            **cell,
+        )
+    shares = [connections // len(urls) + (i < connections % len(urls)) for i in range(len(urls))]
+    targets = [(url, share) for url, share in zip(urls, shares, strict=True) if share]
+    results: list[Load | BaseException] = [RuntimeError("not run")] * len(targets)
+
+    def one(i: int, url: str, share: int) -> None:
+        try:
+            path = script_path.with_name(f"{script_path.stem}-{i}{script_path.suffix}")
+            results[i] = run(
+                wrk, url=url, connections=share, prefix=f"{prefix}{i}.", script_path=path, **cell
+            )
+        except BaseException as exc:  # raised below, in the caller's thread
+            results[i] = exc
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    threads = [threading.Thread(target=one, args=(i, *t)) for i, t in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loads = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        loads.append(result)
+    return Load(
+        seconds=max(r.seconds for r in loads),
+        requests=sum(r.requests for r in loads),
+        ok=sum(r.ok for r in loads),
+        bad=sum(r.bad for r in loads),
+        learned=sum(r.learned for r in loads),
+        predicted=sum(r.predicted for r in loads),
+        samples=sum(r.samples for r in loads),
+        socket_errors=sum(r.socket_errors for r in loads),
+        p50_ms=max(r.p50_ms for r in loads),
+        p90_ms=max(r.p90_ms for r in loads),
+        p99_ms=max(r.p99_ms for r in loads),
+        stderr="\n".join(r.stderr for r in loads if r.stderr),
+        client_cpu_seconds=after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
     )

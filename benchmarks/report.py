@@ -16,6 +16,7 @@ __all__ = [
     "markdown",
     "postgres_ratios",
     "ratios",
+    "scaleout_ratios",
     "summarize",
     "targets",
     "update_readme",
@@ -51,6 +52,7 @@ SYSTEM_ORDER = [
     "echo",
     "riverbed",
     "riverbed-postgresql",
+    "riverbed-scaleout",
     "compat-chantilly",
     "compat-django-river-ml",
     "compat-lrnstak",
@@ -96,6 +98,18 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "errors": sum(r["errors"] for r in group),
             "lost_learns": sum(r["lost_learns"] for r in group),
         }
+        costs = {k for r in group for k in r.get("costs_us_per_request") or {}}
+        if costs:  # per process or outside the server (PostgreSQL's backends), by name
+            row["costs_us_per_request"] = {
+                k: _median(
+                    [
+                        r["costs_us_per_request"][k]
+                        for r in group
+                        if k in r.get("costs_us_per_request", {})
+                    ]
+                )
+                for k in sorted(costs)
+            }
         rows.append(row)
     rows.sort(
         key=lambda r: (
@@ -179,27 +193,52 @@ POSTGRES_GOALS = {"predict": 0.7, "loop": 0.4}
 POSTGRES_LOOP_GOAL = 2000  # pairs/s, online loop at 16 connections
 
 
-def postgres_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each PostgreSQL cell over the SQLite cell of the same route and connections."""
+def _divided(rows: list[dict[str, Any]], system: str, by: str, name: str) -> list[dict[str, Any]]:
+    """Each cell of ``system`` over the cell of ``by`` with the same route and connections
+    (a failed cell on either side gets no ratio); ``by``'s numbers under ``name``."""
     out = []
     for row in rows:
-        if row["system"] != POSTGRES:
+        if row["system"] != system:
             continue
-        sqlite = _find(rows, "riverbed", row["mode"], row["connections"])
-        ok = not row["failed"] and sqlite is not None and not sqlite["failed"]
+        base = _find(rows, by, row["mode"], row["connections"])
+        ok = not row["failed"] and base is not None and not base["failed"]
         out.append(
             {
                 "mode": row["mode"],
                 "connections": row["connections"],
                 "rate": row["rate"],
-                "sqlite": sqlite["rate"] if sqlite else None,
-                "ratio": _div(row["rate"], sqlite["rate"] if sqlite else None) if ok else None,
+                name: base["rate"] if base else None,
+                "ratio": _div(row["rate"], base["rate"] if base else None) if ok else None,
                 "p99_ms": row["p99_ms"],
-                "sqlite_p99_ms": sqlite["p99_ms"] if sqlite else None,
+                f"{name}_p99_ms": base["p99_ms"] if base else None,
                 "cpu_us": row["cpu_us_per_request"],
-                "sqlite_cpu_us": sqlite["cpu_us_per_request"] if sqlite else None,
+                f"{name}_cpu_us": base["cpu_us_per_request"] if base else None,
             }
         )
+    return out
+
+
+def postgres_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each PostgreSQL cell over the SQLite cell of the same route and connections."""
+    return _divided(rows, POSTGRES, "riverbed", "sqlite")
+
+
+# The scale-out cluster (2 replicas + 1 learner) over one riverbed process on PostgreSQL,
+# same routes, same run (issue 21 item 4).
+SCALEOUT = "riverbed-scaleout"
+
+
+def scaleout_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each scale-out cell over the one-process PostgreSQL cell of the same route and
+    connections, with each side's costs by process and the cluster's lost learns."""
+    out = _divided(rows, SCALEOUT, POSTGRES, "one")
+    for entry in out:
+        row = _find(rows, SCALEOUT, entry["mode"], entry["connections"])
+        one = _find(rows, POSTGRES, entry["mode"], entry["connections"]) or {}
+        entry["costs_us"] = row.get("costs_us_per_request") or {}
+        entry["one_costs_us"] = one.get("costs_us_per_request") or {}
+        entry.update(lost_learns=row["lost_learns"], failed=row["failed"])
+        entry["problems"] = row["problems"]
     return out
 
 
@@ -335,7 +374,9 @@ def targets(
                     goal,
                     "ratio",
                 )
-    bad = [r for r in rows if r["system"] in ("riverbed", POSTGRES, *COMPAT, *ENGINE_SYSTEMS)]
+    bad = [
+        r for r in rows if r["system"] in ("riverbed", POSTGRES, SCALEOUT, *COMPAT, *ENGINE_SYSTEMS)
+    ]
     add(
         "riverbed errors + lost learns",
         float(sum(r["errors"] + r["lost_learns"] + r["failed"] for r in bad)) if bad else None,
@@ -496,6 +537,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {_fmt(e['p99_ms'], 2)} | {_fmt(e['sqlite_p99_ms'], 2)} "
                 f"| {_fmt(e['cpu_us'])} | {_fmt(e['sqlite_cpu_us'])} |"
             )
+    lines += scaleout_text(result)
     lines += ["", "| target | measured | goal | met |", "| --- | ---: | ---: | --- |"]
     for t in result["targets"]:
         lines.append(f"| {t['target']} | {_measured(t)} | {_goal(t)} | {_met(t)} |")
@@ -597,6 +639,74 @@ PROFILE_NOTES = {
 }
 
 
+def scaleout_text(result: dict[str, Any]) -> list[str]:
+    """The scale-out section: the cluster's cells over one process's, and what
+    benchmarks/scaleout.py measured on the cluster after them."""
+    entries = result.get("scaleout") or []
+    cluster = result.get("cluster")
+    if not entries and not cluster:
+        return []
+    lines = [
+        "",
+        "riverbed scale-out (2 replicas + 1 learner on one PostgreSQL database and a Redis "
+        "of its own, appendfsync always; the load spread over both replicas) over one "
+        "riverbed process on PostgreSQL, same routes, same run. CPU: the cluster's "
+        "processes (replicas, learner, Redis) to the end of the load; PostgreSQL: its "
+        "backends for the system's database, to when the learner has applied everything:",
+        "",
+        "| route | conns | cluster | one process | ratio | p99 ms | one's | CPU µs/req "
+        "| one's | PostgreSQL µs/req | one's | lost learns |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for e in entries:
+        unit = UNIT.get(e["mode"], "/s")
+        rate = f"{_fmt(e['rate'])} {unit}"
+        if e["failed"]:
+            rate = f"~~{rate}~~ **FAILED** ({'; '.join(e['problems'])[:80]})"
+        lines.append(
+            f"| {MODE_TEXT.get(e['mode'], e['mode'])} | {e['connections']} | {rate} "
+            f"| {_fmt(e['one'])} {unit} | {_fmt(e['ratio'], 2)} | {_fmt(e['p99_ms'], 2)} "
+            f"| {_fmt(e['one_p99_ms'], 2)} | {_fmt(e['cpu_us'])} | {_fmt(e['one_cpu_us'])} "
+            f"| {_fmt(e['costs_us'].get('postgres_cpu_s'))} "
+            f"| {_fmt(e['one_costs_us'].get('postgres_cpu_s'))} | {e['lost_learns']} |"
+        )
+    by_process = [e for e in entries if e["costs_us"]]
+    if by_process:
+        lines += [
+            "",
+            "The cluster's CPU per request by process (µs, to when the learner has applied "
+            "everything):",
+            "",
+        ]
+        for e in by_process:
+            parts = ", ".join(
+                f"{k.removesuffix('_cpu_s')} {_fmt(v)}" for k, v in e["costs_us"].items()
+            )
+            lines.append(f"- {MODE_TEXT.get(e['mode'], e['mode'])}, {e['connections']}: {parts}")
+    if cluster:
+        st, dr, idle = cluster["staleness"], cluster["drain"], cluster["idle"]
+        lines += [
+            "",
+            f"- Staleness under a predict load on both replicas ({st['probes']} learns, each "
+            "acknowledged by one replica until the other serves it, polled every 2 ms): p50 "
+            f"{_fmt(st['p50_ms'])} ms, p99 {_fmt(st['p99_ms'])} ms, max {_fmt(st['max_ms'])} ms"
+            + (f", {st['failed']} not acknowledged" if st["failed"] else "")
+            + ".",
+            f"- One learner on one model (the learner stopped while {_fmt(dr['acknowledged'])} "
+            f"learns with features were acknowledged, {_fmt(dr['acknowledged_per_s'])}/s, then "
+            f"started): {_fmt(dr['learns_per_s'])} learns/s applied; lost {dr['lost']}"
+            f"{'' if not dr['problems'] else ' (' + '; '.join(dr['problems']) + ')'}. CPU a "
+            f"learn: hand-off {_fmt(dr['handoff_replicas_us'])} µs on the replicas and "
+            f"{_fmt(dr['handoff_redis_us'])} µs in Redis; apply {_fmt(dr['apply_learner_us'])} "
+            f"µs in the learner, {_fmt(dr['apply_postgres_us'])} µs in PostgreSQL, "
+            f"{_fmt(dr['apply_replicas_us'])} µs on the replicas following it (both).",
+            "- Idle cluster, share of one core: "
+            + ", ".join(f"{k.removesuffix('_cpu_share')} {_percent(v, 1)}" for k, v in idle.items())
+            + ".",
+        ]
+    return lines
+
+
 def _times(ratio: float | None) -> str:
     return "–" if ratio is None else f"{ratio:,.1f}×"
 
@@ -660,6 +770,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
         "echo": "#8c8c8c",
         "riverbed": "#dd8452",
         "riverbed-postgresql": "#b35a1f",
+        "riverbed-scaleout": "#7a3a10",
         "chantilly": "#c44e52",
         "django-river-ml": "#8172b3",
     }

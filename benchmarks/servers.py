@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["Server", "Steal", "free_port"]
+__all__ = ["Server", "Servers", "Steal", "free_port"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -142,3 +142,24 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+class Servers:
+    """Several server processes measured as one system (a cluster's replicas, learner and
+    broker): their CPU and memory summed, and the CPU of each by name."""
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.servers = list(servers)
+
+    def cpu_seconds(self) -> float:
+        return sum(s.cpu_seconds() for s in self.servers)
+
+    def cpu_by_name(self) -> dict[str, float]:
+        return {s.name: s.cpu_seconds() for s in self.servers}
+
+    def rss_bytes(self) -> int:
+        return sum(s.rss_bytes() for s in self.servers)
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()

@@ -9,13 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks import environments
-from benchmarks.servers import Server, free_port
+from benchmarks.servers import Server, Servers, free_port
 
-__all__ = ["COMPAT_VIEWS", "SYSTEMS", "CompatView", "System"]
+__all__ = ["COMPAT_VIEWS", "SYSTEMS", "CompatView", "RiverbedScaleOut", "System"]
 
 ROOT = environments.ROOT
 REPO = ROOT.parent
@@ -61,6 +62,10 @@ class System:
     health = "/health"
     modes: tuple[str, ...] = ("predict", "loop", "learn")
     lua: str
+    # Does one connection see its samples learned in stream order before its next
+    # prediction (so its metrics must equal river's exactly)? Not where the predictions
+    # come from a copy that follows the learner (a scale-out replica).
+    ordered_alone = True
 
     def __init__(self, work: Path) -> None:
         self.work = work / self.name
@@ -98,6 +103,21 @@ class System:
 
     def lua_for(self, model: str) -> str:
         return self.lua.replace("MODEL", model)
+
+    @property
+    def measured(self) -> Server | Servers:
+        """The processes whose CPU and memory a cell measures."""
+        assert self.server is not None
+        return self.server
+
+    def urls(self) -> list[str]:
+        """Where the load goes: one server here, a cluster's replicas elsewhere."""
+        return [f"http://127.0.0.1:{self.port}"]
+
+    def counters(self) -> dict[str, float]:
+        """Cumulative costs outside the server's own CPU, read before and after a cell (a
+        cell records their growth per request); none here."""
+        return {}
 
     def model_name(self, mode: str, connections: int, repeat: int) -> str:
         """The fresh model a cell uses (systems sharing a server name theirs apart)."""
@@ -217,6 +237,225 @@ class RiverbedPostgres(Riverbed):
     def stop(self) -> None:
         super().stop()
         self._admin(f'DROP DATABASE IF EXISTS "{self.DATABASE}" WITH (FORCE)')
+
+    def counters(self) -> dict[str, float]:
+        """The CPU seconds of the PostgreSQL backends connected to this system's database
+        (from /proc: the server's work for it, on the machine's shared PostgreSQL), and
+        their number."""
+        import psycopg
+
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            pids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.DATABASE,)
+                ).fetchall()
+            ]
+        return {"postgres_cpu_s": sum(_cpu_seconds(pid) for pid in pids)}
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # gone: a backend that closed takes its CPU time with it
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class RiverbedScaleOut(RiverbedPostgres):
+    """docs/scale-out.md's cluster on this machine: two ``riverbed serve --broker``
+    replicas and one ``riverbed learner`` on a fresh PostgreSQL database (as
+    ``riverbed-postgresql``'s, on the same server) and a redis-server of its own with the
+    docs' durable settings (``appendonly yes``, ``appendfsync always``) on a free port. The
+    load is spread over both replicas (benchmarks/load.py's run_spread); its CPU is the
+    replicas', the learner's and Redis's (each also by name); a cell's learns are counted
+    in the learn log once the learner has applied them all and both replicas serve them."""
+
+    name = "riverbed-scaleout"
+    label = "riverbed scale-out (2 replicas + 1 learner, PostgreSQL, Redis)"
+    modes = ("predict", "loop")
+    DATABASE = "riverbed_bench_scaleout"
+    ordered_alone = False
+    REPLICAS = 2
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(work)
+        self.broker = ""
+        self.ports = [self.port] + [free_port() for _ in range(self.REPLICAS - 1)]
+        self.group: Servers | None = None
+        self._retired_cpu = 0.0  # of learners stopped
+        self._learners = 0
+
+    def _redis(self) -> Server:
+        import redis
+
+        directory = self.work / "redis"
+        directory.mkdir()
+        port = free_port()
+        argv = [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+        ]  # fmt: skip
+        server = Server("redis", argv, port=port, cwd=directory, log_path=self.work / "redis.log")
+        self.broker = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(self.broker)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                client.close()
+                return server
+            except redis.RedisError:
+                if server.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"redis-server did not start; see {server.log_path}"
+                    ) from None
+                time.sleep(0.05)
+
+    def _replica(self, i: int) -> Server:
+        port = self.ports[i]
+        argv = super().argv()
+        argv[argv.index("--port") + 1] = str(port)
+        server = Server(
+            f"replica-{i}",
+            [*argv, "--broker", self.broker],
+            port=port,
+            cwd=REPO,
+            log_path=self.work / f"replica-{i}.log",
+        )
+        server.wait_ready()
+        return server
+
+    def _learner(self) -> Server:
+        riverbed = str(Path(sys.executable).parent / "riverbed")
+        argv = [riverbed, "learner", "--database", self.url, "--broker", self.broker]
+        self._learners += 1
+        server = Server(
+            "learner",
+            [*argv, "--name", "bench", "--log-level", "warning"],
+            port=0,
+            cwd=REPO,
+            log_path=self.work / f"learner-{self._learners}.log",
+        )
+
+        def up() -> bool:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"the learner exited; see {server.log_path}")
+            found = call(self.port, "GET", "/v1/cluster")
+            return any(m["id"] == "bench" and m["alive"] for m in found["learners"])
+
+        _wait(up, 60, "the learner to join")
+        return server
+
+    def start(self) -> Server:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.DATABASE}" WITH (FORCE)')
+        self._admin(f'CREATE DATABASE "{self.DATABASE}"')
+        servers = [self._redis()]
+        try:
+            servers.append(self._replica(0))  # creates the tables the learner reads
+            servers.append(self._learner())
+            servers += [self._replica(i) for i in range(1, self.REPLICAS)]
+        except BaseException:
+            Servers(servers).stop()
+            raise
+        self.group = Servers(servers)
+        self.server = servers[1]  # the first replica: where models are created
+        return self.server
+
+    def stop(self) -> None:
+        if self.group is not None:
+            self.group.stop()
+        self._admin(f'DROP DATABASE IF EXISTS "{self.DATABASE}" WITH (FORCE)')
+
+    @property
+    def measured(self) -> Servers:
+        assert self.group is not None
+        return self.group
+
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    def lease(self, model: str) -> dict[str, Any]:
+        """The model's entry in the cluster's status (learner, n_learns, lag_learns)."""
+        found = call(self.port, "GET", "/v1/cluster")
+        return next((m for m in found["models"] if m["model"] == model), {})
+
+    def prepare(self, model: str) -> None:
+        """A fresh model, held by the learner before the load starts (it takes a new
+        model's lease at its next round, every lease_seconds / 3)."""
+        super().prepare(model)
+        _wait(lambda: self.lease(model).get("learner") == "bench", 60, f"the lease of {model}")
+
+    def state(self, model: str) -> dict[str, Any]:
+        """Once the stream is drained and both replicas serve every learn the learner
+        committed: the learns and predictions counted in the database, the log checked
+        (seqs 1..n, no prediction learned twice), the metrics served by the last replica."""
+        import psycopg
+
+        def settled() -> bool:
+            lease = self.lease(model)
+            served = [call(p, "GET", f"/v1/models/{model}/stats")["n_learns"] for p in self.ports]
+            return lease.get("lag_learns") == 0 and all(n == lease["n_learns"] for n in served)
+
+        problems = [] if _wait(settled, 120, "the cluster to settle") else ["never settled"]
+        with psycopg.connect(self.url) as conn:
+            seqs = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT seq FROM learns WHERE model = %s ORDER BY seq", (model,)
+                ).fetchall()
+            ]
+            labelled = conn.execute(
+                "SELECT count(prediction_id), count(DISTINCT prediction_id) FROM learns"
+                " WHERE model = %s",
+                (model,),
+            ).fetchone()
+            predictions = conn.execute(
+                "SELECT count(*) FROM predictions WHERE model = %s", (model,)
+            ).fetchone()
+        assert labelled is not None and predictions is not None
+        if seqs != list(range(1, len(seqs) + 1)):
+            problems.append("the learn log's seqs are not 1..n")
+        if labelled[0] != labelled[1]:
+            problems.append(f"{labelled[0] - labelled[1]} predictions learned twice")
+        metrics = call(self.ports[-1], "GET", f"/v1/models/{model}/metrics")
+        return {
+            "learns": len(seqs),
+            "predictions": predictions[0],
+            "metrics": metrics["metrics"],
+            "problems": problems,
+        }
+
+    def counters(self) -> dict[str, float]:
+        """The PostgreSQL backends' CPU, and each process's own (replicas, learner, Redis;
+        the learner's across restarts)."""
+        found = super().counters()
+        found["learner_cpu_s"] = self._retired_cpu
+        for name, cpu in self.measured.cpu_by_name().items():
+            found[f"{name}_cpu_s"] = found.get(f"{name}_cpu_s", 0.0) + cpu
+        return found
+
+    def restart_learner(self, *, running: bool) -> None:
+        """Stop the learner (SIGTERM: it gives its leases up), and start a new one when
+        ``running``."""
+        group = self.measured
+        for server in [s for s in group.servers if s.name == "learner"]:
+            self._retired_cpu += server.cpu_seconds()
+            server.stop()
+            group.servers.remove(server)
+        if running:
+            group.servers.append(self._learner())
+
+
+def _wait(check: Any, timeout: float, what: str) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            print(f"  timed out waiting for {what}", file=sys.stderr, flush=True)
+            return False
+        time.sleep(0.05)
+    return True
 
 
 class CompatView(System):
@@ -400,5 +639,14 @@ def gunicorn(venv: Path, port: int, app: str) -> list[str]:
 
 
 SYSTEMS: dict[str, type[System]] = {
-    s.name: s for s in (Echo, Riverbed, RiverbedPostgres, *COMPAT_VIEWS, Chantilly, DjangoRiverML)
+    s.name: s
+    for s in (
+        Echo,
+        Riverbed,
+        RiverbedPostgres,
+        RiverbedScaleOut,
+        *COMPAT_VIEWS,
+        Chantilly,
+        DjangoRiverML,
+    )
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.report import compat_ratios, postgres_ratios, steal_text, targets
+from benchmarks.report import compat_ratios, postgres_ratios, scaleout_ratios, steal_text, targets
 from benchmarks.servers import Steal
 from benchmarks.soak import BOUND, growth
 
@@ -154,3 +154,24 @@ def test_postgresql_cells_are_divided_by_the_sqlite_cells_of_their_run() -> None
         "predict on PostgreSQL / on SQLite, 16 connections": (0.7, True),
         "predict + learn by id on PostgreSQL / on SQLite, 16 connections": (0.4, True),
     }
+
+
+def test_scaleout_cells_are_divided_by_the_one_process_postgresql_cells_of_their_run() -> None:
+    def row(system: str, mode: str, rate: float, failed: int = 0, lost: int = 0) -> dict:
+        found = {**_predict_row(system, rate, 100, 16, failed), "mode": mode}
+        found["lost_learns"], found["problems"] = lost, ["x"] if failed else []
+        return found
+
+    rows = [
+        row("riverbed-postgresql", "predict", 1000),
+        {**row("riverbed-scaleout", "predict", 1500), "costs_us_per_request": {"postgres": 9}},
+        row("riverbed-postgresql", "loop", 400),
+        row("riverbed-scaleout", "loop", 900, failed=1, lost=2),
+    ]
+    out = {e["mode"]: e for e in scaleout_ratios(rows)}
+    assert out["predict"]["ratio"] == 1.5 and out["predict"]["one"] == 1000
+    assert out["predict"]["costs_us"] == {"postgres": 9}
+    assert out["loop"]["ratio"] is None  # a failed cell is not ranked
+    assert out["loop"]["lost_learns"] == 2
+    (lost,) = [t for t in targets(rows) if t["target"] == "riverbed errors + lost learns"]
+    assert lost["value"] == 3.0 and lost["met"] is False  # the cluster's lost learns count
