@@ -145,6 +145,24 @@ def database() -> Iterator[str]:
     db.drop()
 
 
+@pytest.fixture
+def one(tmp_path: Path, broker: RedisBroker, database: str) -> Iterator[tuple[Server, redis.Redis]]:
+    """One replica with model ``p`` and a running learner, and a client of the test's
+    redis-server to act on the broker."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    a = replica(database, broker, logs / "a.log")
+    learner = LearnerProcess(database, broker.url, "learner-1", logs / "learner-1.log").start()
+    control = redis.Redis.from_url(broker.url)
+    try:
+        create_model(a)
+        yield a, control
+    finally:
+        control.close()
+        learner.stop()
+        a.stop()
+
+
 def replica(database: str, broker: RedisBroker, log: Path, port: int | None = None) -> Server:
     return Server(database, port, "--broker", broker.url, "--lease-seconds", LEASE, log=log).start()
 
@@ -544,44 +562,62 @@ def test_the_broker_says_when_it_may_evict_keys(broker: RedisBroker) -> None:
 
 
 def test_a_label_answered_503_by_a_failed_hand_off_is_taken_when_retried(
-    tmp_path: Path, broker: RedisBroker, database: str
+    one: tuple[Server, redis.Redis], database: str
 ) -> None:
     """A label whose hand-off to the broker fails (the broker does not answer in time:
     its writes are paused, and the request is dropped with its connection) is answered 503
     and leaves its prediction unlabelled on the replica, so the client's retry on the same
     replica is taken (200) and learned once, not refused 409 as already labelled."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    a = replica(database, broker, logs / "a.log")
-    learner = LearnerProcess(database, broker.url, "learner-1", logs / "learner-1.log").start()
-    control = redis.Redis.from_url(broker.url)
+    a, control = one
+    ((x, y),) = datasets.Phishing().take(1)
+    predicted = httpx.post(f"{a.url}/v1/models/p/predict", json={"features": x, "id": "q"})
+    assert predicted.status_code == 200, predicted.text
+    body = {"id": "q", "ground_truth": y}
+
+    control.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
     try:
-        create_model(a)
-        ((x, y),) = datasets.Phishing().take(1)
-        predicted = httpx.post(f"{a.url}/v1/models/p/predict", json={"features": x, "id": "q"})
-        assert predicted.status_code == 200, predicted.text
-        body = {"id": "q", "ground_truth": y}
-
-        control.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
-        try:
-            failed = httpx.post(f"{a.url}/v1/models/p/learn", json=body, timeout=30)
-        finally:
-            control.execute_command("CLIENT", "UNPAUSE")
-        assert failed.status_code == 503, failed.text
-        assert failed.json()["error"]["code"] == "unavailable"
-
-        def retried() -> httpx.Response | None:
-            answer = httpx.post(f"{a.url}/v1/models/p/learn", json=body, timeout=10)
-            return None if answer.status_code == 503 else answer
-
-        answer = wait_for(retried, 30, "the replica to take learns again")
-        assert answer.status_code == 200, answer.text
-        wait_for(lambda: n_learns(a, "p") == 1, 60, "the label learned")
-        assert [(row[2], row[4]) for row in learn_log(database, "p")] == [(y, "q")]
+        failed = httpx.post(f"{a.url}/v1/models/p/learn", json=body, timeout=30)
     finally:
-        control.close()
-        learner.stop()
-        a.stop()
+        control.execute_command("CLIENT", "UNPAUSE")
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["error"]["code"] == "unavailable"
+
+    def retried() -> httpx.Response | None:
+        answer = httpx.post(f"{a.url}/v1/models/p/learn", json=body, timeout=10)
+        return None if answer.status_code == 503 else answer
+
+    answer = wait_for(retried, 30, "the replica to take learns again")
+    assert answer.status_code == 200, answer.text
+    wait_for(lambda: n_learns(a, "p") == 1, 60, "the label learned")
+    assert [(row[2], row[4]) for row in learn_log(database, "p")] == [(y, "q")]
+
+
+def test_a_broker_that_refuses_writes_gets_503_and_the_replica_goes_on(
+    one: tuple[Server, redis.Redis], database: str
+) -> None:
+    """A broker that refuses the hand-off script (out of memory under noeviction: Redis
+    answers an error, not a dropped connection) gets each learn answered 503 with
+    Retry-After, nothing acknowledged and no request left waiting; once it takes writes
+    again the same replica takes the retried label and learn, each learned once."""
+    a, control = one
+    (x, y), (x2, y2) = datasets.Phishing().take(2)
+    predicted = httpx.post(f"{a.url}/v1/models/p/predict", json={"features": x, "id": "q"})
+    assert predicted.status_code == 200, predicted.text
+    bodies = [{"id": "q", "ground_truth": y}, {"features": x2, "ground_truth": y2}]
+    control.config_set("maxmemory", "1")  # every write refused: OOM
+    try:
+        for body in bodies * 2:
+            refused = httpx.post(f"{a.url}/v1/models/p/learn", json=body, timeout=30)
+            assert refused.status_code == 503, refused.text
+            assert int(refused.headers["retry-after"]) >= 1
+            assert refused.json()["error"]["detail"]["cause"] == "broker_refused"
+    finally:
+        control.config_set("maxmemory", "0")
+    for body in bodies:
+        taken = httpx.post(f"{a.url}/v1/models/p/learn", json=body, timeout=30)
+        assert taken.status_code == 200, taken.text
+    wait_for(lambda: n_learns(a, "p") == 2, 60, "the two learns")
+    assert [(row[2], row[4]) for row in learn_log(database, "p")] == [(y, "q"), (y2, None)]
 
 
 def test_a_second_label_after_its_claim_is_gone_is_learned_once(

@@ -163,6 +163,12 @@ class Broker:
                 "was lost; retry (a label retried is learned once)",
                 detail={"cause": "broker_unreachable"},
             ) from None
+        except redis.RedisError as exc:  # out of memory, read-only, its AOF not written...
+            raise Unavailable(
+                f"the broker {self.url} refused the hand-off ({type(exc).__name__}: {exc}): "
+                "not acknowledged; retry (a label retried is learned once)",
+                detail={"cause": "broker_refused"},
+            ) from None
         out: list[list[str] | str] = []
         for added, value in found:
             if added:

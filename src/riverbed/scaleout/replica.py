@@ -297,9 +297,18 @@ class Replica:
         try:
             added = self.broker.add(requests)
         except Unavailable as exc:
-            self.broker_ok = False
+            if (exc.detail or {}).get("cause") == "broker_unreachable":
+                self.broker_ok = False  # refused (full, read-only): the next may go through
             for job in batch:
                 job.future.set_exception(exc)
+            return
+        except Exception as exc:  # the hand-off thread goes on; these requests fail
+            log.exception("handing %d requests to the broker failed", len(batch))
+            error = Unavailable(
+                f"the hand-off to the broker failed ({type(exc).__name__}): not acknowledged; retry"
+            )
+            for job in batch:
+                job.future.set_exception(error)
             return
         for job, ids in zip(batch, added, strict=True):
             if isinstance(ids, str):
