@@ -23,8 +23,13 @@ RETENTION = {"retention_predictions": 20, "retention_learns": 30, "retention_met
 
 
 @pytest.fixture(params=STORES)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine with retention over each store kind; the ticker never checkpoints."""
+def engine(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    """An engine with retention over each store kind; the ticker never checkpoints, and
+    never prunes either (it would every second, so a slow stream found its rows gone
+    before the test's own prune counted them)."""
+    monkeypatch.setattr("riverbed.live._PRUNE_SECONDS", 1e9)
     with (
         database(request.param, tmp_path) as db,
         Engine(db, checkpoint_every=1_000_000, checkpoint_seconds=3600, **RETENTION) as e,
