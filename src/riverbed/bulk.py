@@ -194,14 +194,7 @@ class BulkOps:
             ids: set[str] = set()
             for index, item in enumerate(items):
                 try:
-                    if type(item) is dict and _LEARN_FIELDS.issuperset(item):
-                        fields: dict[str, Any] = {}  # the common item: nothing else to check
-                        features, id = item.get("features"), item.get("id")
-                        ground_truth = item.get("ground_truth", MISSING)
-                    else:
-                        fields = _fields(item, allowed)
-                        features, id = fields.pop("features", None), fields.pop("id", None)
-                        ground_truth = fields.pop("ground_truth", MISSING)
+                    features, id, ground_truth, fields = learn_item(item, allowed)
                     if id is not None and id in ids:
                         raise AlreadyLabelled(f"prediction id {id!r} comes twice in the batch")
                     checked.append(self._check_learn(live, features, ground_truth, id, fields))
@@ -289,6 +282,18 @@ class BulkOps:
 
 def _predict_data(record: PredictionRecord, result: dict[str, Any]) -> dict[str, Any]:
     return {"features": record.features, **result}
+
+
+def learn_item(item: Any, allowed: frozenset[str]) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """A learn_many item's ``(features, id, ground_truth, the task's other fields)``; an
+    item that is not an object, or has a field outside ``allowed``, is refused
+    (InvalidInput). ``ground_truth`` is MISSING when the item has none."""
+    if type(item) is dict and _LEARN_FIELDS.issuperset(item):
+        # the common item: nothing else to check
+        return item.get("features"), item.get("id"), item.get("ground_truth", MISSING), {}
+    fields = _fields(item, allowed)
+    features, id = fields.pop("features", None), fields.pop("id", None)
+    return features, id, fields.pop("ground_truth", MISSING), fields
 
 
 def _fields(item: Any, allowed: frozenset[str]) -> dict[str, Any]:

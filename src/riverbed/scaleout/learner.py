@@ -32,8 +32,8 @@ from riverbed.exceptions import NotServable, RiverbedError, Unavailable
 from riverbed.receipts import Receipt
 from riverbed.scaleout import cluster
 from riverbed.scaleout.broker import Broker
-from riverbed.stores.base import Checkpoint, LearnRecord, MetricPoint, dump, load
-from riverbed.stores.postgres.store import PostgresStore, learn_rows
+from riverbed.stores.base import Checkpoint, LearnRecord, MetricPoint, dump, learn_rows, load
+from riverbed.stores.postgres.store import PostgresStore
 from riverbed.stores.postgres.writer import connect
 from riverbed.tasks import MISSING
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from riverbed.bulk import _LEARN_FIELDS, _fields, _refused, item_error
+from riverbed.bulk import _LEARN_FIELDS, _refused, item_error, learn_item
 from riverbed.config import Settings
 from riverbed.engine import Engine
 from riverbed.exceptions import (
@@ -45,7 +45,6 @@ from riverbed.stores.base import PredictionRecord, dump
 from riverbed.stores.futures import done
 from riverbed.stores.postgres.store import PostgresStore
 from riverbed.stores.postgres.writer import connect
-from riverbed.tasks import MISSING
 
 __all__ = ["Replica", "ReplicaStore", "replica_engine"]
 
@@ -215,9 +214,7 @@ class Replica:
             checked = []
             for index, item in enumerate(items):
                 try:
-                    fields = _fields(item, allowed)
-                    features, id = fields.pop("features", None), fields.pop("id", None)
-                    ground_truth = fields.pop("ground_truth", MISSING)
+                    features, id, ground_truth, fields = learn_item(item, allowed)
                     if id is not None and id in claims:
                         raise AlreadyLabelled(f"prediction id {id!r} comes twice in the batch")
                     one = engine._check_learn(live, features, ground_truth, id, fields)

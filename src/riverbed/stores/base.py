@@ -44,6 +44,7 @@ __all__ = [
     "done",
     "dump",
     "encode",
+    "learn_rows",
     "load",
 ]
 
@@ -407,6 +408,24 @@ def decode(value: Any) -> Any:
 
 def _key(k: Any) -> Any:
     return tuple(k) if isinstance(k, list) else k
+
+
+def learn_rows(records: Iterable[LearnRecord]) -> list[tuple[Any, ...]]:
+    """The rows of a ``learns`` table for these learns, its columns in order (model, seq,
+    features, target, prediction, prediction_id, created_at): the SQLite and PostgreSQL
+    stores' and the scale-out learner's."""
+    return [
+        (
+            r.model,
+            r.seq,
+            dump(r.features),
+            dump(r.target),
+            dump(r.prediction),
+            r.prediction_id,
+            r.created_at,
+        )
+        for r in records
+    ]
 
 
 def dump(value: Any) -> bytes:

@@ -46,6 +46,7 @@ from riverbed.stores.base import (
     Store,
     VersionRecord,
     dump,
+    learn_rows,
     load,
 )
 from riverbed.stores.jobstore import JobRecord, JobStore
@@ -80,7 +81,7 @@ from riverbed.stores.postgres.writer import (
 )
 from riverbed.stores.readonly import RefusingWriter
 
-__all__ = ["PostgresStore", "is_postgres_url", "learn_rows"]
+__all__ = ["PostgresStore", "is_postgres_url"]
 
 log = logging.getLogger(__name__)
 
@@ -1094,22 +1095,6 @@ def _delete_through(conn: _Conn, table: str, name: str, through: int) -> tuple[i
         (name, bound),
     )
     return cursor.rowcount, bound, bound < through
-
-
-def learn_rows(records: list[LearnRecord]) -> list[tuple[Any, ...]]:
-    """The rows of the ``learns`` table for these learns (its columns in order)."""
-    return [
-        (
-            r.model,
-            r.seq,
-            dump(r.features),
-            dump(r.target),
-            dump(r.prediction),
-            r.prediction_id,
-            r.created_at,
-        )
-        for r in records
-    ]
 
 
 def _ordered(op: Callable[[_Conn], Any], model: str, seq: int, *, reset: bool = False) -> Ordered:

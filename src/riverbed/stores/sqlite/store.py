@@ -38,6 +38,7 @@ from riverbed.stores.base import (
     Store,
     VersionRecord,
     dump,
+    learn_rows,
     load,
 )
 from riverbed.stores.readonly import NoHold, RefusingWriter
@@ -521,18 +522,7 @@ class SQLiteStore(SQLiteCache, SQLiteJobs, Store):
             return self._writer.submit(
                 Append("learn_blocks", BLOCK_COLUMNS, [block_row(records)], labels, None, learns)
             )
-        rows = [
-            (
-                r.model,
-                r.seq,
-                dump(r.features),
-                dump(r.target),
-                dump(r.prediction),
-                r.prediction_id,
-                r.created_at,
-            )
-            for r in records
-        ]
+        rows = learn_rows(records)
         return self._writer.submit(Append("learns", _LEARN_COLUMNS, rows, labels, None, learns))
 
     def learns_after(self, name: str, seq: int) -> Iterator[LearnRecord]:
