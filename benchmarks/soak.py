@@ -21,6 +21,11 @@ of traffic) and the allocator's arenas move by a few megabytes, both a few perce
 ~100 MB working set; a real leak over the last three quarters of a million predictions is
 far beyond it (40 bytes kept per prediction is 30 MB; without retention the file grows by
 about 300%). ``--retention 0`` runs the same load with nothing pruned, to see the check fail.
+
+``--postgres SERVER`` (for example ``postgresql://postgres@127.0.0.1:5432``) runs the same soak
+on PostgreSQL: a fresh database ``riverbed_soak`` on that server, made for the run and
+dropped after it; its size is ``pg_database_size`` (tables, indexes and their free space;
+the server's write-ahead log is shared by every database and not counted).
 """
 
 from __future__ import annotations
@@ -56,15 +61,21 @@ def run(
     connections: int = 16,
     log: Callable[[str], None] = print,
     retention: int = 10_000,
+    postgres: str | None = None,
 ) -> dict[str, Any]:
     """Drive the loop until ``predictions`` are acknowledged; see the module docstring.
 
-    ``retention`` is the number of predictions and learns kept per model (0: no retention).
+    ``retention`` is the number of predictions and learns kept per model (0: no retention);
+    ``postgres``, a PostgreSQL server's URL, soaks a fresh database there instead of a file.
     """
     work.mkdir(parents=True, exist_ok=True)
-    database = work / "soak.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    database: Path | str
+    if postgres:
+        database = _fresh_postgres(postgres)
+    else:
+        database = work / "soak.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
     samples_lua = load.write_samples(work / "samples.lua", reference.samples())
     port = free_port()
     argv = [
@@ -145,6 +156,8 @@ def run(
     finally:
         server.stop()
     rows = row_counts(database)
+    if postgres:
+        _admin(postgres, f'DROP DATABASE IF EXISTS "{SOAK_DATABASE}" WITH (FORCE)')
     rss_growth = growth(samples, "rss_bytes")
     db_growth = growth(samples, "db_bytes")
     if errors:
@@ -159,6 +172,7 @@ def run(
         "learns": acked_learns,
         "seconds": seconds,
         "retention": retention,
+        "database": "postgresql" if postgres else "sqlite",
         "rows": rows,
         "samples": samples,
         "rss_growth": rss_growth,
@@ -184,8 +198,30 @@ def growth(samples: list[dict[str, int]], key: str) -> float:
     return (after - before) / before if before else 0.0
 
 
-def db_bytes(database: Path) -> int:
-    """The database's size on disk: the main file plus its write-ahead log."""
+SOAK_DATABASE = "riverbed_soak"
+
+
+def _admin(server: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{server.rstrip('/')}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _fresh_postgres(server: str) -> str:
+    _admin(server, f'DROP DATABASE IF EXISTS "{SOAK_DATABASE}" WITH (FORCE)')
+    _admin(server, f'CREATE DATABASE "{SOAK_DATABASE}"')
+    return f"{server.rstrip('/')}/{SOAK_DATABASE}"
+
+
+def db_bytes(database: Path | str) -> int:
+    """The database's size on disk: an SQLite file plus its write-ahead log, or a
+    PostgreSQL database's ``pg_database_size``."""
+    if isinstance(database, str):
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
     total = 0
     for suffix in ("", "-wal"):
         try:
@@ -195,13 +231,22 @@ def db_bytes(database: Path) -> int:
     return total
 
 
-def row_counts(database: Path) -> dict[str, int]:
+def row_counts(database: Path | str) -> dict[str, int]:
     """Rows left in the tables that retention bounds, read after the server stopped."""
+    tables = ("predictions", "learns", "metric_points")
+    if isinstance(database, str):
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            return {
+                t: int(pg.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                for t in tables
+            }
     conn = sqlite3.connect(database)
     try:
         return {
             table: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-            for table in ("predictions", "learns", "metric_points")
+            for table in tables
         }
     finally:
         conn.close()
@@ -217,6 +262,12 @@ def main() -> None:
         default=10_000,
         help="predictions and learns kept per model (0: none removed, to see growth)",
     )
+    p.add_argument(
+        "--postgres",
+        metavar="SERVER",
+        help="soak a fresh database riverbed_soak on this PostgreSQL server (a URL without "
+        "the database, e.g. postgresql://postgres@127.0.0.1:5432) instead of an SQLite file",
+    )
     p.add_argument("--work", type=Path, default=environments.WORK / "soak")
     args = p.parse_args()
     result = run(
@@ -226,11 +277,13 @@ def main() -> None:
         connections=args.connections,
         log=lambda message: print(message, file=sys.stderr, flush=True),
         retention=args.retention,
+        postgres=args.postgres,
     )
     first, last = result["samples"][0], result["samples"][-1]
     print(
         f"{result['predictions']:,} predictions and {result['learns']:,} learns in "
-        f"{result['seconds']:.0f} s, retention {result['retention'] or 'off'}\n"
+        f"{result['seconds']:.0f} s on {result['database']}, "
+        f"retention {result['retention'] or 'off'}\n"
         f"memory   {first['rss_bytes'] / 1e6:7.1f} MB -> {last['rss_bytes'] / 1e6:7.1f} MB, "
         f"growth after warm-up {result['rss_growth']:+.1%}\n"
         f"database {first['db_bytes'] / 1e6:7.1f} MB -> {last['db_bytes'] / 1e6:7.1f} MB, "

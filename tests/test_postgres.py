@@ -334,3 +334,32 @@ def test_a_batch_whose_backend_ends_every_time_fails_unstored_and_the_writer_rec
         assert store.stored_prediction_ids(["after"]) == {"after"}
     finally:
         store.close()
+
+
+def vacuums(url: str) -> dict[str, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT relname, vacuum_count FROM pg_stat_user_tables"
+            " WHERE relname IN ('predictions', 'learns', 'metric_points')"
+        ).fetchall()
+    return {name: count for name, count in rows}
+
+
+def test_a_prune_that_removed_rows_vacuums_the_pruned_tables(db: str) -> None:
+    """The machine's PostgreSQL runs with autovacuum off, as a server may: without riverbed's
+    own VACUUM the space of the rows retention removes is never used again and a database
+    under retention grows without end (benchmarks/soak.py --postgres)."""
+    from tests.helpers import phishing_model
+
+    with Engine(db, retention_predictions=5, checkpoint_seconds=3600) as engine:
+        engine.create_model("p", phishing_model())
+        for i in range(12):
+            engine.predict("p", {"x": float(i)}, id=f"s{i}")
+        before = vacuums(db)
+        assert engine.prune()["predictions"] == 7
+        deadline = time.monotonic() + 30
+        while vacuums(db) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = vacuums(db)
+        assert all(after[t] > before.get(t, 0) for t in ("predictions", "learns", "metric_points"))
+        assert engine.prune()["predictions"] == 0  # nothing removed: no VACUUM asked

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -103,6 +104,11 @@ _VERSION_COLUMNS = "model, version, spec, source, created_at, metadata, format, 
 _TOKEN_COLUMNS = TOKEN_COLUMNS
 _DOWN_WAIT = 1.0  # seconds a read waits for a pooled connection while the server is down
 _RECONNECT_SECONDS = 3.0  # the read pool gives up opening one connection after this
+# After a prune that removed rows, the pruned tables are vacuumed (at most this often), so
+# the space of the rows retention removed is used again whether or not the server's
+# autovacuum is on: without it a database under retention grows without end.
+_VACUUM_SECONDS = 10.0
+_VACUUM_SQL = "VACUUM predictions, learns, metric_points"
 
 
 class _Broken(Exception):
@@ -173,6 +179,9 @@ class PostgresStore(CacheStore, JobStore, Store):
         )
         self._writer.start()
         self._closed = False
+        self._vacuum_lock = threading.Lock()
+        self._vacuumed = -_VACUUM_SECONDS  # monotonic time of the last VACUUM's end
+        self._vacuum_thread: threading.Thread | None = None
         self._tokens: PostgresTokenStore | None = None
 
     # -- plumbing -------------------------------------------------------------------------
@@ -308,6 +317,10 @@ class PostgresStore(CacheStore, JobStore, Store):
             return
         self._closed = True
         self._writer.stop()
+        with self._vacuum_lock:
+            vacuuming = self._vacuum_thread
+        if vacuuming is not None:
+            vacuuming.join(timeout=10)
         self._pool.close()
 
     # -- models and versions ----------------------------------------------------------------
@@ -688,9 +701,34 @@ class PostgresStore(CacheStore, JobStore, Store):
                 self._submit(step).add_done_callback(after)
             else:
                 outcome.set_result(total)
+                if total.predictions or total.learns or total.metric_points:
+                    self._vacuum_soon()
 
         self._submit(step).add_done_callback(after)
         return outcome
+
+    def _vacuum_soon(self) -> None:
+        """VACUUM the pruned tables on a thread of its own (never the writer's: it takes no
+        lock that stops writes), unless one ran less than ``_VACUUM_SECONDS`` ago."""
+        with self._vacuum_lock:
+            busy = self._vacuum_thread is not None
+            if busy or self._closed or time.monotonic() - self._vacuumed < _VACUUM_SECONDS:
+                return
+            self._vacuum_thread = threading.Thread(
+                target=self._vacuum, name="riverbed-vacuum", daemon=True
+            )
+            self._vacuum_thread.start()
+
+    def _vacuum(self) -> None:
+        try:
+            with self._pool.connection(timeout=self._pool_timeout) as conn:  # autocommit
+                conn.execute(_VACUUM_SQL)
+        except Exception as exc:  # the next prune tries again; nothing was lost
+            log.info("VACUUM of the pruned tables did not run: %s", exc)
+        finally:
+            with self._vacuum_lock:
+                self._vacuumed = time.monotonic()
+                self._vacuum_thread = None
 
     # -- checkpoints ---------------------------------------------------------------------
 
