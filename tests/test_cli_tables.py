@@ -75,7 +75,9 @@ def test_models_tables_print_iso_times_and_json_numbers(tmp_path: Path) -> None:
     listed = out("models", "ls", *where)
     assert column(listed, "UPDATED") == [iso(model["updated_at"])]
     found = out("models", "search", "name = 'm'", *where)
-    assert column(found, "CREATED") == [iso(v["created_at"]) for v in versions]
+    newest_first = sorted(versions, key=lambda v: -v["version"])  # search's default order
+    assert column(found, "VERSION") == [str(v["version"]) for v in newest_first]
+    assert column(found, "CREATED") == [iso(v["created_at"]) for v in newest_first]
     history = out("models", "alias", "m", *where).split("\n\n")[1]
     assert column(history, "AT") == [iso(h["at"]) for h in moved]
 
